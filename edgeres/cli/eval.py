@@ -1,0 +1,53 @@
+"""``edgeres eval``: accuracy of a checkpoint on a data folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def evaluate(
+    model: Path = typer.Option(..., "--model", help="Checkpoint (.safetensors, or .pth with --arch)."),
+    data: Path = typer.Option(..., "--data", help="DIR/val/<class> or DIR/<class>."),
+    arch: str = typer.Option(None, "--arch", help="Architecture of a .pth state dict without metadata."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+) -> None:
+    """Top-1, top-5, per-class accuracy and the confusion matrix."""
+    from edgeres.evaluate import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(model, data, batch_size=batch_size, arch=arch, progress=not json_out)
+    if json_out:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print_metrics(metrics)
+
+
+def print_metrics(metrics: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(
+        f"[bold]{metrics['images']} images[/]  top-1 [bold]{metrics['top1']:.2f}%[/]  "
+        f"top-{metrics['top5_k']} {metrics['top5']:.2f}%"
+    )
+    names = metrics["class_names"]
+    per = Table(title="per class")
+    per.add_column("class")
+    per.add_column("images", justify="right")
+    per.add_column("top-1 %", justify="right")
+    for name in names:
+        row = metrics["per_class"][name]
+        per.add_row(name, str(row["images"]), "-" if row["top1"] is None else f"{row['top1']:.2f}")
+    console.print(per)
+    if len(names) <= 20:
+        cm = Table(title="confusion matrix (rows: true, columns: predicted)")
+        cm.add_column("")
+        for name in names:
+            cm.add_column(name, justify="right")
+        for name, row in zip(names, metrics["confusion"], strict=True):
+            cm.add_row(name, *[str(v) if v else "." for v in row])
+        console.print(cm)

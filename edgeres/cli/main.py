@@ -1,0 +1,54 @@
+"""The ``edgeres`` entry point: joins the command modules and turns EdgeresError into exit code 1."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from edgeres.cli import data, info
+from edgeres.cli import eval as eval_cmd
+from edgeres.cli import train as train_cmd
+from edgeres.errors import EdgeresError
+
+app = typer.Typer(
+    name="edgeres",
+    help="Take a ResNet from training to an edge device with INT8 accuracy intact, measured honestly.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("info")(info.info)
+app.add_typer(data.app, name="data")
+app.command("train")(train_cmd.train)
+app.command("eval")(eval_cmd.evaluate)
+
+err_console = Console(stderr=True)
+
+
+def main() -> None:
+    """Run the CLI; a user mistake is one red line on stderr and exit code 1, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except EdgeresError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click's own usage errors arrive here in standalone_mode=False
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

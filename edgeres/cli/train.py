@@ -1,0 +1,65 @@
+"""``edgeres train``: parse options, build a TrainConfig, call the library."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+
+class Optimizer(str, Enum):
+    sgd = "sgd"
+    adamw = "adamw"
+
+
+class Schedule(str, Enum):
+    cosine = "cosine"
+    onecycle = "onecycle"
+
+
+def train(
+    data: Path = typer.Option(..., "--data", help="ImageFolder: DIR/train/<class>, DIR/val/<class> or DIR/<class>."),
+    out: Path = typer.Option(Path("runs/train"), "--out", help="Run folder for best/last checkpoints."),
+    arch: str = typer.Option("resnet18", "--arch", help="resnet18, resnet34, resnet50, resnet101, resnet152."),
+    epochs: int = typer.Option(10, "--epochs", min=1),
+    img_size: int = typer.Option(224, "--img-size", min=16, help="Square network input size."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Per process (per rank under torchrun)."),
+    optimizer: Optimizer = typer.Option(Optimizer.sgd, "--optimizer"),
+    lr: float = typer.Option(None, "--lr", help="Peak learning rate [default: 0.05 SGD, 0.001 AdamW]."),
+    weight_decay: float = typer.Option(5e-4, "--weight-decay"),
+    schedule: Schedule = typer.Option(Schedule.onecycle, "--schedule"),
+    label_smoothing: float = typer.Option(0.1, "--label-smoothing", min=0.0, max=0.5),
+    hflip: bool = typer.Option(False, "--hflip/--no-hflip", help="Random horizontal flips (off: digits are not symmetric)."),
+    weights: str = typer.Option(None, "--weights", help="Start from 'imagenet' or a local torchvision .pth file."),
+    init_from: Path = typer.Option(None, "--init-from", help="Start from an edgeres checkpoint (transfer learning)."),
+    freeze_backbone: bool = typer.Option(False, "--freeze-backbone", help="Train only the classifier head."),
+    resume: Path = typer.Option(None, "--resume", help="Continue the run in this folder."),
+    val_split: float = typer.Option(0.2, "--val-split", help="Held-out fraction when DATA has no train/val."),
+    seed: int = typer.Option(0, "--seed"),
+    workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
+    max_steps: int = typer.Option(None, "--max-steps", min=1, help="Cap the steps per epoch (smoke runs)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing run folder."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Train a ResNet classifier; runs unchanged under torchrun --nproc_per_node N."""
+    from rich.console import Console
+
+    from edgeres.train import TrainConfig
+    from edgeres.train import train as run_training
+    from edgeres.workspace import record_trained_model
+
+    cfg = TrainConfig(
+        data=data, out=out, arch=arch, epochs=epochs, img_size=img_size, batch_size=batch_size,
+        optimizer=optimizer.value, lr=lr, weight_decay=weight_decay, schedule=schedule.value,
+        label_smoothing=label_smoothing, hflip=hflip, weights=weights, init_from=init_from,
+        freeze_backbone=freeze_backbone, resume=resume, val_split=val_split, seed=seed, workers=workers,
+        max_steps_per_epoch=max_steps, force=force, progress=not quiet,
+    )
+    summary = run_training(cfg)
+    if summary.get("epochs"):
+        best = out / "best.safetensors"
+        Console(stderr=True).print(
+            f"best val top-1 {summary['best_val_top1']:.2f}% in {summary['train_seconds']:.0f} s -> {best}"
+        )
+        record_trained_model(best)

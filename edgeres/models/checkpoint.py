@@ -1,0 +1,191 @@
+"""Checkpoints: safetensors weights with a JSON metadata block (model config + training summary).
+
+Foreign ``.pth``/``.pt`` state dicts load through ``torch.load(weights_only=True)``: a pickle that
+would run code is refused. Writes are atomic (temp file + rename) and never overwrite without force.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgeres.config import ModelConfig, PreprocessConfig
+from edgeres.errors import CheckpointError, EdgeresError, require
+from edgeres.fileio import atomic_path, check_writable
+
+METADATA_KEY = "edgeres"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model's config, its weights and what training recorded."""
+
+    config: ModelConfig
+    state_dict: dict
+    summary: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    def build_model(self):
+        """Instantiate the registered architecture and load these weights (eval mode)."""
+        from edgeres.models.registry import get_model
+
+        model = get_model(self.config.arch, num_classes=self.config.num_classes)
+        load_weights(model, self.state_dict, self.config.arch, source=str(self.path))
+        return model.eval()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_checkpoint(path: Path, model, config: ModelConfig, summary: dict | None = None, force: bool = True):
+    """Write ``model``'s weights and ``config`` as one safetensors file, atomically.
+
+    Args:
+        path: destination ``.safetensors`` file.
+        model: a torch module (DDP-wrapped modules are unwrapped).
+        config: the model's config, stored in the metadata block.
+        summary: training facts to keep (epochs, accuracy, data, time...).
+        force: overwrite an existing file (training overwrites its own run folder's files).
+    """
+    st = require("safetensors.torch", "desktop")
+    path = Path(path)
+    check_writable(path, force)
+    module = getattr(model, "module", model)
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    meta = {"format_version": FORMAT_VERSION, "config": config.to_dict(), "summary": summary or {}}
+    with atomic_path(path) as tmp:
+        st.save_file(state, str(tmp), metadata={METADATA_KEY: json.dumps(meta)})
+
+
+def load_checkpoint(path: Path, arch: str | None = None, class_names: list[str] | None = None) -> Checkpoint:
+    """Load an edgeres checkpoint, or a foreign state dict when ``arch`` is given.
+
+    Args:
+        path: ``.safetensors`` (edgeres, or bare weights with ``arch``) or ``.pth``/``.pt``.
+        arch: architecture for files without edgeres metadata.
+        class_names: class names for files without edgeres metadata (default: "0".."N-1").
+
+    Returns:
+        The checkpoint. Raises ``CheckpointError`` with one clear line when it cannot be used.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        state, meta = _read_safetensors(path)
+    elif suffix in (".pth", ".pt", ".bin"):
+        state, meta = load_state_dict_file(path), None
+    else:
+        raise CheckpointError(f"unsupported checkpoint type '{path.suffix}' ({path}); accepted: .safetensors, .pth, .pt")
+    if meta is not None:
+        config = ModelConfig.from_dict(meta["config"])
+        return Checkpoint(config=config, state_dict=state, summary=meta.get("summary", {}), path=path)
+    if arch is None:
+        raise CheckpointError(
+            f"{path} has no edgeres metadata; say which architecture it is (e.g. --arch resnet18)"
+        )
+    head = state.get("fc.weight")
+    if head is None:
+        raise CheckpointError(f"{path} has no 'fc.weight': not a torchvision ResNet classifier state dict")
+    n = int(head.shape[0])
+    names = list(class_names) if class_names else [str(i) for i in range(n)]
+    if len(names) != n:
+        raise CheckpointError(f"{path} has {n} outputs but {len(names)} class names were given")
+    config = ModelConfig(arch=arch, class_names=names, preprocess=PreprocessConfig())
+    return Checkpoint(config=config, state_dict=state, summary={}, path=path)
+
+
+def _read_safetensors(path: Path) -> tuple[dict, dict | None]:
+    st = require("safetensors", "desktop")
+    try:
+        with st.safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(METADATA_KEY)
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iterator)
+    except Exception as exc:
+        raise CheckpointError(f"corrupt or unreadable checkpoint {path}: {exc}") from None
+    if raw is None:
+        return state, None
+    try:
+        meta = json.loads(raw)
+        ModelConfig.from_dict(meta["config"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path} has a broken metadata block ({exc})") from None
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format {meta['format_version']}, newer than this edgeres reads "
+            f"({FORMAT_VERSION}); upgrade edgeres"
+        )
+    return state, meta
+
+
+def load_state_dict_file(path: Path) -> dict:
+    """Load a ``.pth``/``.pt`` state dict safely (``weights_only=True``), unwrapping common nestings."""
+    torch = require("torch", "desktop")
+    import pickle
+
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        raise CheckpointError(
+            f"refusing to load {path}: it is a pickle that needs code to run ({first[:160]}); "
+            "accepted: safetensors files or plain state dicts of tensors"
+        ) from None
+    except Exception as exc:
+        raise CheckpointError(f"corrupt or unreadable checkpoint {path}: {type(exc).__name__}: {exc}") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(hasattr(v, "shape") for v in obj.values()):
+        raise CheckpointError(f"{path} does not hold a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_weights(model, state_dict: dict, arch: str, source: str = "checkpoint") -> None:
+    """Load ``state_dict`` into ``model`` strictly, explaining a mismatch in one line."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    wrong = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or wrong:
+        detail = []
+        if missing:
+            detail.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            detail.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong:
+            detail.append(f"{len(wrong)} with other shapes (e.g. {wrong[0]})")
+        raise CheckpointError(
+            f"{source} does not fit {arch} with {_num_classes(own)} classes: " + "; ".join(detail)
+        )
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _num_classes(state: dict) -> str:
+    head = state.get("fc.weight")
+    return str(int(head.shape[0])) if head is not None else "?"
+
+
+def require_matching_classes(config: ModelConfig, class_names: list[str], what: str) -> None:
+    """Refuse data whose classes differ from the model's, naming the difference."""
+    if list(config.class_names) != list(class_names):
+        raise EdgeresError(
+            f"{what} has classes {_short(class_names)} but the model was trained on {_short(config.class_names)}"
+        )
+
+
+def _short(names: list[str]) -> str:
+    return "[" + ", ".join(names[:6]) + (", ..." if len(names) > 6 else "") + f"] ({len(names)})"
