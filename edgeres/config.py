@@ -23,6 +23,7 @@ class PreprocessConfig:
     layout: str = "NCHW"
     resize: str = "stretch"
     interpolation: str = "linear"
+    normalize_in_network: bool = False  # uint8 NHWC input; the network casts and normalizes
 
     def to_dict(self) -> dict:
         return asdict(self)

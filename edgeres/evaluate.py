@@ -39,12 +39,12 @@ class EvalImages:
 
     def batches(self, batch_size: int) -> Iterator[np.ndarray]:
         """Float32 NCHW batches in order."""
-        from edgeres.processing import normalize, read_image
+        from edgeres.processing import finish_batch, read_image
 
         for start in range(0, len(self), batch_size):
             stop = min(start + batch_size, len(self))
             if self._cache is not None:
-                yield normalize(self._cache[start:stop], self.cfg)
+                yield finish_batch(self._cache[start:stop], self.cfg)
             else:
                 yield preprocess([read_image(p) for p in self.images.paths[start:stop]], self.cfg)
 

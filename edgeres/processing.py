@@ -55,9 +55,21 @@ def normalize(batch_hwc: np.ndarray, cfg: PreprocessConfig, bgr_input: bool = Tr
 
 
 def preprocess(images: list[np.ndarray], cfg: PreprocessConfig) -> np.ndarray:
-    """BGR uint8 images of any size -> one float32 NCHW batch at the network's input size."""
+    """BGR uint8 images of any size -> one network input batch.
+
+    Float32 NCHW normalized with mean/std, or, when the network normalizes itself
+    (``cfg.normalize_in_network``), uint8 NHWC in the config's channel order.
+    """
     resized = np.stack([resize_uint8(img, cfg) for img in images])
-    return normalize(resized, cfg)
+    return finish_batch(resized, cfg)
+
+
+def finish_batch(resized_bgr: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """uint8 BGR NHWC at network size -> the network's input (see ``preprocess``)."""
+    if cfg.normalize_in_network:
+        rgb = resized_bgr[..., ::-1] if cfg.channel_order == "RGB" else resized_bgr
+        return np.ascontiguousarray(rgb)
+    return normalize(resized_bgr, cfg)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

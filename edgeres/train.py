@@ -192,7 +192,9 @@ def make_scheduler(optimizer, cfg: TrainConfig, steps_per_epoch: int):
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.learning_rate(), total_steps=total, pct_start=0.15)
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg.learning_rate(), total_steps=total, pct_start=0.15
+        )
     raise EdgeresError(f"unknown schedule '{cfg.schedule}'; accepted: {', '.join(SCHEDULES)}")
 
 
@@ -206,6 +208,12 @@ def train_one_epoch(model, loader, criterion, optimizer, scheduler, device: str,
     import torch
 
     model.train()
+    for module in model.modules():  # a frozen BatchNorm keeps its running statistics too (--freeze-backbone)
+        params = list(module.parameters(recurse=False))
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and params and not any(
+            p.requires_grad for p in params
+        ):
+            module.eval()
     seen, correct, loss_sum, start = 0, 0, 0.0, time.perf_counter()
     for step, (x, y) in enumerate(loader):
         if max_steps is not None and step >= max_steps:
@@ -283,7 +291,7 @@ def train(cfg: TrainConfig) -> dict:
     steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
     scheduler = make_scheduler(optimizer, cfg, steps)
     if cfg.resume:
-        start_epoch, best_top1, history = _resume(cfg, model, optimizer, scheduler, model_cfg)
+        start_epoch, best_top1, history = _resume(cfg, model, optimizer, scheduler, model_cfg, steps)
     model.to(dist_info.device)
     if dist_info.distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -314,7 +322,8 @@ def train(cfg: TrainConfig) -> dict:
                 summary = _summary(cfg, train_list, val_list, history, time.perf_counter() - t0)
                 if metrics["top1"] > best_top1:
                     best_top1 = metrics["top1"]
-                    save_checkpoint(cfg.out / "best.safetensors", model, model_cfg, {**summary, "best_epoch": epoch + 1})
+                    best_summary = {**summary, "best_epoch": epoch + 1}
+                    save_checkpoint(cfg.out / "best.safetensors", model, model_cfg, best_summary)
                 save_checkpoint(cfg.out / "last.safetensors", model, model_cfg, summary)
                 _save_state(cfg, epoch + 1, optimizer, scheduler, best_top1, history)
             if dist_info.distributed:
@@ -351,8 +360,10 @@ def _save_state(cfg: TrainConfig, epoch: int, optimizer, scheduler, best_top1: f
     write_json_atomic(cfg.out / "history.json", history)
 
 
-def _resume(cfg: TrainConfig, model, optimizer, scheduler, model_cfg) -> tuple[int, float, list]:
+def _resume(cfg: TrainConfig, model, optimizer, scheduler, model_cfg, steps_per_epoch: int) -> tuple[int, float, list]:
     """Restore weights, optimizer and schedule from a run folder (or its last checkpoint)."""
+    import warnings
+
     import torch
 
     run = Path(cfg.resume)
@@ -367,7 +378,13 @@ def _resume(cfg: TrainConfig, model, optimizer, scheduler, model_cfg) -> tuple[i
         raise EdgeresError(f"cannot resume: {state_file} is missing")
     state = torch.load(state_file, map_location="cpu", weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
+    # Step the new schedule to where this run is instead of loading the saved one: --epochs may have grown,
+    # and a loaded OneCycleLR keeps its old total and raises once training passes it.
+    if int(state["epoch"]) < cfg.epochs:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()" is intended here
+            for _ in range(int(state["epoch"]) * steps_per_epoch):
+                scheduler.step()
     history_file = run / "history.json"
     history = json.loads(history_file.read_text()) if history_file.is_file() else []
     if cfg.out != run:

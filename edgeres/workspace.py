@@ -111,3 +111,32 @@ def _toml_value(value) -> str:
         return repr(value)
     escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
+
+
+def model_or_workspace_default(model: Path | None) -> Path:
+    """The checkpoint to use: the explicit one, else the workspace's; a clear error when neither exists."""
+    if model is not None:
+        return Path(model)
+    ws = find_workspace()
+    if ws is None:
+        raise EdgeresError("no --model given and no workspace here; pass --model CKPT or run 'edgeres init "
+                           "--model CKPT' to make this folder a workspace")
+    if ws.model is None:
+        raise EdgeresError(f"the workspace {ws.root} names no model yet; run 'edgeres train' in it or "
+                           "'edgeres init --model CKPT --force'")
+    return ws.model
+
+
+def short_arch(arch: str) -> str:
+    """resnet18 -> r18 (engine names users type)."""
+    return "r" + arch.removeprefix("resnet") if arch.startswith("resnet") else arch
+
+
+def default_engine_dir(checkpoint: Path, precision: str) -> Path:
+    """``engines/<name>-<precision>`` in the workspace (or under ./engines outside one)."""
+    from edgeres.models.checkpoint import load_checkpoint
+
+    ws = find_workspace()
+    name = ws.model_name if ws is not None and ws.model_name else short_arch(load_checkpoint(checkpoint).config.arch)
+    root = ws.engines_dir if ws is not None else Path("engines")
+    return root / f"{name}-{precision}"

@@ -26,10 +26,11 @@ def evaluate(
 
 
 def print_metrics(metrics: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from edgeres.cli.console import make_console
+
+    console = make_console()
     console.print(
         f"[bold]{metrics['images']} images[/]  top-1 [bold]{metrics['top1']:.2f}%[/]  "
         f"top-{metrics['top5_k']} {metrics['top5']:.2f}%"

@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from edgeres.cli import data, info
+from edgeres.cli import bench, build, data, export, info, predict, workspace
 from edgeres.cli import eval as eval_cmd
 from edgeres.cli import train as train_cmd
 from edgeres.errors import EdgeresError
@@ -23,6 +23,11 @@ app.command("info")(info.info)
 app.add_typer(data.app, name="data")
 app.command("train")(train_cmd.train)
 app.command("eval")(eval_cmd.evaluate)
+app.command("init")(workspace.init)
+app.command("export")(export.export)
+app.command("build")(build.build)
+app.command("predict")(predict.predict)
+app.command("bench")(bench.bench)
 
 err_console = Console(stderr=True)
 
@@ -40,14 +45,21 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as exc:  # click's own usage errors arrive here in standalone_mode=False
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+        if isinstance(exc, _click_exception()):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, typer.Abort):
             sys.exit(1)
         raise
+
+
+def _click_exception() -> type:
+    """click's usage-error base class: newer typer vendors click as ``typer._click``, older typer imports click."""
+    try:
+        from typer._click.exceptions import ClickException
+    except ImportError:
+        from click.exceptions import ClickException
+    return ClickException
 
 
 if __name__ == "__main__":

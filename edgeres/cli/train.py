@@ -30,7 +30,9 @@ def train(
     weight_decay: float = typer.Option(5e-4, "--weight-decay"),
     schedule: Schedule = typer.Option(Schedule.onecycle, "--schedule"),
     label_smoothing: float = typer.Option(0.1, "--label-smoothing", min=0.0, max=0.5),
-    hflip: bool = typer.Option(False, "--hflip/--no-hflip", help="Random horizontal flips (off: digits are not symmetric)."),
+    hflip: bool = typer.Option(
+        False, "--hflip/--no-hflip", help="Random horizontal flips (off: digits are not symmetric)."
+    ),
     weights: str = typer.Option(None, "--weights", help="Start from 'imagenet' or a local torchvision .pth file."),
     init_from: Path = typer.Option(None, "--init-from", help="Start from an edgeres checkpoint (transfer learning)."),
     freeze_backbone: bool = typer.Option(False, "--freeze-backbone", help="Train only the classifier head."),
@@ -43,8 +45,7 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Train a ResNet classifier; runs unchanged under torchrun --nproc_per_node N."""
-    from rich.console import Console
-
+    from edgeres.cli.console import make_console
     from edgeres.train import TrainConfig
     from edgeres.train import train as run_training
     from edgeres.workspace import record_trained_model
@@ -59,7 +60,7 @@ def train(
     summary = run_training(cfg)
     if summary.get("epochs"):
         best = out / "best.safetensors"
-        Console(stderr=True).print(
+        make_console(stderr=True).print(
             f"best val top-1 {summary['best_val_top1']:.2f}% in {summary['train_seconds']:.0f} s -> {best}"
         )
         record_trained_model(best)

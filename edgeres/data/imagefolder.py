@@ -85,7 +85,7 @@ def load_splits(root: Path, val_split: float = 0.2, seed: int = 0) -> tuple[Imag
     val_idx = []
     for c in range(len(everything.class_names)):
         idx = np.flatnonzero(everything.labels == c)
-        n_val = int(round(len(idx) * val_split))
+        n_val = round(len(idx) * val_split)
         val_idx += list(rng.permutation(idx)[:n_val])
     is_val = np.zeros(len(everything), dtype=bool)
     is_val[val_idx] = True

@@ -70,7 +70,7 @@ def load_checkpoint(path: Path, arch: str | None = None, class_names: list[str] 
 
     Args:
         path: ``.safetensors`` (edgeres, or bare weights with ``arch``) or ``.pth``/``.pt``.
-        arch: architecture for files without edgeres metadata.
+        arch: architecture for files without edgeres metadata (for an edgeres checkpoint it must match).
         class_names: class names for files without edgeres metadata (default: "0".."N-1").
 
     Returns:
@@ -85,9 +85,13 @@ def load_checkpoint(path: Path, arch: str | None = None, class_names: list[str] 
     elif suffix in (".pth", ".pt", ".bin"):
         state, meta = load_state_dict_file(path), None
     else:
-        raise CheckpointError(f"unsupported checkpoint type '{path.suffix}' ({path}); accepted: .safetensors, .pth, .pt")
+        raise CheckpointError(
+            f"unsupported checkpoint type '{path.suffix}' ({path}); accepted: .safetensors, .pth, .pt"
+        )
     if meta is not None:
         config = ModelConfig.from_dict(meta["config"])
+        if arch is not None and arch != config.arch:  # a conflicting option is an error, not silently ignored
+            raise CheckpointError(f"{path} is a {config.arch} checkpoint, but --arch {arch} was given")
         return Checkpoint(config=config, state_dict=state, summary=meta.get("summary", {}), path=path)
     if arch is None:
         raise CheckpointError(
@@ -131,17 +135,28 @@ def load_state_dict_file(path: Path) -> dict:
     """Load a ``.pth``/``.pt`` state dict safely (``weights_only=True``), unwrapping common nestings."""
     torch = require("torch", "desktop")
     import pickle
+    import re
+    import warnings
 
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the outcome is reported below
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        # torch's message is a paragraph; the line that matters names the refused import, if there is one.
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found:
+            reason = f"it is a pickle that would import and run {found.group(1)}"
+        else:
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            detail = next((ln for ln in lines if ln.startswith("Unsupported")), lines[-1] if lines else "")
+            reason = f"it is corrupt or not a plain PyTorch state dict ({detail[:120]})"
         raise CheckpointError(
-            f"refusing to load {path}: it is a pickle that needs code to run ({first[:160]}); "
-            "accepted: safetensors files or plain state dicts of tensors"
+            f"refusing to load {path}: {reason}; accepted: safetensors files or plain state dicts of tensors"
         ) from None
     except Exception as exc:
-        raise CheckpointError(f"corrupt or unreadable checkpoint {path}: {type(exc).__name__}: {exc}") from None
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "the file ends early"
+        raise CheckpointError(f"corrupt or unreadable checkpoint {path}: {type(exc).__name__}: {detail}") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

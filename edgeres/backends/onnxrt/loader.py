@@ -1,0 +1,102 @@
+"""Builds ONNX Runtime sessions, and writes optimized ONNX files for engines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgeres.errors import EdgeresError, require
+
+OPT_LEVELS = ("basic", "extended", "all")
+# Provider names as users type them -> ONNX Runtime's names.
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+def graph_optimization_level(name: str):
+    ort = require("onnxruntime", "desktop")
+    levels = {
+        "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    if name not in levels:
+        raise EdgeresError(f"unknown optimization level '{name}'; accepted: {', '.join(levels)}")
+    return levels[name]
+
+
+def resolve_providers(requested: list[str] | None) -> list[str]:
+    """Map user names (cpu, cuda, tensorrt) to ONNX Runtime providers, checking they are available."""
+    ort = require("onnxruntime", "desktop")
+    available = ort.get_available_providers()
+    if not requested:
+        return ["CPUExecutionProvider"]
+    providers = [PROVIDER_ALIASES.get(p.lower(), p) for p in requested]
+    missing = [p for p in providers if p not in available]
+    if missing:
+        raise EdgeresError(f"requested provider {', '.join(missing)}; available: {', '.join(available)}")
+    if "CPUExecutionProvider" not in providers:
+        providers.append("CPUExecutionProvider")
+    return providers
+
+
+@dataclass
+class SessionLoader:
+    """Callable that opens an ONNX file as an InferenceSession with the given threading and providers.
+
+    Args:
+        path: the ONNX file (its external data, if any, must lie in its folder).
+        providers: user or ONNX Runtime provider names; default CPU only.
+        threads: intra-op threads (None: ONNX Runtime's default, one per physical core).
+        spinning: let idle threads spin (lower latency, burns CPU); off is kinder on shared edge CPUs.
+        opt_level: graph optimization level applied when the session is created.
+        session_config: extra ``SessionOptions.add_session_config_entry`` items.
+    """
+
+    path: Path
+    providers: list[str] | None = None
+    threads: int | None = None
+    spinning: bool = True
+    opt_level: str = "all"
+    session_config: dict[str, str] = field(default_factory=dict)
+
+    def session_options(self):
+        ort = require("onnxruntime", "desktop")
+        so = ort.SessionOptions()
+        so.graph_optimization_level = graph_optimization_level(self.opt_level)
+        if self.threads:
+            so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
+        for key, value in self.session_config.items():
+            so.add_session_config_entry(key, value)
+        return so
+
+    def __call__(self):
+        ort = require("onnxruntime", "desktop")
+        from edgeres.onnx_files import check_onnx_file
+
+        check_onnx_file(Path(self.path))
+        try:
+            return ort.InferenceSession(
+                str(self.path), self.session_options(), providers=resolve_providers(self.providers)
+            )
+        except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
+            raise EdgeresError(f"ONNX Runtime cannot load {self.path}: {str(exc).splitlines()[0][:300]}") from None
+
+
+def write_optimized_model(src: Path, dst: Path, opt_level: str, threads: int | None = None,
+                          session_config: dict[str, str] | None = None) -> None:
+    """Let ONNX Runtime optimize ``src`` and save the optimized graph to ``dst``."""
+    ort = require("onnxruntime", "desktop")
+    loader = SessionLoader(src, threads=threads, opt_level=opt_level, session_config=session_config or {})
+    so = loader.session_options()
+    so.optimized_model_filepath = str(dst)
+    try:
+        ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise EdgeresError(f"ONNX Runtime cannot optimize {src}: {str(exc).splitlines()[0][:300]}") from None

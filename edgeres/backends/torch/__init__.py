@@ -1,0 +1,1 @@
+"""The torch reference backend: the checkpoint itself, in eager mode."""

@@ -1,0 +1,1 @@
+"""TensorRT backend (native engines). Filled in by the TensorRT work; tensorrt is imported lazily."""

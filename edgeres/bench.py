@@ -1,0 +1,149 @@
+"""Latency and throughput of an engine (or the torch reference) on real camera-sized frames.
+
+Each iteration times the three stages users pay for: pre-process (resize + normalize of 640x480
+frames), inference, post-process (softmax + top-k). Warm-up and measurement are time-based.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from edgeres.config import PreprocessConfig
+from edgeres.processing import preprocess, softmax, topk
+
+STAGES = ("preprocess", "inference", "postprocess", "end_to_end")
+
+
+@dataclass
+class BenchConfig:
+    batches: list[int] = field(default_factory=lambda: [1])
+    threads: int | None = None
+    duration: float = 10.0
+    warmup: float = 2.0
+    spinning: bool = True
+    min_iterations: int = 10
+
+
+def latency_stats(seconds: list[float]) -> dict:
+    """p50/p90/p99/mean/std/min/max in milliseconds."""
+    ms = np.asarray(seconds, dtype=np.float64) * 1e3
+    return {
+        "p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
+        "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean()), "std": float(ms.std()),
+        "min": float(ms.min()), "max": float(ms.max()),
+    }
+
+
+def rss_mb() -> float:
+    """Current resident memory of this process (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * resource.getpagesize() / 2**20
+    except OSError:
+        return 0.0
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def bench_runner(runner, cfg: PreprocessConfig, frames: list[np.ndarray], batch: int, duration: float,
+                 warmup: float, min_iterations: int = 10, k: int = 5) -> dict:
+    """Time an active runner stage by stage for ``duration`` seconds after ``warmup`` seconds.
+
+    Returns:
+        Per-stage latency stats (ms), iterations, throughput (images/s) and the batch size.
+    """
+    batch_frames = [frames[i % len(frames)] for i in range(batch)]
+    times = {s: [] for s in STAGES}
+
+    def one() -> tuple[float, float, float]:
+        t0 = time.perf_counter()
+        x = preprocess(batch_frames, cfg)
+        t1 = time.perf_counter()
+        logits = next(iter(runner.infer(x).values()))
+        t2 = time.perf_counter()
+        topk(softmax(logits), k)
+        t3 = time.perf_counter()
+        return t1 - t0, t2 - t1, t3 - t2
+
+    end = time.perf_counter() + warmup
+    while time.perf_counter() < end:
+        one()
+    end = time.perf_counter() + duration
+    while time.perf_counter() < end or len(times["end_to_end"]) < min_iterations:
+        pre, inf, post = one()
+        for name, value in zip(STAGES, (pre, inf, post, pre + inf + post), strict=True):
+            times[name].append(value)
+    total = sum(times["end_to_end"])
+    return {
+        "batch": batch,
+        "iterations": len(times["end_to_end"]),
+        "throughput_ips": batch * len(times["end_to_end"]) / total,
+        "latency_ms": {s: latency_stats(v) for s, v in times.items()},
+    }
+
+
+def bench_engine(target, cfg: BenchConfig, providers: list[str] | None = None) -> dict:
+    """Benchmark an engine folder/file at every batch size in ``cfg``."""
+    from edgeres.data.samples import camera_frames
+    from edgeres.engine import open_engine
+
+    before = rss_mb()
+    engine = open_engine(target, threads=cfg.threads, providers=providers, spinning=cfg.spinning)
+    frames = camera_frames()
+    t0 = time.perf_counter()
+    with engine:
+        load_s = time.perf_counter() - t0
+        results = [bench_runner(engine.runner, engine.preprocess, frames, b, cfg.duration, cfg.warmup,
+                                cfg.min_iterations) for b in cfg.batches]
+        loaded = rss_mb()
+    m = engine.manifest
+    return {
+        "name": engine.name, "engine": str(engine.engine_file), "backend": m["backend"]["name"],
+        "precision": m["precision"], "arch": m["arch"], "input_size": m["preprocess"]["input_size"],
+        "load_seconds": load_s, "rss_increase_mb": loaded - before, "peak_rss_mb": peak_rss_mb(),
+        "engine_size_mb": m["engine"]["size"] / 2**20, "results": results,
+    }
+
+
+def bench_checkpoint(checkpoint, cfg: BenchConfig) -> dict:
+    """Benchmark the torch reference (eager FP32) the same way."""
+    from edgeres.backends.torch.loader import ModelLoader
+    from edgeres.backends.torch.runner import TorchRunner
+    from edgeres.data.samples import camera_frames
+    from edgeres.models.checkpoint import load_checkpoint
+
+    config = load_checkpoint(checkpoint).config
+    before = rss_mb()
+    frames = camera_frames()
+    with TorchRunner(ModelLoader(checkpoint, threads=cfg.threads)) as runner:
+        results = [bench_runner(runner, config.preprocess, frames, b, cfg.duration, cfg.warmup, cfg.min_iterations)
+                   for b in cfg.batches]
+        loaded = rss_mb()
+    return {
+        "name": "torch-eager", "engine": str(checkpoint), "backend": "torch", "precision": "fp32",
+        "arch": config.arch, "input_size": list(config.preprocess.input_size), "load_seconds": None,
+        "rss_increase_mb": loaded - before, "peak_rss_mb": peak_rss_mb(), "engine_size_mb": None, "results": results,
+    }
+
+
+def bench_environment(cfg: BenchConfig) -> dict:
+    """The machine, versions and settings a benchmark ran with (printed and stored with results)."""
+    from edgeres.sysinfo import cpu_facts, package_versions
+
+    cpu = cpu_facts()
+    versions = package_versions()
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "cpu": cpu["model"], "cpu_isa": cpu["isa"], "cores": cpu.get("usable_cores") or cpu.get("logical_cores"),
+        "versions": {k: versions.get(k) for k in ("python", "edgeres", "torch", "onnxruntime", "opencv", "numpy")},
+        "settings": asdict(cfg),
+        "frames": "real photos (scikit-image) resized to 640x480 BGR uint8",
+    }

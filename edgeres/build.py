@@ -1,0 +1,168 @@
+"""``build``: export -> (quantize) -> backend build -> engine + manifest, written atomically as a folder.
+
+An engine folder ``engines/NAME/`` holds ``NAME.onnx`` (ONNX Runtime) or ``NAME.plan`` (TensorRT) and
+``NAME.manifest.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edgeres import __version__
+from edgeres.engine import ENGINE_SUFFIXES, MANIFEST_SUFFIX, SCHEMA_VERSION, backend_version
+from edgeres.errors import EdgeresError
+from edgeres.fileio import write_json_atomic
+from edgeres.models.checkpoint import file_sha256
+
+PRECISIONS = ("fp32", "fp16")
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
+# "extended" fusions are portable across CPUs; "all" adds layout transforms chosen for this CPU's ISA.
+SAVED_OPT_LEVELS = ("basic", "extended", "all")
+
+
+@dataclass
+class BuildConfig:
+    """What to build; the CLI fills it from options and the workspace."""
+
+    model: Path
+    out: Path
+    precision: str = "fp32"
+    backend: str = "auto"
+    opset: int = 17
+    exporter: str = "torchscript"
+    max_batch: int = 32
+    opt_level: str = "extended"
+    normalize_in_network: bool = False
+    force: bool = False
+    build_command: str = ""
+
+
+def pick_backend(requested: str) -> str:
+    """``auto`` means TensorRT when it and a GPU are present, otherwise ONNX Runtime on the CPU."""
+    if requested not in BACKENDS:
+        raise EdgeresError(f"unknown backend '{requested}'; accepted: {', '.join(BACKENDS)}")
+    if requested != "auto":
+        return requested
+    import importlib.util
+
+    from edgeres.sysinfo import gpu_facts
+
+    has_trt = importlib.util.find_spec("tensorrt") is not None
+    return "tensorrt" if has_trt and gpu_facts().get("gpus") else "onnxruntime"
+
+
+def build_engine(cfg: BuildConfig, progress: bool = True) -> tuple[Path, dict]:
+    """Build an engine folder and return (engine file, manifest).
+
+    Raises:
+        EdgeresError: impossible combinations (FP16 without a GPU, ...), an existing folder without
+            ``force``, or an export that does not match torch.
+    """
+    backend = pick_backend(cfg.backend)
+    if cfg.precision not in PRECISIONS:
+        raise EdgeresError(f"unknown precision '{cfg.precision}'; accepted: {', '.join(PRECISIONS)}")
+    if cfg.opt_level not in SAVED_OPT_LEVELS:
+        raise EdgeresError(f"unknown --opt-level '{cfg.opt_level}'; accepted: {', '.join(SAVED_OPT_LEVELS)}")
+    if cfg.max_batch < 1:
+        raise EdgeresError(f"--max-batch must be at least 1, got {cfg.max_batch}")
+    if backend == "onnxruntime" and cfg.precision == "fp16":
+        raise EdgeresError("FP16 needs a GPU: the ONNX Runtime CPU engine would silently run FP32; "
+                           "build --precision fp32 here, or FP16 with --backend tensorrt on a GPU machine")
+    if backend == "tensorrt":
+        from edgeres.backends.trt.runner import check_tensorrt_available
+
+        check_tensorrt_available()
+        raise EdgeresError("TensorRT engine builds are not in this edgeres version yet; use --backend onnxruntime")
+    out = Path(cfg.out)
+    if out.exists() and any(out.iterdir()) and not cfg.force:
+        raise EdgeresError(f"{out} already exists; pass --force to replace that engine")
+    if not Path(cfg.model).is_file():
+        raise EdgeresError(f"model checkpoint not found: {cfg.model}")
+
+    start = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp.chmod(0o755)
+    try:
+        engine_file = tmp / (out.name + ENGINE_SUFFIXES[backend])
+        manifest = _build_onnxruntime(cfg, tmp, engine_file)
+        manifest["build_seconds"] = round(time.perf_counter() - start, 2)
+        write_json_atomic(tmp / (out.name + MANIFEST_SUFFIX), manifest)
+        _install(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out / engine_file.name, manifest
+
+
+def _build_onnxruntime(cfg: BuildConfig, folder: Path, engine_file: Path) -> dict:
+    from edgeres.backends.onnxrt.loader import write_optimized_model
+    from edgeres.export import export_checkpoint
+    from edgeres.models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(cfg.model)
+    exported = folder / "exported.onnx"
+    result = export_checkpoint(cfg.model, exported, opset=cfg.opset, exporter=cfg.exporter,
+                               normalize_in_network=cfg.normalize_in_network)
+    write_optimized_model(exported, engine_file, cfg.opt_level)
+    exported.unlink()
+    config = ckpt.config
+    pre = config.preprocess.to_dict()
+    pre["normalize_in_network"] = cfg.normalize_in_network
+    if cfg.normalize_in_network:
+        pre["layout"] = "NHWC"
+    h, w = config.preprocess.input_size
+    shape = [-1, h, w, 3] if cfg.normalize_in_network else [-1, 3, h, w]
+    return make_manifest(
+        cfg, config, pre, engine_file, backend="onnxruntime",
+        backend_info={"saved_opt_level": cfg.opt_level, "runtime_opt_level": "all",
+                      "isa_bound": cfg.opt_level == "all"},
+        input_info={"name": result.input_name, "shape": shape,
+                    "dtype": "uint8" if cfg.normalize_in_network else "float32", "max_batch": cfg.max_batch},
+        export=result.to_dict() | {"path": None},
+    )
+
+
+def make_manifest(cfg: BuildConfig, config, preprocess: dict, engine_file: Path, backend: str, backend_info: dict,
+                  input_info: dict, export: dict) -> dict:
+    """The manifest of a freshly built engine (schema ``SCHEMA_VERSION``)."""
+    from edgeres.sysinfo import cpu_facts
+
+    cpu = cpu_facts()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "edgeres_version": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "task": config.task,
+        "arch": config.arch,
+        "class_names": list(config.class_names),
+        "input": input_info,
+        "outputs": export["output_names"],
+        "preprocess": preprocess,
+        "precision": cfg.precision,
+        "source": {"checkpoint": str(Path(cfg.model).resolve()), "sha256": file_sha256(Path(cfg.model))},
+        "engine": {"file": engine_file.name, "sha256": file_sha256(engine_file), "size": engine_file.stat().st_size},
+        "export": {k: v for k, v in export.items() if k != "path"},
+        "backend": {"name": backend, "version": backend_version(backend), **backend_info},
+        "device": {"cpu_isa": cpu["isa"], "cpu_model": cpu["model"], "arch": cpu["arch"], "gpu": None,
+                   "compute_capability": None},
+        "build_options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
+                          if k not in ("force", "build_command")},
+        "build_command": cfg.build_command,
+    }
+
+
+def _install(tmp: Path, out: Path) -> None:
+    """Move the finished folder into place; an old one (with --force) is removed only after that works."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,224 @@
+"""Engine manifests, the resolver and loading: find an engine, check it, open it with its runner.
+
+Every built engine has a JSON sidecar (never a header glued onto the engine, so native tools still
+read the engine file). Loading reads the manifest first and explains any mismatch (newer schema,
+changed bytes, stale checkpoint, other backend version, other CPU ISA or GPU) before anything is
+deserialized: engine files are treated as executables.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeres.config import ModelConfig, PreprocessConfig
+from edgeres.errors import EdgeresError
+from edgeres.models.checkpoint import file_sha256
+
+SCHEMA_VERSION = 1
+MANIFEST_SUFFIX = ".manifest.json"
+ENGINE_SUFFIXES = {"onnxruntime": ".onnx", "tensorrt": ".plan"}
+
+
+class EngineMismatchError(EdgeresError):
+    """The engine cannot be used here as built; the message says what differs and how to rebuild."""
+
+
+def manifest_path_for(engine_file: Path) -> Path:
+    engine_file = Path(engine_file)
+    return engine_file.with_name(engine_file.stem + MANIFEST_SUFFIX)
+
+
+def resolve(target: Path) -> tuple[Path, Path]:
+    """Turn an engine file, its manifest or its folder into (engine file, manifest file).
+
+    Raises:
+        EdgeresError: nothing usable there, or the engine has no manifest.
+    """
+    target = Path(target)
+    if target.is_dir():
+        manifests = sorted(target.glob("*" + MANIFEST_SUFFIX))
+        if len(manifests) != 1:
+            found = ", ".join(m.name for m in manifests) or "none"
+            raise EdgeresError(f"{target} must hold exactly one *{MANIFEST_SUFFIX} engine manifest (found: {found})")
+        manifest_file = manifests[0]
+    elif target.name.endswith(MANIFEST_SUFFIX):
+        manifest_file = target
+    elif target.is_file():
+        manifest_file = manifest_path_for(target)
+        if not manifest_file.is_file():
+            raise EdgeresError(
+                f"{target} has no manifest ({manifest_file.name} is missing); edgeres only loads engines it can "
+                "check: rebuild it with 'edgeres build'"
+            )
+    else:
+        raise EdgeresError(f"engine not found: {target} (give an engine file, its manifest or its folder)")
+    if not manifest_file.is_file():
+        raise EdgeresError(f"engine manifest not found: {manifest_file}")
+    manifest = read_manifest(manifest_file)
+    return manifest_file.parent / manifest["engine"]["file"], manifest_file
+
+
+def read_manifest(path: Path) -> dict:
+    """Parse a manifest and check its schema version and required fields."""
+    try:
+        manifest = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise EdgeresError(f"cannot read engine manifest {path}: {exc}") from None
+    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
+    if not isinstance(version, int):
+        raise EdgeresError(f"{path} is not an edgeres engine manifest (no schema_version)")
+    if version > SCHEMA_VERSION:
+        raise EdgeresError(
+            f"{path} uses manifest schema {version}, newer than this edgeres reads ({SCHEMA_VERSION}); upgrade edgeres"
+        )
+    missing = [k for k in ("task", "arch", "class_names", "input", "preprocess", "precision", "engine", "backend")
+               if k not in manifest]
+    if missing:
+        raise EdgeresError(f"{path} is missing manifest fields: {', '.join(missing)}")
+    name = manifest["engine"].get("file", "")
+    if not name or Path(name).name != name:
+        raise EdgeresError(f"{path}: engine file name '{name}' must be a plain file name beside the manifest")
+    return manifest
+
+
+def rebuild_hint(manifest: dict) -> str:
+    cmd = manifest.get("build_command")
+    return f"rebuild it with: {cmd}" if cmd else "rebuild it with 'edgeres build'"
+
+
+def check_engine(engine_file: Path, manifest: dict, current: dict | None = None) -> list[str]:
+    """Every reason this engine cannot be used on this machine (empty when it can).
+
+    Args:
+        engine_file: the engine's path.
+        manifest: its manifest.
+        current: facts about this machine and its packages (default: measured now); tests pass their own.
+    """
+    current = current if current is not None else current_facts(manifest["backend"]["name"])
+    problems = []
+    if not engine_file.is_file():
+        return [f"engine file {engine_file} is missing"]
+    eng = manifest["engine"]
+    size = engine_file.stat().st_size
+    if size != eng.get("size") or file_sha256(engine_file) != eng.get("sha256"):
+        problems.append(f"{engine_file.name}'s bytes do not match its manifest (size {size} vs {eng.get('size')}): "
+                        "it was modified or replaced after the build")
+    backend = manifest["backend"]
+    if current.get("backend_version") != backend.get("version"):
+        problems.append(f"built with {backend['name']} {backend.get('version')}, this machine has "
+                        f"{current.get('backend_version') or 'none installed'}")
+    device = manifest.get("device", {})
+    if backend.get("isa_bound") and device.get("cpu_isa") != current.get("cpu_isa"):
+        problems.append(f"optimized for CPU ISA {device.get('cpu_isa')}, this CPU is {current.get('cpu_isa')}")
+    if device.get("gpu") and (device.get("gpu"), device.get("compute_capability")) != (
+            current.get("gpu"), current.get("compute_capability")):
+        problems.append(f"built for GPU {device.get('gpu')} (sm {device.get('compute_capability')}), this machine "
+                        f"has {current.get('gpu') or 'no GPU'} (sm {current.get('compute_capability')})")
+    source = manifest.get("source", {})
+    ckpt = Path(source["checkpoint"]) if source.get("checkpoint") else None
+    if ckpt is not None and ckpt.is_file() and source.get("sha256") and file_sha256(ckpt) != source["sha256"]:
+        problems.append(f"stale: the checkpoint {ckpt} changed after this engine was built")
+    return problems
+
+
+def current_facts(backend: str) -> dict:
+    """This machine's facts that an engine depends on."""
+    from edgeres.sysinfo import cpu_facts, gpu_facts
+
+    facts = {"cpu_isa": cpu_facts()["isa"], "backend_version": backend_version(backend)}
+    gpus = gpu_facts().get("gpus") or []
+    if gpus:
+        facts.update(gpu=gpus[0].get("name"), compute_capability=gpus[0].get("compute_cap"))
+    return facts
+
+
+def backend_version(backend: str) -> str | None:
+    import importlib.metadata as md
+
+    module = {"onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}[backend]
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        for dist in (module, module + "-gpu"):
+            try:
+                return md.version(dist)
+            except md.PackageNotFoundError:
+                continue
+    return None
+
+
+@dataclass
+class Engine:
+    """An engine that passed its checks, with its config and an (inactive) runner."""
+
+    engine_file: Path
+    manifest_file: Path
+    manifest: dict
+    runner: object
+
+    @property
+    def task(self) -> str:
+        return self.manifest["task"]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.manifest["class_names"]
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        return PreprocessConfig.from_dict(self.manifest["preprocess"])
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(self.manifest["arch"], self.class_names, self.task, self.preprocess)
+
+    @property
+    def name(self) -> str:
+        return self.engine_file.stem
+
+    def __enter__(self):
+        self.runner.activate()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.runner.deactivate()
+
+
+def open_engine(target: Path, threads: int | None = None, providers: list[str] | None = None,
+                spinning: bool = True, current: dict | None = None) -> Engine:
+    """Resolve, check and prepare an engine for running (the runner is activated by ``with``).
+
+    Raises:
+        EngineMismatchError: the engine does not fit this machine; the message lists every difference.
+    """
+    engine_file, manifest_file = resolve(target)
+    manifest = read_manifest(manifest_file)
+    problems = check_engine(engine_file, manifest, current)
+    if problems:
+        raise EngineMismatchError(f"cannot use engine {engine_file}: " + "; ".join(problems) + "; "
+                                  + rebuild_hint(manifest))
+    backend = manifest["backend"]["name"]
+    max_batch = manifest["input"].get("max_batch")
+    if backend == "onnxruntime":
+        from edgeres.backends.onnxrt.loader import SessionLoader
+        from edgeres.backends.onnxrt.runner import OnnxRuntimeRunner
+
+        session_config = manifest["backend"].get("session_config", {})
+        loader = SessionLoader(engine_file, providers=providers, threads=threads, spinning=spinning,
+                               opt_level=manifest["backend"].get("runtime_opt_level", "all"),
+                               session_config=session_config)
+        runner = OnnxRuntimeRunner(loader, max_batch=max_batch)
+    elif backend == "tensorrt":
+        from edgeres.backends.trt.runner import TensorRTRunner
+
+        runner = TensorRTRunner(engine_file, max_batch=max_batch)
+    else:
+        raise EdgeresError(f"{manifest_file}: unknown backend '{backend}'; accepted: onnxruntime, tensorrt")
+    return Engine(engine_file, manifest_file, manifest, runner)
+
+
+def command_line(args: list[str]) -> str:
+    return shlex.join(["edgeres", *args])
