@@ -19,7 +19,7 @@ from edgeres.errors import EdgeresError
 from edgeres.fileio import write_json_atomic
 from edgeres.models.checkpoint import file_sha256
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 # "extended" fusions are portable across CPUs; "all" adds layout transforms chosen for this CPU's ISA.
 SAVED_OPT_LEVELS = ("basic", "extended", "all")
@@ -40,6 +40,10 @@ class BuildConfig:
     normalize_in_network: bool = False
     force: bool = False
     build_command: str = ""
+    calib: Path | None = None  # calibration folder (scales.json + Q/DQ ONNX) for int8
+    calib_data: Path | None = None  # images to calibrate from when no --calib is given
+    calib_method: str = "entropy"
+    num_images: int = 512
 
 
 def pick_backend(requested: str) -> str:
@@ -73,14 +77,27 @@ def build_engine(cfg: BuildConfig, progress: bool = True) -> tuple[Path, dict]:
     if backend == "onnxruntime" and cfg.precision == "fp16":
         raise EdgeresError("FP16 needs a GPU: the ONNX Runtime CPU engine would silently run FP32; "
                            "build --precision fp32 here, or FP16 with --backend tensorrt on a GPU machine")
+    if cfg.precision == "int8" and cfg.normalize_in_network:
+        raise EdgeresError("--uint8-input is not supported with --precision int8 yet; build INT8 with float input")
+    calib = resolve_calibration(cfg) if cfg.precision == "int8" else None
     if backend == "tensorrt":
         from edgeres.backends.trt.runner import check_tensorrt_available
+
+        if calib is not None:
+            check_qdq_for_tensorrt(calib.qdq_onnx)
 
         check_tensorrt_available()
         raise EdgeresError("TensorRT engine builds are not in this edgeres version yet; use --backend onnxruntime")
     out = Path(cfg.out)
-    if out.exists() and any(out.iterdir()) and not cfg.force:
-        raise EdgeresError(f"{out} already exists; pass --force to replace that engine")
+    if out.exists() and not out.is_dir():
+        raise EdgeresError(f"{out} exists and is not a folder; --out names an engine folder (e.g. engines/NAME)")
+    if out.exists() and any(out.iterdir()):
+        if not cfg.force:
+            raise EdgeresError(f"{out} already exists; pass --force to replace that engine")
+        # --force replaces only an engine folder: a mistyped --out must never delete someone's files.
+        if not any(out.glob("*" + MANIFEST_SUFFIX)):
+            raise EdgeresError(f"{out} is not an edgeres engine folder (no *{MANIFEST_SUFFIX}); refusing to replace "
+                               "it even with --force; choose another --out")
     if not Path(cfg.model).is_file():
         raise EdgeresError(f"model checkpoint not found: {cfg.model}")
 
@@ -90,7 +107,10 @@ def build_engine(cfg: BuildConfig, progress: bool = True) -> tuple[Path, dict]:
     tmp.chmod(0o755)
     try:
         engine_file = tmp / (out.name + ENGINE_SUFFIXES[backend])
-        manifest = _build_onnxruntime(cfg, tmp, engine_file)
+        if calib is not None:
+            manifest = _build_onnxruntime_int8(cfg, calib, tmp, engine_file)
+        else:
+            manifest = _build_onnxruntime(cfg, tmp, engine_file)
         manifest["build_seconds"] = round(time.perf_counter() - start, 2)
         write_json_atomic(tmp / (out.name + MANIFEST_SUFFIX), manifest)
         _install(tmp, out)
@@ -125,6 +145,71 @@ def _build_onnxruntime(cfg: BuildConfig, folder: Path, engine_file: Path) -> dic
                     "dtype": "uint8" if cfg.normalize_in_network else "float32", "max_batch": cfg.max_batch},
         export=result.to_dict() | {"path": None},
     )
+
+
+def resolve_calibration(cfg: BuildConfig):
+    """The calibration an INT8 build uses: ``--calib``, else calibrate (or reuse) from ``--calib-data`` or
+    the workspace's ``calibration/images``. Never a fallback to random data."""
+    from edgeres.models.checkpoint import load_checkpoint
+    from edgeres.quant.workflow import CalibConfig, load_calibration, run_calibration
+    from edgeres.workspace import find_workspace, short_arch
+
+    if cfg.calib is not None:
+        return load_calibration(cfg.calib, cfg.model)
+    ws = find_workspace()
+    data = cfg.calib_data
+    if data is None and ws is not None:
+        data = ws.root / ws.default("calibration", "data", "calibration/images")
+    if data is None:
+        raise EdgeresError("--precision int8 needs a calibration: pass --calib calibration/NAME (written by "
+                           "'edgeres calibrate') or --calib-data DIR with real images")
+    name = (ws.model_name if ws is not None and ws.model_name else None) or short_arch(
+        load_checkpoint(cfg.model).config.arch)
+    root = ws.calibration_dir if ws is not None else Path("calibration")
+    return run_calibration(CalibConfig(model=Path(cfg.model), data=Path(data), out=root / f"{name}-{cfg.calib_method}",
+                                       method=cfg.calib_method, num_images=cfg.num_images))
+
+
+def check_qdq_for_tensorrt(qdq_onnx: Path) -> None:
+    """Run the TensorRT-rule checker; a TensorRT build of a file that breaks the rules is refused."""
+    import onnx
+
+    from edgeres.quant.checker import check_qdq_model
+
+    problems = check_qdq_model(onnx.load(str(qdq_onnx)))
+    if problems:
+        raise EdgeresError(f"{qdq_onnx} breaks {len(problems)} TensorRT Q/DQ rule(s): "
+                           + "; ".join(str(p) for p in problems[:3]))
+
+
+def _build_onnxruntime_int8(cfg: BuildConfig, calib, folder: Path, engine_file: Path) -> dict:
+    """Q/DQ artifact -> CPU rewrite -> ONNX Runtime-optimized file whose every Conv/Gemm is an integer kernel."""
+    import onnx
+
+    from edgeres.backends.onnxrt.loader import write_optimized_model
+    from edgeres.models.checkpoint import load_checkpoint
+    from edgeres.quant.cpu import check_integer_kernels, rewrite_for_cpu
+
+    config = load_checkpoint(cfg.model).config
+    cpu = rewrite_for_cpu(onnx.load(str(calib.qdq_onnx)), calib.scales)
+    cpu_file = folder / "cpu.qdq.onnx"
+    onnx.save(cpu, str(cpu_file))
+    write_optimized_model(cpu_file, engine_file, cfg.opt_level)
+    cpu_file.unlink()
+    check_integer_kernels(onnx.load(str(engine_file)))
+    h, w = config.preprocess.input_size
+    scales = calib.scales
+    return make_manifest(
+        cfg, config, config.preprocess.to_dict(), engine_file, backend="onnxruntime",
+        backend_info={"saved_opt_level": cfg.opt_level, "runtime_opt_level": "all",
+                      "isa_bound": cfg.opt_level == "all"},
+        input_info={"name": "input", "shape": [-1, 3, h, w], "dtype": "float32", "max_batch": cfg.max_batch},
+        export={"exporter": "torchscript", "opset": 17, "output_names": ["logits"],
+                "fp32_onnx_sha256": scales.model.get("onnx_sha256")},
+    ) | {"calibration": {"folder": str(calib.folder.resolve()), "method": scales.method,
+                         "percentile": scales.percentile, "source": scales.source, "images": scales.data.get("images"),
+                         "data_sha256": scales.data.get("sha256"),
+                         "scales_sha256": file_sha256(calib.folder / "scales.json")}}
 
 
 def make_manifest(cfg: BuildConfig, config, preprocess: dict, engine_file: Path, backend: str, backend_info: dict,

@@ -203,10 +203,12 @@ def open_engine(target: Path, threads: int | None = None, providers: list[str] |
     backend = manifest["backend"]["name"]
     max_batch = manifest["input"].get("max_batch")
     if backend == "onnxruntime":
-        from edgeres.backends.onnxrt.loader import SessionLoader
+        from edgeres.backends.onnxrt.loader import SessionLoader, int8_session_config
         from edgeres.backends.onnxrt.runner import OnnxRuntimeRunner
 
-        session_config = manifest["backend"].get("session_config", {})
+        session_config = dict(manifest["backend"].get("session_config", {}))
+        if manifest["precision"] == "int8":
+            session_config.update(int8_session_config())
         loader = SessionLoader(engine_file, providers=providers, threads=threads, spinning=spinning,
                                opt_level=manifest["backend"].get("runtime_opt_level", "all"),
                                session_config=session_config)

@@ -17,6 +17,7 @@ import numpy as np
 from edgeres.config import ModelConfig
 from edgeres.errors import EdgeresError, require
 from edgeres.fileio import atomic_path, check_writable
+from edgeres.onnx_graph import clean_exported_graph
 
 EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_OPSET = 17
@@ -110,6 +111,9 @@ def export_model(model, config: ModelConfig, out: Path, opset: int = DEFAULT_OPS
                 batch = torch.export.Dim("batch", min=1, max=1024)
                 torch.onnx.export(net, (example,), str(tmp), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
                                   opset_version=opset, dynamic_shapes=({0: batch},), dynamo=True, external_data=False)
+        exported = onnx.load(str(tmp))
+        clean_exported_graph(exported)
+        onnx.save(exported, str(tmp))
         try:
             onnx.checker.check_model(str(tmp), full_check=True)
         except Exception as exc:

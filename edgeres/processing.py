@@ -29,10 +29,24 @@ def read_image(path: Path) -> np.ndarray:
         raw = np.fromfile(str(path), dtype=np.uint8)
     except OSError as exc:
         raise DataError(f"cannot read image {path}: {exc.strerror}") from None
-    img = cv2.imdecode(raw, cv2.IMREAD_COLOR) if raw.size else None
+    img = _decode(cv2, raw) if raw.size else None
     if img is None:
         raise DataError(f"cannot decode {path} as an image; accepted: {', '.join(IMAGE_EXTENSIONS)}")
     return img
+
+
+def _decode(cv2, raw: np.ndarray):
+    """cv2.imdecode with OpenCV's own log lines ("[ WARN] ... PNG input buffer is incomplete") silenced:
+    a failure is reported once, by the caller, as a DataError."""
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is None:
+        return cv2.imdecode(raw, cv2.IMREAD_COLOR)
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        return cv2.imdecode(raw, cv2.IMREAD_COLOR)
+    finally:
+        log.setLogLevel(level)
 
 
 def resize_uint8(img: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:

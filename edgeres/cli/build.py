@@ -11,6 +11,7 @@ import typer
 class Precision(str, Enum):
     fp32 = "fp32"
     fp16 = "fp16"
+    int8 = "int8"
 
 
 class Backend(str, Enum):
@@ -38,6 +39,9 @@ def build(
         help="ONNX Runtime optimizations saved in the file; 'all' ties it to this CPU's ISA (recorded, checked).",
     ),
     uint8_input: bool = typer.Option(False, "--uint8-input", help="Normalize inside the network (uint8 input)."),
+    calib: Path = typer.Option(None, "--calib", help="INT8: calibration folder from 'edgeres calibrate'."),
+    calib_data: Path = typer.Option(None, "--calib-data", help="INT8: calibrate from these images (or reuse)."),
+    calib_method: str = typer.Option("entropy", "--calib-method", help="INT8: entropy, minmax, percentile, mse."),
     force: bool = typer.Option(False, "--force", help="Replace an existing engine folder."),
 ) -> None:
     """Build an engine and its manifest."""
@@ -52,12 +56,18 @@ def build(
     args = ["build", "--model", str(ckpt.resolve()), "--precision", precision.value, "--backend", chosen,
             "--out", str(out.resolve()), "--opset", str(opset), "--exporter", exporter, "--max-batch", str(max_batch),
             "--opt-level", opt_level.value, *(["--uint8-input"] if uint8_input else []), "--force"]
+    if precision.value == "int8":
+        args += ["--calib-method", calib_method]
+        args += ["--calib", str(calib.resolve())] if calib else []
+        args += ["--calib-data", str(calib_data.resolve())] if calib_data else []
     cfg = BuildConfig(model=ckpt, out=out, precision=precision.value, backend=chosen, opset=opset, exporter=exporter,
                       max_batch=max_batch, opt_level=opt_level.value, normalize_in_network=uint8_input, force=force,
-                      build_command=command_line(args))
+                      build_command=command_line(args), calib=calib, calib_data=calib_data, calib_method=calib_method)
     engine_file, manifest = build_engine(cfg)
+    detail = (f"calibration {manifest['calibration']['method']} ({manifest['calibration']['images']} images)"
+              if "calibration" in manifest else f"export max abs diff {manifest['export']['max_abs_diff']:.1e}")
     make_console().print(
         f"built {engine_file} ({manifest['backend']['name']} {manifest['backend']['version']}, "
         f"{manifest['precision']}, {manifest['engine']['size'] / 2**20:.1f} MiB) in {manifest['build_seconds']:.1f} s; "
-        f"export max abs diff {manifest['export']['max_abs_diff']:.1e}"
+        + detail
     )

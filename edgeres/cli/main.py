@@ -6,8 +6,9 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from edgeres.cli import bench, build, data, export, info, predict, workspace
+from edgeres.cli import bench, build, calibrate, data, export, info, predict, workspace
 from edgeres.cli import eval as eval_cmd
 from edgeres.cli import train as train_cmd
 from edgeres.errors import EdgeresError
@@ -25,6 +26,7 @@ app.command("train")(train_cmd.train)
 app.command("eval")(eval_cmd.evaluate)
 app.command("init")(workspace.init)
 app.command("export")(export.export)
+app.command("calibrate")(calibrate.calibrate)
 app.command("build")(build.build)
 app.command("predict")(predict.predict)
 app.command("bench")(bench.bench)
@@ -37,7 +39,8 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except EdgeresError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escape: messages carry text like "pip install 'edgeres[tensorrt]'" that rich would read as markup
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("interrupted")

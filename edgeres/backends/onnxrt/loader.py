@@ -68,6 +68,7 @@ class SessionLoader:
         ort = require("onnxruntime", "desktop")
         so = ort.SessionOptions()
         so.graph_optimization_level = graph_optimization_level(self.opt_level)
+        so.log_severity_level = 3  # errors only: ONNX Runtime's optimizer warnings are not the user's problem
         if self.threads:
             so.intra_op_num_threads = self.threads
         so.inter_op_num_threads = 1
@@ -100,3 +101,20 @@ def write_optimized_model(src: Path, dst: Path, opt_level: str, threads: int | N
         ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise EdgeresError(f"ONNX Runtime cannot optimize {src}: {str(exc).splitlines()[0][:300]}") from None
+
+
+def int8_session_config() -> dict[str, str]:
+    """Session settings an INT8 engine needs on this CPU.
+
+    x86 without VNNI multiplies u8 x s8 with pairwise 16-bit sums that can saturate; ONNX Runtime's
+    x64 quantization-precision mode switches to exact (slower) U8U8 kernels there. VNNI and ARM dot
+    products accumulate in 32 bits and need nothing.
+    """
+    from edgeres.sysinfo import cpu_facts
+
+    facts = cpu_facts()
+    features = facts.get("features") or {}
+    vnni = bool(features.get("avx512_vnni") or features.get("avx_vnni"))
+    if facts.get("arch") in ("x86_64", "AMD64", "i686") and not vnni:
+        return {"session.x64quantprecision": "1"}
+    return {}
