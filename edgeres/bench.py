@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edgeres.config import PreprocessConfig
+from edgeres.errors import EdgeresError
 from edgeres.processing import preprocess, softmax, topk
 
 STAGES = ("preprocess", "inference", "postprocess", "end_to_end")
@@ -97,6 +98,11 @@ def bench_engine(target, cfg: BenchConfig, providers: list[str] | None = None) -
 
     before = rss_mb()
     engine = open_engine(target, threads=cfg.threads, providers=providers, spinning=cfg.spinning)
+    max_batch = engine.manifest["input"].get("max_batch")
+    too_big = [b for b in cfg.batches if max_batch is not None and b > max_batch]
+    if too_big:  # refuse before measuring anything, not after the smaller batches ran for their full duration
+        raise EdgeresError(f"batch {too_big[0]} is above the maximum batch {max_batch} of {engine.engine_file}; "
+                           "rebuild with a larger --max-batch")
     frames = camera_frames()
     t0 = time.perf_counter()
     with engine:

@@ -17,13 +17,13 @@ class Method(str, Enum):
 
 def calibrate(
     model: Path = typer.Option(None, "--model", help="Checkpoint [default: the workspace's model]."),
-    data: Path = typer.Option(None, "--data", help="Real images (ImageFolder or flat) [workspace: calibration/images]."),
+    data: Path = typer.Option(None, "--data", help="Real images (ImageFolder/flat) [workspace: calibration/images]."),
     method: Method = typer.Option(Method.entropy, "--method"),
     percentile: float = typer.Option(99.99, "--percentile", help="For --method percentile."),
     num_images: int = typer.Option(512, "--num-images", min=1),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     out: Path = typer.Option(None, "--out", help="Calibration folder [default: calibration/<model>-<method>]."),
-    trt_version: str = typer.Option(None, "--trt-version", help="Also write a TensorRT calibration cache, e.g. 10.3.0."),
+    trt_version: str = typer.Option(None, "--trt-version", help="Also write a TensorRT cache, e.g. 10.3.0."),
     seed: int = typer.Option(0, "--seed", help="Seed of the image selection."),
     force: bool = typer.Option(False, "--force", help="Replace a calibration of another model/data/method."),
     quiet: bool = typer.Option(False, "--quiet"),

@@ -78,9 +78,10 @@ def check_qdq_model(model) -> list[Violation]:
                                  f"weight scale shape {None if scale is None else scale.shape} on axis {axis}; "
                                  f"expected {channels} scales on axis {want} for {node.op_type}"))
     for node in graph.node:
-        if node.op_type == "Add" and len(node.input) == 2 and not any(i in inits for i in node.input):
-            if not any(made_by.get(i) is not None and made_by[i].op_type == "DequantizeLinear" for i in node.input):
-                out.append(Violation("residual-add", node.name, "no input is dequantized"))
+        residual = node.op_type == "Add" and len(node.input) == 2 and not any(i in inits for i in node.input)
+        if residual and not any(made_by.get(i) is not None and made_by[i].op_type == "DequantizeLinear"
+                                for i in node.input):
+            out.append(Violation("residual-add", node.name, "no input is dequantized"))
     return out
 
 
