@@ -29,7 +29,10 @@ class OptLevel(str, Enum):
 def build(
     model: Path = typer.Option(None, "--model", help="Checkpoint [default: the workspace's model]."),
     precision: Precision = typer.Option(Precision.fp32, "--precision"),
-    backend: Backend = typer.Option(Backend.auto, "--backend", help="auto: TensorRT with a GPU, else ONNX Runtime."),
+    backend: Backend = typer.Option(
+        None, "--backend", show_default=False,
+        help="auto: TensorRT with a GPU, else ONNX Runtime (default: the workspace's build.backend, else auto).",
+    ),
     out: Path = typer.Option(None, "--out", help="Engine folder [default: engines/<model>-<precision>]."),
     opset: int = typer.Option(17, "--opset"),
     exporter: str = typer.Option("torchscript", "--exporter", help="torchscript (opset <= 17 ok) or dynamo (18+)."),
@@ -48,11 +51,13 @@ def build(
     from edgeres.build import BuildConfig, build_engine, pick_backend
     from edgeres.cli.console import make_console
     from edgeres.engine import command_line
-    from edgeres.workspace import default_engine_dir, model_or_workspace_default
+    from edgeres.workspace import default_engine_dir, find_workspace, model_or_workspace_default
 
     ckpt = model_or_workspace_default(model)
     out = out or default_engine_dir(ckpt, precision.value)
-    chosen = pick_backend(backend.value)
+    ws = find_workspace()  # edgeres.toml's [build] backend applies unless --backend is given
+    chosen = pick_backend(backend.value if backend is not None else ws.default("build", "backend", "auto") if ws
+                          else "auto")
     args = ["build", "--model", str(ckpt.resolve()), "--precision", precision.value, "--backend", chosen,
             "--out", str(out.resolve()), "--opset", str(opset), "--exporter", exporter, "--max-batch", str(max_batch),
             "--opt-level", opt_level.value, *(["--uint8-input"] if uint8_input else []), "--force"]

@@ -1,0 +1,44 @@
+"""Shared by the benchmark scripts: interleaved timing rounds and plain-text tables."""
+
+from __future__ import annotations
+
+import platform
+import time
+
+import numpy as np
+
+
+def machine_line() -> str:
+    from edgeres.sysinfo import cpu_facts
+
+    cpu = cpu_facts()
+    return (f"{cpu['model']} ({cpu['isa']}, {cpu.get('usable_cores') or cpu.get('logical_cores')} cores), "
+            f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+
+
+def interleaved(runs: dict, rounds: int = 5, per_round: int = 20, warmup: int = 10) -> dict[str, list[float]]:
+    """Median ms of ``per_round`` calls, for each function, in ``rounds`` interleaved rounds (machine noise hits
+    every variant alike)."""
+    for f in runs.values():
+        for _ in range(warmup):
+            f()
+    medians = {k: [] for k in runs}
+    for _ in range(rounds):
+        for k, f in runs.items():
+            ts = []
+            for _ in range(per_round):
+                t = time.perf_counter()
+                f()
+                ts.append(time.perf_counter() - t)
+            medians[k].append(float(np.median(ts)) * 1e3)
+    return medians
+
+
+def print_table(headers: list[str], rows: list[list]) -> None:
+    """A Markdown table (pastes straight into docs/benchmarks.md)."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")
+    print("| " + " | ".join("-" * w for w in widths) + " |")
+    for r in cells:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
