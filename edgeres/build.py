@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgeres import __version__
+from edgeres.backends.trt.loader import TrtBuildOptions
 from edgeres.engine import ENGINE_SUFFIXES, MANIFEST_SUFFIX, SCHEMA_VERSION, backend_version
 from edgeres.errors import EdgeresError
 from edgeres.fileio import write_json_atomic
@@ -44,6 +45,7 @@ class BuildConfig:
     calib_data: Path | None = None  # images to calibrate from when no --calib is given
     calib_method: str = "entropy"
     num_images: int = 512
+    tensorrt: TrtBuildOptions | None = None  # TensorRT-only options (None: defaults)
 
 
 def pick_backend(requested: str) -> str:
@@ -87,7 +89,7 @@ def build_engine(cfg: BuildConfig, progress: bool = True) -> tuple[Path, dict]:
             check_qdq_for_tensorrt(calib.qdq_onnx)
 
         check_tensorrt_available()
-        raise EdgeresError("TensorRT engine builds are not in this edgeres version yet; use --backend onnxruntime")
+        trt_plan = _check_tensorrt_request(cfg)  # version, device and option conflicts, before any export
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise EdgeresError(f"{out} exists and is not a folder; --out names an engine folder (e.g. engines/NAME)")
@@ -107,7 +109,9 @@ def build_engine(cfg: BuildConfig, progress: bool = True) -> tuple[Path, dict]:
     tmp.chmod(0o755)
     try:
         engine_file = tmp / (out.name + ENGINE_SUFFIXES[backend])
-        if calib is not None:
+        if backend == "tensorrt":
+            manifest = _build_tensorrt(cfg, calib, tmp, engine_file, trt_plan)
+        elif calib is not None:
             manifest = _build_onnxruntime_int8(cfg, calib, tmp, engine_file)
         else:
             manifest = _build_onnxruntime(cfg, tmp, engine_file)
@@ -117,6 +121,92 @@ def build_engine(cfg: BuildConfig, progress: bool = True) -> tuple[Path, dict]:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out / engine_file.name, manifest
+
+
+def _check_tensorrt_request(cfg: BuildConfig) -> dict:
+    """The installed TensorRT's features and this GPU, with the request checked against both (warnings kept)."""
+    import warnings
+
+    import tensorrt
+
+    from edgeres.backends.trt import versions
+    from edgeres.backends.trt.loader import trt_current_facts
+
+    opts = cfg.tensorrt or TrtBuildOptions()
+    feat = versions.features(tensorrt.__version__)
+    facts = trt_current_facts()
+    if facts.get("compute_capability") is None:
+        raise EdgeresError("no NVIDIA GPU found (CUDA runtime and nvidia-smi see none): TensorRT engines are built on "
+                           "the GPU they run on; 'edgeres doctor' says what is missing")
+    if not 1 <= opts.min_batch <= (opts.opt_batch or cfg.max_batch) <= cfg.max_batch:
+        raise EdgeresError(f"the batch profile needs 1 <= --min-batch <= --opt-batch <= --max-batch; got "
+                           f"{opts.min_batch} / {opts.opt_batch or cfg.max_batch} / {cfg.max_batch}")
+    found = versions.check_request(
+        feat, cfg.precision, opts.int8_from, opts.dla_core, facts.get("dla_cores"), opts.version_compatible,
+        opts.hardware_compat, opts.builder_opt_level, facts.get("compute_capability"))
+    for message in found:
+        warnings.warn(message, stacklevel=3)
+    return {"features": feat, "facts": facts, "options": opts, "warnings": found}
+
+
+def _build_tensorrt(cfg: BuildConfig, calib, folder: Path, engine_file: Path, plan: dict) -> dict:
+    """Export (or take the calibration's ONNX) -> TensorRT plan; the source ONNX stays beside the engine so the
+    recorded trtexec command reproduces the build."""
+    from edgeres.backends.trt import versions
+    from edgeres.backends.trt.loader import build_plan, default_timing_cache, fp16_onnx, onnx_input
+    from edgeres.export import export_checkpoint
+    from edgeres.models.checkpoint import load_checkpoint
+    from edgeres.quant.trt_cache import write_cache
+
+    feat, facts, opts = plan["features"], plan["facts"], plan["options"]
+    config = load_checkpoint(cfg.model).config
+    name = Path(cfg.out).name
+    source, calib_cache, export = folder / f"{name}.source.onnx", None, None
+    if calib is None:
+        export = export_checkpoint(cfg.model, source, opset=cfg.opset, exporter=cfg.exporter,
+                                   normalize_in_network=cfg.normalize_in_network).to_dict()
+    else:
+        shutil.copyfile(calib.fp32_onnx if opts.int8_from == "cache" else calib.qdq_onnx, source)
+        export = {"exporter": "torchscript", "opset": 17, "output_names": ["logits"],
+                  "fp32_onnx_sha256": calib.scales.model.get("onnx_sha256")}
+        if opts.int8_from == "cache":
+            calib_cache = folder / f"{name}.calib.cache"
+            write_cache(calib.scales, str(feat.version), calib_cache)
+    if feat.strongly_typed and cfg.precision in ("fp16", "mixed"):  # TensorRT 11: precision lives in the ONNX types
+        typed = folder / f"{name}.fp16.onnx"
+        fp16_onnx(source, typed, keep_qdq=cfg.precision == "mixed")
+        typed.replace(source)
+    input_name, dims = onnx_input(source)
+    timing = (None if opts.timing_cache == "off" else Path(opts.timing_cache) if opts.timing_cache
+              else default_timing_cache(Path(cfg.out).resolve().parent, str(feat.version), facts["compute_capability"]))
+    plan_bytes, result = build_plan(source, cfg.precision, opts, cfg.max_batch, timing, calib_cache)
+    engine_file.write_bytes(plan_bytes)
+    trtexec = versions.trtexec_command(
+        feat, source.name, engine_file.name, input_name, dims[1:], cfg.precision, opts.min_batch,
+        opts.opt_batch or cfg.max_batch, cfg.max_batch, opts.workspace_mib, str(timing) if timing else None,
+        opts.builder_opt_level, opts.dla_core, opts.version_compatible, opts.hardware_compat,
+        calib_cache.name if calib_cache else None)
+    pre = config.preprocess.to_dict() | {"normalize_in_network": cfg.normalize_in_network}
+    if cfg.normalize_in_network:
+        pre["layout"] = "NHWC"
+    manifest = make_manifest(
+        cfg, config, pre, engine_file, backend="tensorrt",
+        backend_info={"version_compatible": opts.version_compatible, "hardware_compat": opts.hardware_compat,
+                      "dla_core": opts.dla_core, "int8_from": opts.int8_from if calib is not None else None,
+                      "strongly_typed": feat.strongly_typed, "build_seconds": round(result.seconds, 2),
+                      "layers": result.layers, "warnings": plan["warnings"] + result.warnings,
+                      "timing_cache": result.timing_cache, "source_onnx": source.name, "trtexec": trtexec},
+        input_info={"name": input_name, "shape": [-1, *dims[1:]],
+                    "dtype": "uint8" if cfg.normalize_in_network else "float32", "max_batch": cfg.max_batch},
+        export=export | {"path": None},
+    )
+    manifest["device"].update(gpu=facts.get("gpu"), compute_capability=facts.get("compute_capability"),
+                              l4t=facts.get("l4t"), dla_core=opts.dla_core)
+    if calib is not None:
+        manifest["calibration"] = {"folder": str(calib.folder.resolve()), "method": calib.scales.method,
+                                   "images": calib.scales.data.get("images"),
+                                   "scales_sha256": file_sha256(calib.folder / "scales.json")}
+    return manifest
 
 
 def _build_onnxruntime(cfg: BuildConfig, folder: Path, engine_file: Path) -> dict:

@@ -107,14 +107,19 @@ def check_engine(engine_file: Path, manifest: dict, current: dict | None = None)
         problems.append(f"{engine_file.name}'s bytes do not match its manifest (size {size} vs {eng.get('size')}): "
                         "it was modified or replaced after the build")
     backend = manifest["backend"]
-    if current.get("backend_version") != backend.get("version"):
+    device = manifest.get("device", {})
+    if backend["name"] == "tensorrt":  # version-compatible / hardware-compatible engines, L4T, DLA
+        from edgeres.backends.trt.versions import compat_problems
+
+        problems += compat_problems(manifest, current)
+    elif current.get("backend_version") != backend.get("version"):
         problems.append(f"built with {backend['name']} {backend.get('version')}, this machine has "
                         f"{current.get('backend_version') or 'none installed'}")
-    device = manifest.get("device", {})
     if backend.get("isa_bound") and device.get("cpu_isa") != current.get("cpu_isa"):
         problems.append(f"optimized for CPU ISA {device.get('cpu_isa')}, this CPU is {current.get('cpu_isa')}")
-    if device.get("gpu") and (device.get("gpu"), device.get("compute_capability")) != (
-            current.get("gpu"), current.get("compute_capability")):
+    gpu_differs = (device.get("gpu"), device.get("compute_capability")) != (current.get("gpu"),
+                                                                          current.get("compute_capability"))
+    if backend["name"] != "tensorrt" and device.get("gpu") and gpu_differs:
         problems.append(f"built for GPU {device.get('gpu')} (sm {device.get('compute_capability')}), this machine "
                         f"has {current.get('gpu') or 'no GPU'} (sm {current.get('compute_capability')})")
     source = manifest.get("source", {})
@@ -129,6 +134,10 @@ def current_facts(backend: str) -> dict:
     from edgeres.sysinfo import cpu_facts, gpu_facts
 
     facts = {"cpu_isa": cpu_facts()["isa"], "backend_version": backend_version(backend)}
+    if backend == "tensorrt":  # the CUDA runtime's names, as recorded at build time; L4T; DLA cores
+        from edgeres.backends.trt.loader import trt_current_facts
+
+        return facts | trt_current_facts()
     gpus = gpu_facts().get("gpus") or []
     if gpus:
         facts.update(gpu=gpus[0].get("name"), compute_capability=gpus[0].get("compute_cap"))

@@ -268,9 +268,11 @@ def train(cfg: TrainConfig) -> dict:
     Returns:
         The training summary (also stored in the checkpoints and ``history.json``).
     """
-    torch = require("torch", "desktop")
     from edgeres.config import ModelConfig
+    from edgeres.models.registry import check_arch
 
+    check_arch(cfg.arch)  # before torch loads and any image is decoded: a typo in --arch fails at once
+    torch = require("torch", "desktop")
     cfg.out = Path(cfg.out)
     _check_out_dir(cfg)
     dist_info = setup_distributed()

@@ -26,6 +26,16 @@ class OptLevel(str, Enum):
     all = "all"
 
 
+class HardwareCompat(str, Enum):
+    none = "none"
+    ampere_plus = "ampere_plus"
+
+
+class Int8From(str, Enum):
+    qdq = "qdq"
+    cache = "cache"
+
+
 def build(
     model: Path = typer.Option(None, "--model", help="Checkpoint [default: the workspace's model]."),
     precision: Precision = typer.Option(Precision.fp32, "--precision"),
@@ -43,9 +53,23 @@ def build(
     ),
     uint8_input: bool = typer.Option(False, "--uint8-input", help="Normalize inside the network (uint8 input)."),
     calib: Path = typer.Option(None, "--calib", help="INT8: calibration folder from 'edgeres calibrate'."),
+    qat: Path = typer.Option(None, "--qat", help="INT8 from a QAT checkpoint (its calibration is used)."),
     calib_data: Path = typer.Option(None, "--calib-data", help="INT8: calibrate from these images (or reuse)."),
     calib_method: str = typer.Option("entropy", "--calib-method", help="INT8: entropy, minmax, percentile, mse."),
     force: bool = typer.Option(False, "--force", help="Replace an existing engine folder."),
+    workspace: int = typer.Option(None, "--workspace", min=1, help="TensorRT: builder memory pool, MiB."),
+    min_batch: int = typer.Option(None, "--min-batch", min=1, help="TensorRT: profile minimum batch [1]."),
+    opt_batch: int = typer.Option(None, "--opt-batch", min=1, help="TensorRT: batch to tune for [--max-batch]."),
+    timing_cache: str = typer.Option(
+        None, "--timing-cache", help="TensorRT: timing cache file, or 'off' [engines/timing.trt<ver>.sm<cc>.cache]."),
+    builder_opt_level: int = typer.Option(None, "--builder-opt-level", help="TensorRT: 0-5 [3]."),
+    dla_core: int = typer.Option(None, "--dla-core", min=0, help="TensorRT <= 10 on Orin: DLA core, GPU fallback."),
+    version_compatible: bool = typer.Option(
+        False, "--version-compatible", help="TensorRT: runs on later TensorRT of the same major version."),
+    hardware_compat: HardwareCompat = typer.Option(
+        None, "--hardware-compat", help="TensorRT: ampere_plus runs on any Ampere-or-newer GPU [none]."),
+    int8_from: Int8From = typer.Option(
+        None, "--int8-from", help="TensorRT INT8: qdq (Q/DQ artifact) or cache (implicit, TensorRT <= 10) [qdq]."),
 ) -> None:
     """Build an engine and its manifest."""
     from edgeres.build import BuildConfig, build_engine, pick_backend
@@ -53,6 +77,14 @@ def build(
     from edgeres.engine import command_line
     from edgeres.workspace import default_engine_dir, find_workspace, model_or_workspace_default
 
+    if qat is not None:
+        from edgeres.errors import EdgeresError
+        from edgeres.quant.qat import qat_calibration_folder
+
+        if model is not None or calib is not None or precision.value != "int8":
+            raise EdgeresError("--qat CKPT is the model and its calibration: use it with --precision int8 and "
+                               "without --model/--calib")
+        model, calib = qat, qat_calibration_folder(qat)
     ckpt = model_or_workspace_default(model)
     out = out or default_engine_dir(ckpt, precision.value)
     ws = find_workspace()  # edgeres.toml's [build] backend applies unless --backend is given
@@ -61,13 +93,19 @@ def build(
     args = ["build", "--model", str(ckpt.resolve()), "--precision", precision.value, "--backend", chosen,
             "--out", str(out.resolve()), "--opset", str(opset), "--exporter", exporter, "--max-batch", str(max_batch),
             "--opt-level", opt_level.value, *(["--uint8-input"] if uint8_input else []), "--force"]
+    trt_opts, trt_args = tensorrt_options(chosen, workspace=workspace, min_batch=min_batch, opt_batch=opt_batch,
+                                          timing_cache=timing_cache, builder_opt_level=builder_opt_level,
+                                          dla_core=dla_core, version_compatible=version_compatible,
+                                          hardware_compat=hardware_compat, int8_from=int8_from)
+    args += trt_args
     if precision.value == "int8":
         args += ["--calib-method", calib_method]
         args += ["--calib", str(calib.resolve())] if calib else []
         args += ["--calib-data", str(calib_data.resolve())] if calib_data else []
     cfg = BuildConfig(model=ckpt, out=out, precision=precision.value, backend=chosen, opset=opset, exporter=exporter,
                       max_batch=max_batch, opt_level=opt_level.value, normalize_in_network=uint8_input, force=force,
-                      build_command=command_line(args), calib=calib, calib_data=calib_data, calib_method=calib_method)
+                      build_command=command_line(args), calib=calib, calib_data=calib_data, calib_method=calib_method,
+                      tensorrt=trt_opts)
     engine_file, manifest = build_engine(cfg)
     detail = (f"calibration {manifest['calibration']['method']} ({manifest['calibration']['images']} images)"
               if "calibration" in manifest else f"export max abs diff {manifest['export']['max_abs_diff']:.1e}")
@@ -76,3 +114,28 @@ def build(
         f"{manifest['precision']}, {manifest['engine']['size'] / 2**20:.1f} MiB) in {manifest['build_seconds']:.1f} s; "
         + detail
     )
+    if manifest["backend"]["name"] == "tensorrt":
+        from edgeres.backends.trt.loader import describe_build
+
+        for line in describe_build(manifest):
+            make_console().print("  " + line)
+
+
+def tensorrt_options(backend: str, **given) -> tuple:
+    """(TrtBuildOptions or None, their command-line args); TensorRT options with another backend are an error."""
+    from edgeres.backends.trt.loader import TrtBuildOptions
+    from edgeres.errors import EdgeresError
+
+    given = {k: (v.value if isinstance(v, Enum) else v) for k, v in given.items() if v not in (None, False)}
+    if not given:
+        return None, []
+    if backend != "tensorrt":
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise EdgeresError(f"{flags} only apply to TensorRT engines; this build uses {backend} "
+                           "(pass --backend tensorrt)")
+    args = []
+    for key, value in given.items():
+        flag = "--" + key.replace("_", "-")
+        args += [flag] if value is True else [flag, str(value)]
+    names = {"workspace": "workspace_mib"}
+    return TrtBuildOptions(**{names.get(k, k): v for k, v in given.items()}), args

@@ -8,8 +8,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from edgeres.cli import bench, build, calibrate, data, export, info, predict, workspace
+from edgeres.cli import bench, build, calibrate, data, demo, export, info, predict, workspace
+from edgeres.cli import doctor as doctor_cmd
 from edgeres.cli import eval as eval_cmd
+from edgeres.cli import selftest as selftest_cmd
+from edgeres.cli import qat as qat_cmd
 from edgeres.cli import train as train_cmd
 from edgeres.errors import EdgeresError
 
@@ -20,6 +23,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("demo")(demo.demo)
 app.command("info")(info.info)
 app.add_typer(data.app, name="data")
 app.command("train")(train_cmd.train)
@@ -27,9 +31,12 @@ app.command("eval")(eval_cmd.evaluate)
 app.command("init")(workspace.init)
 app.command("export")(export.export)
 app.command("calibrate")(calibrate.calibrate)
+app.command("qat")(qat_cmd.qat)
 app.command("build")(build.build)
 app.command("predict")(predict.predict)
 app.command("bench")(bench.bench)
+app.command("doctor")(doctor_cmd.doctor)
+app.command("selftest")(selftest_cmd.selftest)
 
 err_console = Console(stderr=True)
 

@@ -59,15 +59,59 @@ def fake_quantize(x, amax: float):
     return torch.fake_quantize_per_tensor_affine(x, amax / QMAX, 0, -128, 127)
 
 
-def fake_quant_model(model, scales: Scales, fp32_onnx_model):
+class WeightFakeQuant:
+    """Per-channel symmetric int8 fake quantization of a weight, as a torch parametrization.
+
+    With ``amax`` the ranges are fixed (the scales JSON's); without, each call uses the weight's current
+    per-channel absmax, the way QAT keeps weight ranges in step with training. The rounding passes
+    gradients straight through (torch's fake_quantize ops).
+    """
+
+    @staticmethod
+    def make(axis: int, amax=None):
+        torch = require("torch", "desktop")
+
+        class _WeightFakeQuant(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.axis = axis
+                self.fixed = None if amax is None else torch.tensor(amax, dtype=torch.float32)
+
+            def forward(self, w):
+                if self.fixed is not None:
+                    channel_amax = self.fixed.to(w.device)
+                else:
+                    dims = [d for d in range(w.dim()) if d != self.axis]
+                    channel_amax = w.detach().abs().amax(dim=dims)
+                scale = channel_amax.clamp_min(1e-12) / QMAX
+                zero = torch.zeros(scale.numel(), dtype=torch.int32, device=w.device)
+                return torch.fake_quantize_per_channel_affine(w, scale, zero, self.axis, -128, 127)
+
+        return _WeightFakeQuant()
+
+
+def strip_fake_quant(folded) -> None:
+    """Remove the weight parametrizations and activation hooks, leaving plain float weights (in place)."""
+    from torch.nn.utils import parametrize
+
+    for module in folded.modules():
+        if parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+        module._forward_pre_hooks.clear()
+        module._forward_hooks.clear()
+
+
+def fake_quant_model(model, scales: Scales, fp32_onnx_model, dynamic_weights: bool = False):
     """A BN-folded copy of ``model`` computing what the Q/DQ artifact computes.
 
     Args:
         model: the FP32 torch classifier the scales were calibrated on (or a QAT-trained one).
         scales: its scales JSON.
         fp32_onnx_model: the onnx.ModelProto the scales are keyed to (``model.fp32.onnx``).
+        dynamic_weights: weight ranges follow the weights (QAT) instead of the scales' fixed values.
     """
-    torch = require("torch", "desktop")
+    from torch.nn.utils import parametrize
+
     folded = fold_batchnorm(model)
     graph = fp32_onnx_model.graph
     points = find_points(fp32_onnx_model)
@@ -95,11 +139,8 @@ def fake_quant_model(model, scales: Scales, fp32_onnx_model):
             weight = node.input[1]
             if weight in points.weights and weight in scales.weights:
                 entry = scales.weights[weight]
-                w_scale = torch.tensor(entry["amax"], dtype=torch.float32) / QMAX
-                with torch.no_grad():
-                    module.weight.copy_(torch.fake_quantize_per_channel_affine(
-                        module.weight, w_scale, torch.zeros(len(w_scale), dtype=torch.int32), entry["axis"],
-                        -128, 127))
+                quantizer = WeightFakeQuant.make(entry["axis"], None if dynamic_weights else entry["amax"])
+                parametrize.register_parametrization(module, "weight", quantizer)
         elif node.op_type == "Add" and any(i in points.activations for i in node.input):
             block = modules.get(module_path(node.name))
             for tensor in (i for i in node.input if i in points.activations):

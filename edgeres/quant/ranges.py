@@ -47,6 +47,12 @@ def amax_from_histogram(hist: np.ndarray, edges: np.ndarray, method: str, percen
 def _entropy_amax(hist: np.ndarray, edges: np.ndarray, levels: int = QMAX + 1) -> float:
     """TensorRT's entropy calibration: the threshold whose 128-level quantized distribution has the
     smallest KL divergence from the clipped reference distribution."""
+    # ReLU outputs put half their mass in the zero bin; merged into a 128-level group, that spike makes every wide
+    # range look bad and the search clips to a sliver of the real range. Like NVIDIA's pytorch-quantization, give
+    # the zero bin its neighbour's count: zeros are exact in int8 at any scale.
+    hist = hist.copy()
+    if len(hist) > 1:
+        hist[0] = hist[1]
     n = len(hist)
     best_kl, best_i = np.inf, n
     stride = max(1, (n - levels) // 512)

@@ -1,0 +1,303 @@
+"""Every difference between the TensorRT versions edgeres supports, in one module.
+
+| | 8.6 (JetPack 6.0) | 10.x (10.3: JetPack 6.1/6.2) | 11.x (desktop/server) |
+| --- | --- | --- | --- |
+| network creation | ``EXPLICIT_BATCH`` flag | no flag | strongly typed (the flag is accepted) |
+| FP16 | ``BuilderFlag.FP16`` | ``BuilderFlag.FP16`` | an FP16-typed ONNX (no precision flags) |
+| INT8 from the Q/DQ ONNX | ``BuilderFlag.INT8`` | ``BuilderFlag.INT8`` | as typed in the ONNX |
+| INT8 from a calibration cache | calibrator | calibrator | removed: a clear error |
+| DLA (Orin) with GPU fallback | yes | yes | removed: a clear error |
+| parser errors name the node | index only (names from the ONNX) | ``node_name()`` | ``node_name()`` |
+| version-compatible / hardware-compatible engines | yes | yes | yes |
+
+Nothing here imports tensorrt: callers pass the version string, or the module when a TensorRT
+object is needed. ``used_names`` lists every TensorRT attribute the backend touches for a version;
+``tests/test_trt_conformance.py`` checks each list against the names that version's compiled bindings
+export, so a call a version lacks fails in CI instead of on a user's Jetson.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from edgeres.errors import EdgeresError
+
+SUPPORTED = "8.6, 10.x, 11.x"
+HARDWARE_COMPAT = ("none", "ampere_plus")
+INT8_SOURCES = ("qdq", "cache")
+TRT_PRECISIONS = ("fp32", "fp16", "int8", "mixed")  # mixed: INT8 Q/DQ, the unquantized rest in FP16
+
+
+@dataclass(frozen=True, order=True)
+class TrtVersion:
+    """A TensorRT version as major, minor, patch (the build number is kept only in ``text``)."""
+
+    major: int
+    minor: int
+    patch: int
+    text: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> TrtVersion:
+        """'10.3.0.30' -> TrtVersion(10, 3, 0).
+
+        Raises:
+            EdgeresError: the text is not a version.
+        """
+        m = re.match(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?", str(text))
+        if not m:
+            raise EdgeresError(f"'{text}' is not a TensorRT version (like 8.6.1 or 10.3.0)")
+        return cls(int(m[1]), int(m[2]), int(m[3] or 0), str(text).strip())
+
+    def __str__(self) -> str:
+        return self.text or f"{self.major}.{self.minor}.{self.patch}"
+
+
+@dataclass(frozen=True)
+class Features:
+    """What one TensorRT version can do, as the backend uses it."""
+
+    version: TrtVersion
+    explicit_batch_flag: bool  # 8.6 networks need EXPLICIT_BATCH; 10 dropped implicit batch
+    precision_flags: bool  # weakly typed builds with BuilderFlag.FP16/INT8 (<= 10)
+    strongly_typed: bool  # 11: every network is strongly typed; precision comes from the ONNX types
+    implicit_int8: bool  # a calibrator serving a calibration cache (<= 10)
+    dla: bool  # DLA cores with GPU fallback (<= 10; JetPack's 8.6 and 10.3 on Orin)
+    parser_node_names: bool  # ParserError.node_name() (>= 10)
+
+
+def features(version: str | TrtVersion) -> Features:
+    """The features of a TensorRT version.
+
+    Raises:
+        EdgeresError: a version edgeres does not support (anything but 8.6, 10.x and 11.x).
+    """
+    v = version if isinstance(version, TrtVersion) else TrtVersion.parse(version)
+    if not ((v.major, v.minor) == (8, 6) or v.major in (10, 11)):
+        raise EdgeresError(f"TensorRT {v} is not supported; supported: {SUPPORTED} (JetPack 6 ships 8.6 or 10.3)")
+    le10 = v.major <= 10
+    return Features(version=v, explicit_batch_flag=v.major == 8, precision_flags=le10, strongly_typed=not le10,
+                    implicit_int8=le10, dla=le10, parser_node_names=v.major >= 10)
+
+
+def network_flags(feat: Features, trt) -> int:
+    """The ``Builder.create_network`` flags for this version."""
+    if feat.explicit_batch_flag:
+        return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    if feat.strongly_typed:
+        return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    return 0
+
+
+def precision_flags(feat: Features, precision: str, trt) -> list:
+    """The BuilderFlags a precision needs (none on 11, where the ONNX types decide)."""
+    if not feat.precision_flags:
+        return []
+    return {"fp32": [], "fp16": [trt.BuilderFlag.FP16], "int8": [trt.BuilderFlag.INT8],
+            "mixed": [trt.BuilderFlag.INT8, trt.BuilderFlag.FP16]}[precision]
+
+
+def _cc(compute_capability: str | None) -> tuple[int, int] | None:
+    m = re.match(r"^(\d+)\.(\d+)$", str(compute_capability or "").strip())
+    return (int(m[1]), int(m[2])) if m else None
+
+
+def fast_precisions(compute_capability: str | None) -> dict:
+    """Whether a GPU has fast FP16 and INT8, from its compute capability (as TensorRT's platform queries).
+
+    INT8 is fast with DP4A or INT8 tensor cores: 6.1, 7.2 (Xavier), 7.5 and later; 6.0, 6.2 and 7.0 (V100)
+    lack it. FP16 is fast on 5.3, 6.0, 6.2 and 7.0 and later. Unknown capability: both ``None``.
+    """
+    cc = _cc(compute_capability)
+    if cc is None:
+        return {"fp16": None, "int8": None}
+    return {"fp16": cc in ((5, 3), (6, 0), (6, 2)) or cc >= (7, 0),
+            "int8": cc in ((6, 1), (7, 2)) or cc >= (7, 5)}
+
+
+def check_request(feat: Features, precision: str, int8_source: str = "qdq", dla_core: int | None = None,
+                  dla_cores: int | None = None, version_compatible: bool = False, hardware_compat: str = "none",
+                  builder_opt_level: int | None = None, compute_capability: str | None = None) -> list[str]:
+    """Refuse what this version or device cannot build; return warnings for what it builds slowly.
+
+    Args:
+        feat: the installed TensorRT's features.
+        precision: fp32, fp16, int8 or mixed.
+        int8_source: ``qdq`` (the Q/DQ artifact) or ``cache`` (implicit INT8 from the calibration cache).
+        dla_core: the DLA core asked for, or None for the GPU.
+        dla_cores: how many DLA cores this device has (None: unknown).
+        version_compatible: build an engine newer TensorRT versions of the same major can run.
+        hardware_compat: ``none`` or ``ampere_plus``.
+        builder_opt_level: 0-5, or None for TensorRT's default (3).
+        compute_capability: of the build GPU, like "8.7".
+
+    Raises:
+        EdgeresError: a combination this version or device cannot build.
+    """
+    v = feat.version
+    if precision not in TRT_PRECISIONS:
+        raise EdgeresError(f"unknown precision '{precision}'; accepted: {', '.join(TRT_PRECISIONS)}")
+    if int8_source not in INT8_SOURCES:
+        raise EdgeresError(f"unknown INT8 source '{int8_source}'; accepted: {', '.join(INT8_SOURCES)}")
+    if int8_source == "cache" and precision in ("int8", "mixed") and not feat.implicit_int8:
+        raise EdgeresError(f"TensorRT {v} has no implicit INT8 (calibrators and calibration caches were removed in "
+                           "11); build from the Q/DQ ONNX instead: --int8-from qdq")
+    if hardware_compat not in HARDWARE_COMPAT:
+        raise EdgeresError(f"unknown hardware compatibility '{hardware_compat}'; accepted: "
+                           f"{', '.join(HARDWARE_COMPAT)}")
+    if builder_opt_level is not None and not 0 <= builder_opt_level <= 5:
+        raise EdgeresError(f"--builder-opt-level must be 0-5 (TensorRT's default is 3), got {builder_opt_level}")
+    if dla_core is not None:
+        if not feat.dla:
+            raise EdgeresError(f"TensorRT {v} does not support DLA; DLA engines need TensorRT 8.6 or 10.x "
+                               "(JetPack 6 on a Jetson Orin); drop --dla-core")
+        if dla_cores == 0:
+            raise EdgeresError(f"--dla-core {dla_core} asked, but this device has no DLA (DLA cores are on Jetson "
+                               "AGX Orin and Orin NX); drop --dla-core")
+        if dla_cores is not None and not 0 <= dla_core < dla_cores:
+            raise EdgeresError(f"--dla-core {dla_core} does not exist; this device has DLA cores "
+                               f"{', '.join(map(str, range(dla_cores)))}")
+        if precision == "fp32":
+            raise EdgeresError("DLA runs FP16 or INT8 only; build --precision fp16 or int8 with --dla-core")
+        if version_compatible or hardware_compat != "none":
+            raise EdgeresError("DLA engines cannot be version- or hardware-compatible; drop --version-compatible "
+                               "and --hardware-compat with --dla-core")
+    if hardware_compat == "ampere_plus" and _cc(compute_capability) is not None and _cc(compute_capability) < (8, 0):
+        raise EdgeresError(f"--hardware-compat ampere_plus needs an Ampere or newer GPU to build on (compute "
+                           f"capability >= 8.0); this one is {compute_capability}")
+    warnings = []
+    fast = fast_precisions(compute_capability)
+    if precision in ("int8", "mixed") and fast["int8"] is False and dla_core is None:
+        warnings.append(f"this GPU (compute capability {compute_capability}) has no fast INT8; INT8 will be slower "
+                        "than FP16 here: consider --precision fp16")
+    if precision == "fp16" and fast["fp16"] is False:
+        warnings.append(f"this GPU (compute capability {compute_capability}) has no fast FP16; FP16 will not be "
+                        "faster than FP32 here")
+    return warnings
+
+
+def compat_problems(manifest: dict, current: dict) -> list[str]:
+    """Why a TensorRT engine cannot be deserialized here (empty when it can).
+
+    Args:
+        manifest: the engine's manifest (``backend`` and ``device`` sections).
+        current: this machine's facts: ``backend_version``, ``gpu``, ``compute_capability``, ``l4t`` and
+            ``dla_cores`` (a missing key is "unknown").
+    """
+    backend, device = manifest["backend"], manifest.get("device", {})
+    problems = []
+    built, here = backend.get("version"), current.get("backend_version")
+    if here is None:
+        return [f"built with TensorRT {built}, this machine has no TensorRT installed"]
+    b, h = TrtVersion.parse(built), TrtVersion.parse(here)
+    if backend.get("version_compatible"):
+        if h.major != b.major or h < b:
+            problems.append(f"built version-compatible with TensorRT {built}: it runs on TensorRT {b.major}.x from "
+                            f"{b.major}.{b.minor} on; this machine has {here}")
+    elif str(built) != str(here):
+        problems.append(f"built with TensorRT {built}, this machine has {here} (engines are tied to the exact "
+                        "TensorRT version unless built with --version-compatible)")
+    cc_built, cc_here = device.get("compute_capability"), current.get("compute_capability")
+    level = backend.get("hardware_compat", "none")
+    if level == "ampere_plus":
+        if _cc(cc_here) is None or _cc(cc_here) < (8, 0):
+            problems.append(f"built hardware-compatible for Ampere and newer GPUs; this machine has "
+                            f"{current.get('gpu') or 'no GPU'} (sm {cc_here})")
+    elif (device.get("gpu"), cc_built) != (current.get("gpu"), cc_here):
+        problems.append(f"built for GPU {device.get('gpu')} (sm {cc_built}), this machine has "
+                        f"{current.get('gpu') or 'no GPU'} (sm {cc_here})")
+    if device.get("l4t") and current.get("l4t") != device.get("l4t") and not backend.get("version_compatible"):
+        problems.append(f"built on L4T {device['l4t']} (JetPack), this machine has "
+                        f"{'L4T ' + current['l4t'] if current.get('l4t') else 'no L4T (not a Jetson)'}")
+    core = backend.get("dla_core")
+    if core is not None:
+        if not features(h).dla:
+            problems.append(f"runs on DLA core {core}, and TensorRT {here} has no DLA")
+        elif current.get("dla_cores") is not None and core >= current["dla_cores"]:
+            problems.append(f"runs on DLA core {core}, this device has {current['dla_cores']} DLA core(s)")
+    return problems
+
+
+# Every TensorRT attribute the backend uses ("Class.attr", or a module-level "name"), by feature.
+COMMON_NAMES = frozenset({
+    "__version__", "nptype", "Logger", "Logger.WARNING", "ILogger", "ILogger.log", "ILogger.Severity",
+    "ILogger.ERROR", "ILogger.INTERNAL_ERROR", "ILogger.WARNING",
+    "Builder", "Builder.create_network", "Builder.create_builder_config", "Builder.create_optimization_profile",
+    "Builder.build_serialized_network", "NetworkDefinitionCreationFlag",
+    "INetworkDefinition.num_inputs", "INetworkDefinition.get_input",
+    "ITensor.name", "ITensor.shape",
+    "OnnxParser", "OnnxParser.parse_from_file", "OnnxParser.num_errors", "OnnxParser.get_error",
+    "ParserError.desc", "ParserError.node", "ParserError.code",
+    "IBuilderConfig.set_memory_pool_limit", "MemoryPoolType.WORKSPACE", "IBuilderConfig.add_optimization_profile",
+    "IOptimizationProfile.set_shape", "IBuilderConfig.set_flag", "IBuilderConfig.builder_optimization_level",
+    "IBuilderConfig.create_timing_cache", "IBuilderConfig.set_timing_cache", "IBuilderConfig.get_timing_cache",
+    "ITimingCache.serialize", "IBuilderConfig.profiling_verbosity", "ProfilingVerbosity.DETAILED",
+    "BuilderFlag.VERSION_COMPATIBLE", "IBuilderConfig.hardware_compatibility_level",
+    "HardwareCompatibilityLevel.AMPERE_PLUS", "HardwareCompatibilityLevel.NONE",
+    "Runtime", "Runtime.deserialize_cuda_engine", "Runtime.engine_host_code_allowed",
+    "ICudaEngine.create_engine_inspector", "EngineInspector.get_engine_information", "LayerInformationFormat.JSON",
+    "ICudaEngine.num_io_tensors", "ICudaEngine.get_tensor_name", "ICudaEngine.get_tensor_mode",
+    "ICudaEngine.get_tensor_dtype", "ICudaEngine.get_tensor_shape", "ICudaEngine.get_tensor_profile_shape",
+    "ICudaEngine.create_execution_context", "TensorIOMode.INPUT",
+    "IExecutionContext.set_input_shape", "IExecutionContext.get_tensor_shape", "IExecutionContext.set_tensor_address",
+    "IExecutionContext.execute_async_v3",
+})
+FEATURE_NAMES = {
+    "explicit_batch_flag": frozenset({"NetworkDefinitionCreationFlag.EXPLICIT_BATCH"}),
+    "strongly_typed": frozenset({"NetworkDefinitionCreationFlag.STRONGLY_TYPED"}),
+    "precision_flags": frozenset({"BuilderFlag.FP16", "BuilderFlag.INT8"}),
+    "implicit_int8": frozenset({
+        "IInt8EntropyCalibrator2", "IInt8EntropyCalibrator2.get_batch_size", "IInt8EntropyCalibrator2.get_batch",
+        "IInt8EntropyCalibrator2.read_calibration_cache", "IInt8EntropyCalibrator2.write_calibration_cache",
+        "IInt8EntropyCalibrator2.get_algorithm", "CalibrationAlgoType.ENTROPY_CALIBRATION_2",
+        "IBuilderConfig.int8_calibrator", "IBuilderConfig.set_calibration_profile",
+    }),
+    "dla": frozenset({"DeviceType.DLA", "IBuilderConfig.default_device_type", "IBuilderConfig.DLA_core",
+                      "BuilderFlag.GPU_FALLBACK", "Runtime.DLA_core", "Builder.num_DLA_cores"}),
+    "parser_node_names": frozenset({"ParserError.node_name", "ParserError.node_operator"}),
+}
+
+
+def used_names(feat: Features) -> set[str]:
+    """Every TensorRT attribute the backend may touch on this version."""
+    names = set(COMMON_NAMES)
+    for flag, extra in FEATURE_NAMES.items():
+        if getattr(feat, flag):
+            names |= extra
+    return names
+
+
+def trtexec_command(feat: Features, onnx: str, engine: str, input_name: str, dims: list, precision: str,
+                    min_batch: int, opt_batch: int, max_batch: int, workspace_mib: int | None = None,
+                    timing_cache: str | None = None, builder_opt_level: int | None = None,
+                    dla_core: int | None = None, version_compatible: bool = False, hardware_compat: str = "none",
+                    calib_cache: str | None = None) -> str:
+    """The ``trtexec`` command line that builds the same engine with NVIDIA's own tool.
+
+    Paths are given as they should appear (relative to the engine folder, where the source ONNX is kept).
+    """
+    import shlex
+
+    def shape(batch: int) -> str:
+        return f"{input_name}:" + "x".join(str(d) for d in (batch, *dims))
+
+    args = ["trtexec", f"--onnx={onnx}", f"--saveEngine={engine}", f"--minShapes={shape(min_batch)}",
+            f"--optShapes={shape(opt_batch)}", f"--maxShapes={shape(max_batch)}"]
+    if feat.precision_flags:
+        args += {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8"], "mixed": ["--int8", "--fp16"]}[precision]
+    if calib_cache:
+        args.append(f"--calib={calib_cache}")
+    if workspace_mib:
+        args.append(f"--memPoolSize=workspace:{workspace_mib}")  # MiB in 8.6, 10 and 11
+    if timing_cache:
+        args.append(f"--timingCacheFile={timing_cache}")
+    if builder_opt_level is not None:
+        args.append(f"--builderOptimizationLevel={builder_opt_level}")
+    if dla_core is not None:
+        args += [f"--useDLACore={dla_core}", "--allowGPUFallback"]
+    if version_compatible:
+        args.append("--versionCompatible")
+    if hardware_compat == "ampere_plus":
+        args.append("--hardwareCompatibilityLevel=ampere+")
+    return shlex.join(args)

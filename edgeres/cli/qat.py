@@ -1,0 +1,38 @@
+"""``edgeres qat``: quantization-aware fine-tuning from a calibration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def qat(
+    model: Path = typer.Option(None, "--model", help="FP32 checkpoint [default: the workspace's model]."),
+    data: Path = typer.Option(..., "--data", help="Training data (the model's classes): DIR/train, DIR/val."),
+    epochs: int = typer.Option(2, "--epochs", min=1),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (SGD, cosine); small: this is fine-tuning."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    calib: Path = typer.Option(None, "--calib", help="Start from this calibration folder [default: calibrate]."),
+    method: str = typer.Option("entropy", "--method", help="Calibration method when none is given."),
+    out: Path = typer.Option(Path("runs/qat"), "--out"),
+    max_steps: int = typer.Option(None, "--max-steps", min=1, help="Cap the steps per epoch."),
+    seed: int = typer.Option(0, "--seed"),
+    force: bool = typer.Option(False, "--force"),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Fine-tune with fake quantization; then: edgeres build --precision int8 --qat OUT/best.safetensors."""
+    from edgeres.cli.console import make_console
+    from edgeres.quant.qat import QatConfig
+    from edgeres.quant.qat import qat as run_qat
+    from edgeres.workspace import model_or_workspace_default
+
+    summary = run_qat(QatConfig(model=model_or_workspace_default(model), data=data, out=out, epochs=epochs, lr=lr,
+                                batch_size=batch_size, calib=calib, method=method, max_steps_per_epoch=max_steps,
+                                seed=seed, force=force, progress=not quiet))
+    if summary:
+        make_console(stderr=True).print(
+            f"QAT: fake-quantized val top-1 {summary['start_val_top1_int8']:.2f}% -> "
+            f"{summary['best_val_top1_int8']:.2f}% -> {out / 'best.safetensors'}; "
+            f"build it with: edgeres build --precision int8 --qat {out / 'best.safetensors'}"
+        )

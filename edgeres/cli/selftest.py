@@ -1,0 +1,38 @@
+"""``edgeres selftest``: on a Jetson or GPU machine, train (or take) a digits model, build FP32/FP16/INT8
+TensorRT engines, check each against the ONNX Runtime CPU engine, benchmark them, print one table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def selftest(
+    model: Path = typer.Option(None, "--model", help="Use this checkpoint instead of training a digits model."),
+    out: Path = typer.Option(Path("selftest"), "--out", help="Working folder (data, model, engines)."),
+    precisions: str = typer.Option("fp32,fp16,int8", "--precisions", help="Comma-separated precisions to build."),
+    duration: float = typer.Option(3.0, "--duration", min=0.1, help="Seconds of timing per engine."),
+    cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Time batch 1 with CUDA-graph replay."),
+    json_out: bool = typer.Option(False, "--json", help="Print the results as JSON instead of the table."),
+) -> None:
+    """Check TensorRT end to end on this device and print a table to paste into a bug report."""
+    import json
+
+    from edgeres.cli.console import make_console
+    from edgeres.selftest import SelftestConfig, parse_precisions, run_selftest, summary_table, unavailable_reason
+
+    cfg = SelftestConfig(out=out, model=model, precisions=parse_precisions(precisions), duration=duration,
+                         cuda_graph=cuda_graph)
+    reason = unavailable_reason()
+    if reason:
+        make_console().print(f"selftest: nothing to test here: {reason}. It runs on a Jetson (JetPack 6) or a machine "
+                             "with an NVIDIA GPU and TensorRT; CPU engines are covered by 'pytest'.")
+        return
+    report = run_selftest(cfg)
+    if json_out:
+        print(json.dumps(report, indent=2))
+    else:
+        print(summary_table(report))
+    if not report["passed"]:
+        raise typer.Exit(1)

@@ -1,0 +1,207 @@
+"""``doctor``: judge this setup (TensorRT, CUDA, cuda-python/pycuda, cameras, Jetson power mode and clocks) and,
+optionally, one engine, with a verdict per line. ``info`` lists facts; this says whether they are good.
+
+``collect`` gathers facts without raising; ``judge`` and ``judge_engine`` are pure (facts in, checks out),
+so every verdict is tested with hand-written facts.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+VERDICTS = ("ok", "warn", "fail", "info")
+
+
+@dataclass
+class Check:
+    """One judged line: what was checked, the verdict, the detail, and what to do about it."""
+
+    name: str
+    verdict: str
+    detail: str
+    fix: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_clocks(cpu: list[tuple[int, int]], gpu: list[tuple[int, int]]) -> bool | None:
+    """Whether clocks are locked (what ``jetson_clocks`` does): every CPU and GPU minimum frequency equals its maximum.
+
+    Args:
+        cpu: (scaling_min_freq, scaling_max_freq) per CPU core.
+        gpu: (min_freq, max_freq) per GPU devfreq device.
+
+    Returns:
+        True or False, or None when there is nothing to judge.
+    """
+    pairs = cpu + gpu
+    if not cpu or not gpu:
+        return None
+    return all(lo == hi for lo, hi in pairs)
+
+
+def read_clocks(root: Path = Path("/")) -> bool | None:
+    """``parse_clocks`` over the sysfs files of a Jetson (``root`` lets tests point at a fake tree)."""
+
+    def pairs(pattern: str, lo: str, hi: str) -> list[tuple[int, int]]:
+        out = []
+        for folder in sorted(glob.glob(str(Path(root) / pattern))):
+            try:
+                out.append((int(Path(folder, lo).read_text()), int(Path(folder, hi).read_text())))
+            except (OSError, ValueError):
+                continue
+        return out
+
+    return parse_clocks(pairs("sys/devices/system/cpu/cpu[0-9]*/cpufreq", "scaling_min_freq", "scaling_max_freq"),
+                        pairs("sys/class/devfreq/*gpu*", "min_freq", "max_freq"))
+
+
+def jetson_bench_facts() -> dict | None:
+    """What a published Jetson number depends on: power mode and locked clocks (None off a Jetson)."""
+    from edgeres.sysinfo import jetson_facts
+
+    jetson = jetson_facts()
+    if jetson is None:
+        return None
+    return {"l4t": jetson["l4t"], "model": jetson["model"], "power_mode": jetson["power_mode"],
+            "clocks_locked": read_clocks()}
+
+
+def collect() -> dict:
+    """Every fact ``judge`` needs, gathered without raising."""
+    from edgeres.backends.trt.buffers import cuda_status
+    from edgeres.sysinfo import gpu_facts, jetson_facts, package_versions
+
+    packages = package_versions()
+    jetson = jetson_facts()
+    return {
+        "packages": packages,
+        "gpus": gpu_facts()["gpus"],
+        "cuda": cuda_status() if packages.get("tensorrt") or _has_cuda_binding() else {"binding": None, "device": None,
+                                                                                      "error": "not installed"},
+        "jetson": jetson,
+        "clocks_locked": read_clocks() if jetson else None,
+        "cameras": sorted(glob.glob("/dev/video*")),
+        "camera_access": {dev: os.access(dev, os.R_OK | os.W_OK) for dev in glob.glob("/dev/video*")},
+        "nvargus": shutil.which("nvargus-daemon") is not None or Path("/usr/sbin/nvargus-daemon").exists(),
+    }
+
+
+def _has_cuda_binding() -> bool:
+    import importlib.util
+
+    return any(importlib.util.find_spec(m) is not None for m in ("cuda", "pycuda"))
+
+
+def judge(facts: dict) -> list[Check]:
+    """A verdict per line on the setup described by ``facts`` (as ``collect`` returns)."""
+    from edgeres.backends.trt.versions import SUPPORTED, fast_precisions, features
+
+    pkgs, jetson, cuda = facts["packages"], facts.get("jetson"), facts.get("cuda") or {}
+    gpu_present = bool(facts.get("gpus")) or bool(cuda.get("device")) or jetson is not None
+    checks = []
+    py = tuple(int(x) for x in pkgs["python"].split(".")[:2])
+    checks.append(Check("python", "ok" if py >= (3, 10) else "fail", pkgs["python"],
+                        "" if py >= (3, 10) else "edgeres needs Python >= 3.10 (JetPack 6)"))
+    trt = pkgs.get("tensorrt")
+    trt_error = pkgs.get("import_errors", {}).get("tensorrt")
+    if trt_error:
+        checks.append(Check("tensorrt", "fail", f"installed but fails to import: {trt_error}",
+                            "reinstall TensorRT matching this CUDA/driver (JetPack's on a Jetson)"))
+    elif trt is None:
+        verdict = "warn" if gpu_present else "info"
+        checks.append(Check("tensorrt", verdict, "not installed: only ONNX Runtime (CPU) engines can be built",
+                            "pip install 'edgeres[tensorrt]' on a GPU desktop; JetPack's TensorRT on a Jetson"
+                            if gpu_present else ""))
+    else:
+        try:
+            feat = features(trt)
+            extra = "" if feat.implicit_int8 else " (strongly typed: INT8 from Q/DQ only, FP16 from FP16-typed ONNX)"
+            checks.append(Check("tensorrt", "ok", f"{trt}{extra}"))
+        except Exception:
+            checks.append(Check("tensorrt", "fail", f"{trt} is not supported", f"use TensorRT {SUPPORTED}"))
+    if cuda.get("device"):
+        dev = cuda["device"]
+        checks.append(Check("cuda", "ok", f"{cuda['binding']}: {dev['name']}, compute capability "
+                                          f"{dev['compute_capability']}"))
+        fast = fast_precisions(dev["compute_capability"])
+        if fast["int8"] is False:
+            checks.append(Check("int8 speed", "warn", f"compute capability {dev['compute_capability']} has no fast "
+                                                      "INT8", "prefer --precision fp16 on this GPU"))
+    elif trt is not None or gpu_present:
+        checks.append(Check("cuda", "fail", cuda.get("error") or "no CUDA device",
+                            "pip install 'edgeres[tensorrt]' (cuda-python), and check the NVIDIA driver"))
+    else:
+        checks.append(Check("cuda", "info", "no NVIDIA GPU"))
+    checks += _judge_jetson(facts)
+    checks += _judge_cameras(facts)
+    return checks
+
+
+def _judge_jetson(facts: dict) -> list[Check]:
+    jetson = facts.get("jetson")
+    if jetson is None:
+        return [Check("jetson", "info", "not a Jetson")]
+    checks = [Check("jetson", "ok", f"{jetson.get('model') or 'Jetson'}, L4T {jetson.get('l4t')}")]
+    l4t = jetson.get("l4t") or ""
+    if l4t and int(l4t.split(".")[0]) < 36:
+        checks.append(Check("jetpack", "fail", f"L4T {l4t} is JetPack 4/5 (Python 3.6/3.8)",
+                            "edgeres needs JetPack 6 (L4T 36) on a Jetson Orin"))
+    power = jetson.get("power_mode")
+    if power is None or power.get("name") is None:
+        checks.append(Check("power mode", "warn", "unknown (nvpmodel not found or failed)",
+                            "record 'sudo nvpmodel -q' with any benchmark"))
+    else:
+        maxed = "MAXN" in str(power["name"]).upper()
+        checks.append(Check("power mode", "ok" if maxed else "warn", f"{power['name']} (id {power.get('id')})",
+                            "" if maxed else "benchmarks depend on it: 'sudo nvpmodel -m 0' for MAXN, and report it"))
+    locked = facts.get("clocks_locked")
+    checks.append(Check("clocks", {True: "ok", False: "warn", None: "warn"}[locked],
+                        {True: "locked (jetson_clocks)", False: "not locked: clocks scale with load",
+                         None: "unknown"}[locked], "" if locked else "'sudo jetson_clocks' before benchmarking"))
+    return checks
+
+
+def _judge_cameras(facts: dict) -> list[Check]:
+    cams, access = facts.get("cameras") or [], facts.get("camera_access") or {}
+    checks = []
+    if not cams:
+        checks.append(Check("camera", "info", "no /dev/video* device"))
+    else:
+        denied = [c for c in cams if not access.get(c)]
+        checks.append(Check("camera", "warn" if denied else "ok",
+                            f"{', '.join(cams)}" + (f"; no access to {', '.join(denied)}" if denied else ""),
+                            "add yourself to the 'video' group (sudo usermod -aG video $USER) and log in again"
+                            if denied else ""))
+    if facts.get("jetson") is not None:
+        gst = facts["packages"].get("opencv_gstreamer")
+        checks.append(Check("csi camera", "ok" if gst and facts.get("nvargus") else "warn",
+                            f"OpenCV GStreamer {'yes' if gst else 'no'}, nvargus-daemon "
+                            f"{'yes' if facts.get('nvargus') else 'no'}",
+                            "" if gst and facts.get("nvargus") else "use JetPack's OpenCV (GStreamer) for CSI cameras"))
+    return checks
+
+
+def judge_engine(target: Path, current: dict | None = None) -> list[Check]:
+    """Verdicts on one engine: manifest readable, bytes match, and it fits this machine (each difference a line)."""
+    from edgeres.engine import check_engine, read_manifest, rebuild_hint, resolve
+    from edgeres.errors import EdgeresError
+
+    try:
+        engine_file, manifest_file = resolve(Path(target))
+        manifest = read_manifest(manifest_file)
+    except EdgeresError as exc:
+        return [Check("engine", "fail", str(exc))]
+    backend = manifest["backend"]
+    checks = [Check("engine", "info", f"{engine_file.name}: {backend['name']} {backend.get('version')}, "
+                                      f"{manifest['precision']}, built {manifest.get('created')}")]
+    problems = check_engine(engine_file, manifest, current)
+    checks += [Check("engine fits", "fail", p, rebuild_hint(manifest)) for p in problems]
+    if not problems:
+        checks.append(Check("engine fits", "ok", "bytes match the manifest; built for this machine"))
+    return checks
