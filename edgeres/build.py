@@ -20,7 +20,7 @@ from edgeres.errors import EdgeresError
 from edgeres.fileio import write_json_atomic
 from edgeres.models.checkpoint import file_sha256
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "mixed")
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 # "extended" fusions are portable across CPUs; "all" adds layout transforms chosen for this CPU's ISA.
 SAVED_OPT_LEVELS = ("basic", "extended", "all")
@@ -45,6 +45,8 @@ class BuildConfig:
     calib_data: Path | None = None  # images to calibrate from when no --calib is given
     calib_method: str = "entropy"
     num_images: int = 512
+    max_drop: float = 0.5  # mixed: accepted top-1 drop vs FP32, in points
+    val_data: Path | None = None  # mixed: images the sensitivity is measured on
     tensorrt: TrtBuildOptions | None = None  # TensorRT-only options (None: defaults)
 
 
@@ -79,13 +81,15 @@ def build_engine(cfg: BuildConfig, progress: bool = True) -> tuple[Path, dict]:
     if backend == "onnxruntime" and cfg.precision == "fp16":
         raise EdgeresError("FP16 needs a GPU: the ONNX Runtime CPU engine would silently run FP32; "
                            "build --precision fp32 here, or FP16 with --backend tensorrt on a GPU machine")
-    if cfg.precision == "int8" and cfg.normalize_in_network:
-        raise EdgeresError("--uint8-input is not supported with --precision int8 yet; build INT8 with float input")
-    calib = resolve_calibration(cfg) if cfg.precision == "int8" else None
+    quantized = cfg.precision in ("int8", "mixed")
+    if quantized and cfg.normalize_in_network:
+        raise EdgeresError(f"--uint8-input is not supported with --precision {cfg.precision} yet; use float input")
+    calib = resolve_calibration(cfg) if quantized else None
+    plan = plan_mixed_precision(cfg, calib) if cfg.precision == "mixed" else None
     if backend == "tensorrt":
         from edgeres.backends.trt.runner import check_tensorrt_available
 
-        if calib is not None:
+        if calib is not None and plan is None:
             check_qdq_for_tensorrt(calib.qdq_onnx)
 
         check_tensorrt_available()
@@ -112,7 +116,7 @@ def build_engine(cfg: BuildConfig, progress: bool = True) -> tuple[Path, dict]:
         if backend == "tensorrt":
             manifest = _build_tensorrt(cfg, calib, tmp, engine_file, trt_plan)
         elif calib is not None:
-            manifest = _build_onnxruntime_int8(cfg, calib, tmp, engine_file)
+            manifest = _build_onnxruntime_int8(cfg, calib, tmp, engine_file, plan)
         else:
             manifest = _build_onnxruntime(cfg, tmp, engine_file)
         manifest["build_seconds"] = round(time.perf_counter() - start, 2)
@@ -272,21 +276,63 @@ def check_qdq_for_tensorrt(qdq_onnx: Path) -> None:
                            + "; ".join(str(p) for p in problems[:3]))
 
 
-def _build_onnxruntime_int8(cfg: BuildConfig, calib, folder: Path, engine_file: Path) -> dict:
-    """Q/DQ artifact -> CPU rewrite -> ONNX Runtime-optimized file whose every Conv/Gemm is an integer kernel."""
+def plan_mixed_precision(cfg: BuildConfig, calib):
+    """Measure per-layer sensitivity on the val images and choose the layers kept float (see quant.mixed)."""
+    import onnx
+
+    from edgeres.data.imagefolder import load_eval_split
+    from edgeres.evaluate import EvalImages
+    from edgeres.models.checkpoint import load_checkpoint
+    from edgeres.quant.mixed import plan_mixed
+
+    val_dir = cfg.val_data
+    if val_dir is None:
+        calib_dir = Path(calib.scales.data.get("folder", ""))
+        if calib_dir.name == "train" and (calib_dir.parent / "val").is_dir():
+            val_dir = calib_dir.parent / "val"
+    if val_dir is None:
+        raise EdgeresError("--precision mixed measures accuracy: pass --val-data DIR (labelled images, "
+                           "DIR/<class>/...)")
+    config = load_checkpoint(cfg.model).config
+    images = load_eval_split(Path(val_dir))
+    if images.class_names != config.class_names:
+        raise EdgeresError(f"--val-data {val_dir} has classes {images.class_names[:6]}, the model "
+                           f"{config.class_names[:6]}")
+    return plan_mixed(onnx.load(str(calib.fp32_onnx)), calib.scales, EvalImages(images, config.preprocess),
+                      cfg.max_drop)
+
+
+def _build_onnxruntime_int8(cfg: BuildConfig, calib, folder: Path, engine_file: Path, plan=None) -> dict:
+    """Q/DQ artifact -> CPU rewrite -> ONNX Runtime-optimized file whose every Conv/Gemm is an integer kernel
+    (except, for ``mixed``, the layers the plan keeps float; their Q/DQ artifact is saved beside the engine)."""
     import onnx
 
     from edgeres.backends.onnxrt.loader import write_optimized_model
     from edgeres.models.checkpoint import load_checkpoint
+    from edgeres.quant.checker import check_qdq_model
     from edgeres.quant.cpu import check_integer_kernels, rewrite_for_cpu
+    from edgeres.quant.mixed import cpu_float_layers
+    from edgeres.quant.qdq import write_qdq
 
     config = load_checkpoint(cfg.model).config
-    cpu = rewrite_for_cpu(onnx.load(str(calib.qdq_onnx)), calib.scales)
+    float_layers = set(plan.float_layers) if plan is not None else set()
+    if plan is not None:
+        qdq = write_qdq(onnx.load(str(calib.fp32_onnx)), calib.scales, float_layers)
+        problems = check_qdq_model(qdq, float_layers)
+        if problems:
+            raise EdgeresError(f"the mixed Q/DQ model breaks TensorRT rules: {problems[0]}")
+        onnx.save(qdq, str(folder / (engine_file.stem + ".qdq.onnx")))
+    else:
+        qdq = onnx.load(str(calib.qdq_onnx))
+    cpu = rewrite_for_cpu(qdq, calib.scales)
     cpu_file = folder / "cpu.qdq.onnx"
     onnx.save(cpu, str(cpu_file))
     write_optimized_model(cpu_file, engine_file, cfg.opt_level)
     cpu_file.unlink()
-    check_integer_kernels(onnx.load(str(engine_file)))
+    cpu_float = cpu_float_layers(onnx.load(str(calib.fp32_onnx)), float_layers) if plan is not None else set()
+    check_integer_kernels(onnx.load(str(engine_file)), cpu_float)
+    if plan is not None:
+        plan.cpu_float_layers = sorted(cpu_float)
     h, w = config.preprocess.input_size
     scales = calib.scales
     return make_manifest(
@@ -299,7 +345,8 @@ def _build_onnxruntime_int8(cfg: BuildConfig, calib, folder: Path, engine_file: 
     ) | {"calibration": {"folder": str(calib.folder.resolve()), "method": scales.method,
                          "percentile": scales.percentile, "source": scales.source, "images": scales.data.get("images"),
                          "data_sha256": scales.data.get("sha256"),
-                         "scales_sha256": file_sha256(calib.folder / "scales.json")}}
+                         "scales_sha256": file_sha256(calib.folder / "scales.json")}} | (
+        {"mixed": plan.to_dict()} if plan is not None else {})
 
 
 def make_manifest(cfg: BuildConfig, config, preprocess: dict, engine_file: Path, backend: str, backend_info: dict,

@@ -12,6 +12,7 @@ class Precision(str, Enum):
     fp32 = "fp32"
     fp16 = "fp16"
     int8 = "int8"
+    mixed = "mixed"
 
 
 class Backend(str, Enum):
@@ -56,6 +57,8 @@ def build(
     qat: Path = typer.Option(None, "--qat", help="INT8 from a QAT checkpoint (its calibration is used)."),
     calib_data: Path = typer.Option(None, "--calib-data", help="INT8: calibrate from these images (or reuse)."),
     calib_method: str = typer.Option("entropy", "--calib-method", help="INT8: entropy, minmax, percentile, mse."),
+    max_drop: float = typer.Option(0.5, "--max-drop", min=0.0, help="mixed: accepted top-1 drop vs FP32 (points)."),
+    val_data: Path = typer.Option(None, "--val-data", help="mixed: labelled images for the sensitivity."),
     force: bool = typer.Option(False, "--force", help="Replace an existing engine folder."),
     workspace: int = typer.Option(None, "--workspace", min=1, help="TensorRT: builder memory pool, MiB."),
     min_batch: int = typer.Option(None, "--min-batch", min=1, help="TensorRT: profile minimum batch [1]."),
@@ -81,7 +84,7 @@ def build(
         from edgeres.errors import EdgeresError
         from edgeres.quant.qat import qat_calibration_folder
 
-        if model is not None or calib is not None or precision.value != "int8":
+        if model is not None or calib is not None or precision.value not in ("int8", "mixed"):
             raise EdgeresError("--qat CKPT is the model and its calibration: use it with --precision int8 and "
                                "without --model/--calib")
         model, calib = qat, qat_calibration_folder(qat)
@@ -98,14 +101,16 @@ def build(
                                           dla_core=dla_core, version_compatible=version_compatible,
                                           hardware_compat=hardware_compat, int8_from=int8_from)
     args += trt_args
-    if precision.value == "int8":
+    if precision.value == "mixed":
+        args += ["--max-drop", str(max_drop)] + (["--val-data", str(val_data.resolve())] if val_data else [])
+    if precision.value in ("int8", "mixed"):
         args += ["--calib-method", calib_method]
         args += ["--calib", str(calib.resolve())] if calib else []
         args += ["--calib-data", str(calib_data.resolve())] if calib_data else []
     cfg = BuildConfig(model=ckpt, out=out, precision=precision.value, backend=chosen, opset=opset, exporter=exporter,
                       max_batch=max_batch, opt_level=opt_level.value, normalize_in_network=uint8_input, force=force,
                       build_command=command_line(args), calib=calib, calib_data=calib_data, calib_method=calib_method,
-                      tensorrt=trt_opts)
+                      max_drop=max_drop, val_data=val_data, tensorrt=trt_opts)
     engine_file, manifest = build_engine(cfg)
     detail = (f"calibration {manifest['calibration']['method']} ({manifest['calibration']['images']} images)"
               if "calibration" in manifest else f"export max abs diff {manifest['export']['max_abs_diff']:.1e}")

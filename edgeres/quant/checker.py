@@ -31,8 +31,13 @@ RULES = {
 }
 
 
-def check_qdq_model(model) -> list[Violation]:
-    """Every rule ``model`` (an onnx.ModelProto) breaks; empty when TensorRT can build it as intended."""
+def check_qdq_model(model, float_layers: set[str] | frozenset[str] = frozenset()) -> list[Violation]:
+    """Every rule ``model`` (an onnx.ModelProto) breaks; empty when TensorRT can build it as intended.
+
+    Args:
+        model: the Q/DQ model.
+        float_layers: Conv/Gemm nodes deliberately left unquantized (``mixed`` precision): not reported.
+    """
     from onnx import numpy_helper
 
     graph = model.graph
@@ -57,7 +62,7 @@ def check_qdq_model(model) -> list[Violation]:
                 if r.op_type != "DequantizeLinear" or list(r.input[1:]) != list(node.input[1:]):
                     out.append(Violation("q-dq-pair", node.name, f"feeds {r.op_type} {r.name} without a matching DQ"))
     for node in graph.node:
-        if node.op_type not in WEIGHTED_OPS:
+        if node.op_type not in WEIGHTED_OPS or node.name in float_layers:
             continue
         act = made_by.get(node.input[0])
         if act is None or act.op_type != "DequantizeLinear":

@@ -177,14 +177,16 @@ def _remove(graph, nodes) -> None:
     graph.node.extend(keep)
 
 
-def float_compute_nodes(optimized_model) -> list[str]:
-    """Conv/Gemm-like nodes that still compute in float after ONNX Runtime's optimizations."""
-    return [f"{n.op_type} {n.name}" for n in optimized_model.graph.node if n.op_type in FLOAT_COMPUTE_OPS]
+def float_compute_nodes(optimized_model, allowed: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Conv/Gemm-like nodes that still compute in float after ONNX Runtime's optimizations (except those whose
+    name starts with an ``allowed`` node name: ONNX Runtime keeps the name when it fuses an activation in)."""
+    return [f"{n.op_type} {n.name}" for n in optimized_model.graph.node
+            if n.op_type in FLOAT_COMPUTE_OPS and not any(n.name.startswith(a) for a in allowed)]
 
 
-def check_integer_kernels(optimized_model) -> None:
-    """Fail when any Conv or Gemm of the optimized CPU graph is not an integer kernel."""
-    left = float_compute_nodes(optimized_model)
+def check_integer_kernels(optimized_model, allowed: set[str] | frozenset[str] = frozenset()) -> None:
+    """Fail when any Conv or Gemm of the optimized CPU graph is not an integer kernel (``allowed``: kept float)."""
+    left = float_compute_nodes(optimized_model, allowed)
     if left:
         raise EdgeresError(f"{len(left)} Conv/Gemm node(s) would run in float on this CPU, not as integer kernels: "
                            + ", ".join(left[:5]) + ("..." if len(left) > 5 else ""))

@@ -39,8 +39,14 @@ def activation_scale(scales: Scales, tensor: str) -> np.ndarray:
     return np.float32(scales.activations[tensor]["amax"] / QMAX)
 
 
-def write_qdq(fp32_model, scales: Scales):
-    """Insert TensorRT-style Q/DQ into a copy of ``fp32_model`` (an onnx.ModelProto) and return it."""
+def write_qdq(fp32_model, scales: Scales, float_layers: set[str] | frozenset[str] = frozenset()):
+    """Insert TensorRT-style Q/DQ into a copy of ``fp32_model`` (an onnx.ModelProto) and return it.
+
+    Args:
+        fp32_model: the FP32 export the scales are keyed to.
+        scales: the scales JSON.
+        float_layers: names of Conv/Gemm nodes to leave unquantized (``mixed`` precision).
+    """
     import onnx
 
     model = onnx.ModelProto()
@@ -52,15 +58,22 @@ def write_qdq(fp32_model, scales: Scales):
     rewire: dict[tuple[int, int], str] = {}  # (node index, input index) -> dequantized tensor
     node_index = {id(n): i for i, n in enumerate(graph.node)}
 
+    unknown = set(float_layers) - {n.name for n in graph.node if n.op_type in WEIGHTED_OPS}
+    if unknown:
+        raise EdgeresError(f"float layers {sorted(unknown)} are not Conv/Gemm nodes of this model")
     for tensor in points.activations:
+        targets = [(node, k) for node in readers[tensor] for k, name in enumerate(node.input)
+                   if name == tensor and _quantized_input(node, k) and node.name not in float_layers]
+        if not targets:
+            continue
         nodes, inits, dq_out = _qdq_nodes(tensor, activation_scale(scales, tensor), np.int8(0), None)
         new_nodes += nodes
         new_inits += inits
-        for node in readers[tensor]:
-            for k, name in enumerate(node.input):
-                if name == tensor and _quantized_input(node, k):
-                    rewire[(node_index[id(node)], k)] = dq_out
+        for node, k in targets:
+            rewire[(node_index[id(node)], k)] = dq_out
     for weight, axis in points.weights.items():
+        if all(node.name in float_layers for node in readers[weight]):
+            continue
         if weight not in scales.weights:
             raise EdgeresError(f"the scales have no range for weight '{weight}': they belong to another model export")
         amax = np.asarray(scales.weights[weight]["amax"], dtype=np.float32)
@@ -87,12 +100,13 @@ def _quantized_input(node, k: int) -> bool:
     return (node.op_type in WEIGHTED_OPS and k == 0) or node.op_type == "Add"
 
 
-def write_qdq_file(fp32_onnx: Path, scales: Scales, out: Path) -> None:
+def write_qdq_file(fp32_onnx: Path, scales: Scales, out: Path, float_layers: set[str] | frozenset[str] = frozenset()
+                   ) -> None:
     import onnx
 
     from edgeres.fileio import atomic_path
 
-    model = write_qdq(onnx.load(str(fp32_onnx)), scales)
+    model = write_qdq(onnx.load(str(fp32_onnx)), scales, float_layers)
     onnx.checker.check_model(model)
     with atomic_path(Path(out)) as tmp:
         onnx.save(model, str(tmp))
