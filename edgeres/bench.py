@@ -85,6 +85,7 @@ def bench_runner(runner, cfg: PreprocessConfig, frames: list[np.ndarray], batch:
     total = sum(times["end_to_end"])
     return {
         "batch": batch,
+        "samples_ms": [round(t * 1e3, 4) for t in times["end_to_end"]],
         "iterations": len(times["end_to_end"]),
         "throughput_ips": batch * len(times["end_to_end"]) / total,
         "latency_ms": {s: latency_stats(v) for s, v in times.items()},

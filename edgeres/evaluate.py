@@ -115,4 +115,29 @@ def evaluate_checkpoint(ckpt_path, data_dir, batch_size: int = 64, arch: str | N
     logits = predict_logits(torch_predict_fn(ckpt.build_model()), data, batch_size, progress=progress)
     metrics = classification_metrics(data.labels, logits, images.class_names)
     metrics["model"] = str(ckpt_path)
+    metrics["predictions"] = logits.argmax(1).tolist()
+    return metrics
+
+
+def evaluate_engine(target, data_dir, batch_size: int = 32, threads: int | None = None,
+                    progress: bool = False) -> dict:
+    """Metrics of a built engine on a data folder (classes checked against the manifest)."""
+    from edgeres.data.imagefolder import load_eval_split
+    from edgeres.engine import open_engine
+    from edgeres.errors import EdgeresError
+    from edgeres.models.checkpoint import require_matching_classes
+
+    images = load_eval_split(data_dir)
+    engine = open_engine(target, threads=threads)
+    if engine.task != "classify":
+        raise EdgeresError(f"{engine.engine_file} is a '{engine.task}' engine; this evaluation is for classifiers")
+    require_matching_classes(engine.model_config, images.class_names, f"data folder {data_dir}")
+    batch_size = min(batch_size, engine.manifest["input"].get("max_batch") or batch_size)
+    data = EvalImages(images, engine.preprocess)
+    with engine:
+        logits = predict_logits(lambda x: next(iter(engine.runner.infer(x).values())), data, batch_size,
+                                progress=progress)
+    metrics = classification_metrics(data.labels, logits, images.class_names)
+    metrics["model"] = str(engine.engine_file)
+    metrics["predictions"] = logits.argmax(1).tolist()
     return metrics

@@ -41,6 +41,9 @@ def bench(
     rows = [bench_engine(e, cfg) for e in engine or []]
     if model is not None:
         rows.append(bench_checkpoint(model, cfg))
+    for row in rows:
+        for r in row["results"]:
+            r.pop("samples_ms", None)  # per-iteration times stay in reports; the summary is what bench prints
     report = {"environment": bench_environment(cfg), "engines": rows}
     if json_out:
         print(json.dumps(report, indent=2))

@@ -9,16 +9,23 @@ import typer
 
 
 def evaluate(
-    model: Path = typer.Option(..., "--model", help="Checkpoint (.safetensors, or .pth with --arch)."),
+    model: Path = typer.Option(None, "--model", help="Checkpoint (.safetensors, or .pth with --arch)."),
+    engine: Path = typer.Option(None, "--engine", help="Or an engine (file, manifest or folder)."),
     data: Path = typer.Option(..., "--data", help="DIR/val/<class> or DIR/<class>."),
     arch: str = typer.Option(None, "--arch", help="Architecture of a .pth state dict without metadata."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
-    """Top-1, top-5, per-class accuracy and the confusion matrix."""
-    from edgeres.evaluate import evaluate_checkpoint
+    """Top-1, top-5, per-class accuracy and the confusion matrix of a checkpoint or an engine."""
+    from edgeres.errors import EdgeresError
+    from edgeres.evaluate import evaluate_checkpoint, evaluate_engine
 
-    metrics = evaluate_checkpoint(model, data, batch_size=batch_size, arch=arch, progress=not json_out)
+    if (model is None) == (engine is None):
+        raise EdgeresError("give exactly one of --model CKPT or --engine ENGINE")
+    if engine is not None:
+        metrics = evaluate_engine(engine, data, batch_size=batch_size, progress=not json_out)
+    else:
+        metrics = evaluate_checkpoint(model, data, batch_size=batch_size, arch=arch, progress=not json_out)
     if json_out:
         print(json.dumps(metrics, indent=2))
     else:

@@ -9,10 +9,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from edgeres.cli import bench, build, calibrate, data, demo, export, info, predict, workspace
+from edgeres.cli import camera as camera_cmd
 from edgeres.cli import doctor as doctor_cmd
 from edgeres.cli import eval as eval_cmd
-from edgeres.cli import selftest as selftest_cmd
 from edgeres.cli import qat as qat_cmd
+from edgeres.cli import report as report_cmd
+from edgeres.cli import selftest as selftest_cmd
 from edgeres.cli import train as train_cmd
 from edgeres.errors import EdgeresError
 
@@ -35,6 +37,8 @@ app.command("qat")(qat_cmd.qat)
 app.command("build")(build.build)
 app.command("predict")(predict.predict)
 app.command("bench")(bench.bench)
+app.command("report")(report_cmd.report)
+app.command("camera")(camera_cmd.camera)
 app.command("doctor")(doctor_cmd.doctor)
 app.command("selftest")(selftest_cmd.selftest)
 

@@ -1,0 +1,45 @@
+"""``edgeres report``: accuracy/latency comparison of engines (and the torch reference) on the same data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def report(
+    engines: list[Path] = typer.Option(..., "--engines", help="Engines to compare (repeat --engines for each)."),
+    data: Path = typer.Option(..., "--data", help="Labelled images: DIR/val/<class> or DIR/<class>."),
+    out: Path = typer.Option(Path("reports/report"), "--out", help="Folder for report.md/.html/.json."),
+    model: Path = typer.Option(None, "--model", help="Torch FP32 reference [default: the engines' checkpoint]."),
+    batch: int = typer.Option(1, "--batch", min=1),
+    duration: float = typer.Option(5.0, "--duration", min=0.1, help="Seconds timed per engine."),
+    warmup: float = typer.Option(1.0, "--warmup", min=0.0),
+    threads: int = typer.Option(None, "--threads", min=1),
+    baseline: Path = typer.Option(None, "--baseline", help="An older report.json: regressions exit non-zero."),
+    max_top1_drop: float = typer.Option(0.5, "--max-top1-drop", help="Regression: top-1 points lost vs baseline."),
+    max_latency_increase: float = typer.Option(0.25, "--max-latency-increase", help="Regression: relative p50 rise."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing report."),
+) -> None:
+    """Evaluate (as edgeres eval) and time (as edgeres bench) every engine; write report.md, .html and .json."""
+    from edgeres.cli.console import make_console
+    from edgeres.fileio import check_writable
+    from edgeres.report import ReportConfig, build_report, compare_to_baseline, load_baseline, write_report
+
+    if (Path(out) / "report.json").exists():
+        check_writable(Path(out) / "report.json", force)
+    old = load_baseline(baseline) if baseline is not None else None
+    cfg = ReportConfig(engines=engines, data=data, out=out, model=model, batch=batch, duration=duration,
+                       warmup=warmup, threads=threads, baseline=baseline, max_top1_drop=max_top1_drop,
+                       max_latency_increase=max_latency_increase, force=force)
+    result = build_report(cfg)
+    regressions = compare_to_baseline(result, old, max_top1_drop, max_latency_increase) if old else []
+    write_report(result, out, regressions, force=force)
+    console = make_console()
+    for row in result["rows"]:
+        console.print(f"{row['name']:28s} top-1 {row['top1']:6.2f}% ({row['delta_top1']:+.2f})  "
+                      f"p50 {row['latency_ms']['p50']:7.2f} ms  {row['throughput_ips']:8.1f} img/s")
+    console.print(f"wrote {out}/report.md, report.html, report.json")
+    if regressions:
+        make_console(stderr=True).print("[bold red]regressions vs the baseline:[/]\n  " + "\n  ".join(regressions))
+        raise typer.Exit(code=2)
