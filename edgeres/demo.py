@@ -1,7 +1,7 @@
-"""``edgeres demo``: the pipeline start to finish on the bundled real digits, on a CPU in minutes.
+"""``edgeres demo``: the whole product on the bundled real digits, start to finish, on a CPU in minutes.
 
-data -> train ResNet-18 -> export (verified) -> calibrate INT8 with two methods -> build FP32 and INT8
-CPU engines -> evaluate every engine on the val split -> benchmark them -> one summary table.
+data -> train ResNet-18 -> export (verified) -> calibrate INT8 with two methods -> short QAT -> build
+FP32 and INT8 CPU engines -> comparison report -> camera loop on the digits video, recorded.
 """
 
 from __future__ import annotations
@@ -12,85 +12,89 @@ from pathlib import Path
 
 from edgeres.errors import EdgeresError
 
-CALIBRATION_METHODS = ("entropy", "percentile")
+CALIBRATION_METHODS = ("mse", "entropy")
 
 
 @dataclass
 class DemoResult:
     folder: Path
-    rows: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    rows: list[dict] = field(default_factory=list)
     paths: dict[str, Path] = field(default_factory=dict)
+    camera: dict | None = None
 
 
-def run_demo(out: Path, epochs: int = 4, force: bool = False, bench_seconds: float = 3.0, say=print) -> DemoResult:
-    """Run every step into ``out`` and return the per-engine results.
+def run_demo(out: Path, epochs: int = 4, force: bool = False, say=print) -> DemoResult:
+    """Run every step into ``out`` and return the report rows and the paths to open.
 
     Args:
-        out: demo folder (refused when it holds another demo, unless ``force``).
-        epochs: training epochs (4 reach ~97-98 % on the digits).
-        force: replace an existing demo folder's contents.
-        bench_seconds: measured seconds per engine in the benchmark.
+        out: demo folder (refused when it already holds a demo, unless ``force``).
+        epochs: training epochs (4 reach about 98 % on the digits).
+        force: run again in a folder that holds a demo.
         say: where progress lines go.
     """
-    from edgeres.bench import BenchConfig, bench_engine
     from edgeres.build import BuildConfig, build_engine
     from edgeres.data.digits import write_digits
-    from edgeres.data.imagefolder import load_eval_split
-    from edgeres.engine import open_engine
-    from edgeres.evaluate import EvalImages, classification_metrics, predict_logits
     from edgeres.export import export_checkpoint
+    from edgeres.quant.qat import QatConfig, qat
     from edgeres.quant.workflow import CalibConfig, run_calibration
+    from edgeres.report import ReportConfig, build_report, write_report
     from edgeres.train import TrainConfig, train
 
     out = Path(out)
     if (out / "runs").exists() and not force:
-        raise EdgeresError(f"{out} already holds a demo; pass --force to run it again there, or choose --out")
+        raise EdgeresError(f"{out} already holds a demo; pass --force to run it again there, or choose another --out")
     start = time.perf_counter()
     result = DemoResult(out)
     data = out / "data" / "digits"
-    say(f"1/6 writing the bundled real digits to {data}")
+    say(f"1/8 writing the bundled real MNIST digits to {data}")
     write_digits(data, size=32, force=force, progress=False)
-    say(f"2/6 training ResNet-18 for {epochs} epochs at 32x32 (2 CPU cores: about a minute)")
+    say(f"2/8 training ResNet-18 for {epochs} epochs at 32x32")
     run = out / "runs" / "digits"
     summary = train(TrainConfig(data=data, out=run, epochs=epochs, img_size=32, batch_size=64, force=True,
                                 progress=False))
     ckpt = run / "best.safetensors"
-    say(f"    best val top-1 {summary['best_val_top1']:.2f}% in {summary['train_seconds']:.0f} s -> {ckpt}")
-    say("3/6 exporting ONNX and checking it against torch on real images")
+    say(f"    best val top-1 {summary['best_val_top1']:.2f}% in {summary['train_seconds']:.0f} s")
+    say("3/8 exporting ONNX and checking it against torch on real images")
     exported = export_checkpoint(ckpt, out / "r18.onnx", force=True)
-    say(f"    {exported.path}: max abs difference {exported.max_abs_diff:.1e}")
-    say(f"4/6 calibrating INT8 ({', '.join(CALIBRATION_METHODS)}) on 512 real training images")
+    say(f"    max abs difference {exported.max_abs_diff:.1e}")
+    say(f"4/8 calibrating INT8 ({', '.join(CALIBRATION_METHODS)}) on 512 real training images")
     calibs = {m: run_calibration(CalibConfig(model=ckpt, data=data / "train", out=out / "calibration" / f"r18-{m}",
                                              method=m, num_images=512, force=True, progress=False))
               for m in CALIBRATION_METHODS}
-    say("5/6 building engines: FP32 and INT8 (one per calibration) for ONNX Runtime on this CPU")
-    engines = {"r18-fp32": BuildConfig(model=ckpt, out=out / "engines" / "r18-fp32", backend="onnxruntime",
-                                       force=True)}
-    for m, c in calibs.items():
-        engines[f"r18-int8-{m}"] = BuildConfig(model=ckpt, out=out / "engines" / f"r18-int8-{m}",
-                                               backend="onnxruntime", precision="int8", calib=c.folder, force=True)
-    for cfg in engines.values():
+    say("5/8 quantization-aware training: 1 short epoch from the entropy calibration")
+    qat_run = out / "runs" / "qat"
+    qat(QatConfig(model=ckpt, data=data, out=qat_run, epochs=1, lr=5e-4, calib=calibs["entropy"].folder,
+                  max_steps_per_epoch=40, force=True, progress=False))
+    say("6/8 building CPU engines (ONNX Runtime): FP32, INT8 per calibration, INT8 from QAT")
+    engines = out / "engines"
+    configs = [BuildConfig(model=ckpt, out=engines / "r18-fp32", backend="onnxruntime", force=True)]
+    configs += [BuildConfig(model=ckpt, out=engines / f"r18-int8-{m}", backend="onnxruntime", precision="int8",
+                            calib=c.folder, force=True) for m, c in calibs.items()]
+    configs.append(BuildConfig(model=qat_run / "best.safetensors", out=engines / "r18-int8-qat", backend="onnxruntime",
+                               precision="int8", calib=qat_run / "calibration", force=True))
+    for cfg in configs:
         build_engine(cfg, progress=False)
-    say(f"6/6 evaluating every engine on the val split and timing it ({bench_seconds:.0f} s each)")
-    images = load_eval_split(data)
-    fp32_pred = None
-    for name, cfg in engines.items():
-        with open_engine(cfg.out) as engine:
-            val = EvalImages(images, engine.preprocess)
-            logits = predict_logits(lambda x, e=engine: e.runner.infer(x)["logits"], val, batch_size=32)
-        metrics = classification_metrics(val.labels, logits, images.class_names)
-        pred = logits.argmax(1)
-        fp32_pred = pred if fp32_pred is None else fp32_pred
-        timing = bench_engine(cfg.out, BenchConfig(batches=[1], duration=bench_seconds, warmup=1.0))
-        lat = timing["results"][0]["latency_ms"]
-        result.rows.append({
-            "engine": name, "precision": cfg.precision, "top1": metrics["top1"],
-            "agreement": 100.0 * float((pred == fp32_pred).mean()),
-            "infer_ms": lat["inference"]["p50"], "e2e_ms": lat["end_to_end"]["p50"],
-            "size_mb": timing["engine_size_mb"], "path": str(cfg.out),
-        })
+    say("7/8 comparison report: every engine and the torch reference, evaluated and timed the same way")
+    report = build_report(ReportConfig(engines=[c.out for c in configs], data=data, out=out / "report", model=ckpt,
+                                       duration=2.0, warmup=0.5))
+    write_report(report, out / "report", [], force=True)
+    result.rows = report["rows"]
+    say("8/8 camera loop, headless, on the digits test video, recorded")
+    result.camera = _camera_step(out, engines / "r18-int8-mse", say)
     result.seconds = time.perf_counter() - start
-    result.paths = {"data": data, "checkpoint": ckpt, "onnx": out / "r18.onnx", "engines": out / "engines",
-                    "calibration": out / "calibration"}
+    result.paths = {"report": out / "report" / "report.html", "engines": engines, "checkpoint": ckpt,
+                    "calibration": out / "calibration", "data": data}
+    if result.camera and result.camera.get("recording"):
+        result.paths["recording"] = Path(result.camera["recording"])
     return result
+
+
+def _camera_step(out: Path, engine: Path, say) -> dict | None:
+    """Run the camera loop on the digits video when the camera module is available."""
+    try:
+        from edgeres.camera.loop import run_camera_demo
+    except ImportError:
+        say("    camera loop not available in this build; skipped")
+        return None
+    return run_camera_demo(engine, out / "camera", say=say)

