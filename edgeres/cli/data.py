@@ -36,3 +36,28 @@ def digits(
         highlight=False,
         soft_wrap=True,
     )
+
+
+@app.command("digits-video")
+def digits_video(
+    out: Path = typer.Option(Path("data/digits-video"), "--out", help="Folder for digits.mkv and labels.json."),
+    frames: int = typer.Option(300, "--frames", min=1, help="Number of frames."),
+    fps: float = typer.Option(30.0, "--fps", min=1.0, max=240.0, help="Frame rate stored in the video."),
+    size: str = typer.Option("640x480", "--size", help="Frame size WIDTHxHEIGHT (even numbers)."),
+    frames_per_digit: int = typer.Option(10, "--frames-per-digit", min=1, help="Frames each digit stays on screen."),
+    images: bool = typer.Option(False, "--images", help="Also write every frame as frames/NNNNN.png."),
+    seed: int = typer.Option(0, "--seed", help="Fixes the digits, their motion and the noise."),
+    force: bool = typer.Option(False, "--force", help="Overwrite a video written there before."),
+) -> None:
+    """Write a test video of real MNIST validation digits, with the true label of every frame beside it."""
+    from edgeres.cli.camera import parse_size
+    from edgeres.data.digits_video import write_digits_video
+
+    s = write_digits_video(out, frames=frames, fps=fps, size=parse_size(size, "--size"),
+                           frames_per_digit=frames_per_digit, images=images, seed=seed, force=force)
+    make_console().print(
+        f"wrote {s['frames']} frames ({s['size'][0]}x{s['size'][1]}, {s['fps']:g} fps, {s['codec']}) to "
+        f"{Path(out) / s['video']}; true labels in {Path(out) / 'labels.json'}",
+        highlight=False,
+        soft_wrap=True,
+    )

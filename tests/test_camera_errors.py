@@ -1,0 +1,90 @@
+"""Bad input to ``edgeres camera``: one ``error:`` line on stderr, exit code 1, no traceback, nothing written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from helpers import assert_user_error, run_cli
+
+pytest_plugins = ["fixtures_camera"]
+
+
+@pytest.mark.parametrize(("source", "fragments"), [
+    ("ftp://127.0.0.1/cam", ["unknown source scheme 'ftp://'", "accepted:", "rtsp://", "csi://N"]),
+    ("/no/such/clip.mkv", ["source not found", "accepted:"]),
+])
+def test_unknown_sources_are_refused(tmp_path, source, fragments):
+    proc = run_cli("camera", "--engine", tmp_path, "--source", source, timeout=60)
+    assert_user_error(proc, *fragments)
+
+
+def test_an_engine_without_a_manifest_is_refused(tmp_path, camera_engine, digits_video):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    onnx = next(camera_engine.glob("*.onnx"))
+    shutil.copy(onnx, bare / onnx.name)
+    proc = run_cli("camera", "--engine", bare / onnx.name, "--source", digits_video / "digits.mkv", timeout=60)
+    assert_user_error(proc, "has no manifest", "edgeres build")
+
+
+def test_a_detection_engine_is_not_supported_yet(tmp_path, camera_engine, digits_video):
+    engine = shutil.copytree(camera_engine, tmp_path / "det")
+    manifest_file = next(engine.glob("*.manifest.json"))
+    manifest = json.loads(manifest_file.read_text())
+    manifest["task"] = "detect"
+    manifest_file.write_text(json.dumps(manifest))
+    record = tmp_path / "out.mkv"
+    proc = run_cli("camera", "--engine", engine, "--source", digits_video / "digits.mkv", "--record", record,
+                   timeout=60)
+    assert_user_error(proc, "does not run detection engines yet", "'detect'")
+    assert not record.exists()
+
+
+def test_a_missing_camera_lists_what_was_tried(tmp_path, camera_engine):
+    import glob
+
+    if glob.glob("/dev/video9"):
+        pytest.skip("this machine has a /dev/video9")
+    proc = run_cli("camera", "--engine", camera_engine, "--source", "9", "--open-timeout", "2", timeout=60)
+    assert_user_error(proc, "cannot open camera '9': tried V4L2 /dev/video9: /dev/video9 does not exist",
+                      "video devices here:", "any backend, index 9")
+
+
+def test_csi_camera_without_one_says_which_pipeline_was_tried(camera_engine):
+    proc = run_cli("camera", "--engine", camera_engine, "--source", "csi://0", "--csi-size", "1920x1080",
+                   "--open-timeout", "2", timeout=60)
+    assert_user_error(proc, "cannot open CSI camera 'csi://0': tried GStreamer Argus pipeline",
+                      "nvarguscamerasrc sensor-id=0 ! video/x-raw(memory:NVMM), width=(int)1920, height=(int)1080")
+
+
+def test_jetson_decoding_without_gstreamer_is_a_clear_error(camera_engine, digits_video):
+    from edgeres.camera.sources import machine_facts
+
+    if machine_facts().gstreamer:
+        pytest.skip("this OpenCV has GStreamer: the hardware pipeline would really be attempted")
+    proc = run_cli("camera", "--engine", camera_engine, "--source", digits_video / "digits.mkv", "--decoder",
+                   "jetson", timeout=60)
+    assert_user_error(proc, "tried GStreamer hardware decode", "parsebin ! nvv4l2decoder ! nvvidconv",
+                      "this OpenCV has no GStreamer support")
+
+
+@pytest.mark.parametrize(("extra", "fragments"), [
+    (["--realtime"], ["--realtime paces files and image folders", "is live"]),
+    (["--fps", "10"], ["--fps sets the rate of image folders", "has its own"]),
+    (["--overlay", "boxes"], ["unknown --overlay 'boxes'"]),
+    (["--csi-size", "big"], ["--csi-size 'big' is not WIDTHxHEIGHT"]),
+])
+def test_conflicting_or_bad_options_are_errors(tmp_path, camera_engine, extra, fragments):
+    proc = run_cli("camera", "--engine", camera_engine, "--source", "tcp://127.0.0.1:9", *extra, timeout=60)
+    assert_user_error(proc, *fragments)
+
+
+def test_an_existing_recording_is_never_overwritten_without_force(tmp_path, digits_video):
+    record = tmp_path / "keep.mkv"
+    record.write_bytes(b"precious")
+    proc = run_cli("camera", "--engine", tmp_path, "--source", digits_video / "digits.mkv", "--record", record,
+                   timeout=60)
+    assert_user_error(proc, "already exists; pass --force")
+    assert record.read_bytes() == b"precious"
