@@ -84,6 +84,10 @@ def build_engine(cfg: BuildConfig, progress: bool = True) -> tuple[Path, dict]:
     quantized = cfg.precision in ("int8", "mixed")
     if quantized and cfg.normalize_in_network:
         raise EdgeresError(f"--uint8-input is not supported with --precision {cfg.precision} yet; use float input")
+    if backend == "tensorrt" and (cfg.calib is None or cfg.precision == "mixed"):
+        from edgeres.backends.trt.runner import check_tensorrt_available
+
+        check_tensorrt_available()  # before minutes of calibration or sensitivity analysis
     calib = resolve_calibration(cfg) if quantized else None
     plan = plan_mixed_precision(cfg, calib) if cfg.precision == "mixed" else None
     if backend == "tensorrt":
@@ -114,7 +118,7 @@ def build_engine(cfg: BuildConfig, progress: bool = True) -> tuple[Path, dict]:
     try:
         engine_file = tmp / (out.name + ENGINE_SUFFIXES[backend])
         if backend == "tensorrt":
-            manifest = _build_tensorrt(cfg, calib, tmp, engine_file, trt_plan)
+            manifest = _build_tensorrt(cfg, calib, tmp, engine_file, trt_plan | {"mixed": plan})
         elif calib is not None:
             manifest = _build_onnxruntime_int8(cfg, calib, tmp, engine_file, plan)
         else:
@@ -156,6 +160,8 @@ def _check_tensorrt_request(cfg: BuildConfig) -> dict:
 def _build_tensorrt(cfg: BuildConfig, calib, folder: Path, engine_file: Path, plan: dict) -> dict:
     """Export (or take the calibration's ONNX) -> TensorRT plan; the source ONNX stays beside the engine so the
     recorded trtexec command reproduces the build."""
+    import onnx
+
     from edgeres.backends.trt import versions
     from edgeres.backends.trt.loader import build_plan, default_timing_cache, fp16_onnx, onnx_input
     from edgeres.export import export_checkpoint
@@ -169,16 +175,19 @@ def _build_tensorrt(cfg: BuildConfig, calib, folder: Path, engine_file: Path, pl
     if calib is None:
         export = export_checkpoint(cfg.model, source, opset=cfg.opset, exporter=cfg.exporter,
                                    normalize_in_network=cfg.normalize_in_network).to_dict()
+    elif plan["mixed"] is not None:  # the Q/DQ artifact with the plan's sensitive layers left float
+        onnx.save(_mixed_qdq(calib, plan["mixed"]), str(source))
     else:
         shutil.copyfile(calib.fp32_onnx if opts.int8_from == "cache" else calib.qdq_onnx, source)
+    if calib is not None:
         export = {"exporter": "torchscript", "opset": 17, "output_names": ["logits"],
                   "fp32_onnx_sha256": calib.scales.model.get("onnx_sha256")}
         if opts.int8_from == "cache":
             calib_cache = folder / f"{name}.calib.cache"
             write_cache(calib.scales, str(feat.version), calib_cache)
-    if feat.strongly_typed and cfg.precision in ("fp16", "mixed"):  # TensorRT 11: precision lives in the ONNX types
+    if feat.strongly_typed and cfg.precision == "fp16":  # TensorRT 11: the precision lives in the ONNX types
         typed = folder / f"{name}.fp16.onnx"
-        fp16_onnx(source, typed, keep_qdq=cfg.precision == "mixed")
+        fp16_onnx(source, typed)
         typed.replace(source)
     input_name, dims = onnx_input(source)
     timing = (None if opts.timing_cache == "off" else Path(opts.timing_cache) if opts.timing_cache
@@ -210,7 +219,22 @@ def _build_tensorrt(cfg: BuildConfig, calib, folder: Path, engine_file: Path, pl
         manifest["calibration"] = {"folder": str(calib.folder.resolve()), "method": calib.scales.method,
                                    "images": calib.scales.data.get("images"),
                                    "scales_sha256": file_sha256(calib.folder / "scales.json")}
+    if plan["mixed"] is not None:
+        manifest["mixed"] = plan["mixed"].to_dict()
     return manifest
+
+
+def _mixed_qdq(calib, mixed):
+    import onnx
+
+    from edgeres.quant.checker import check_qdq_model
+    from edgeres.quant.qdq import write_qdq
+
+    qdq = write_qdq(onnx.load(str(calib.fp32_onnx)), calib.scales, set(mixed.float_layers))
+    problems = check_qdq_model(qdq, set(mixed.float_layers))
+    if problems:
+        raise EdgeresError(f"the mixed Q/DQ model breaks TensorRT rules: {problems[0]}")
+    return qdq
 
 
 def _build_onnxruntime(cfg: BuildConfig, folder: Path, engine_file: Path) -> dict:

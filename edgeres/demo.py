@@ -51,8 +51,7 @@ def run_demo(out: Path, epochs: int = 4, force: bool = False, say=print) -> Demo
     write_digits(data, size=32, force=force, progress=False)
     say(f"2/8 training ResNet-18 for {epochs} epochs at 32x32")
     run = out / "runs" / "digits"
-    summary = train(TrainConfig(data=data, out=run, epochs=epochs, img_size=32, batch_size=64, force=True,
-                                progress=False))
+    summary = train(TrainConfig(data=data, out=run, epochs=epochs, img_size=32, batch_size=64, force=True))
     ckpt = run / "best.safetensors"
     say(f"    best val top-1 {summary['best_val_top1']:.2f}% in {summary['train_seconds']:.0f} s")
     say("3/8 exporting ONNX and checking it against torch on real images")
@@ -60,12 +59,12 @@ def run_demo(out: Path, epochs: int = 4, force: bool = False, say=print) -> Demo
     say(f"    max abs difference {exported.max_abs_diff:.1e}")
     say(f"4/8 calibrating INT8 ({', '.join(CALIBRATION_METHODS)}) on 512 real training images")
     calibs = {m: run_calibration(CalibConfig(model=ckpt, data=data / "train", out=out / "calibration" / f"r18-{m}",
-                                             method=m, num_images=512, force=True, progress=False))
+                                             method=m, num_images=512, force=True))
               for m in CALIBRATION_METHODS}
     say("5/8 quantization-aware training: 1 short epoch from the entropy calibration")
     qat_run = out / "runs" / "qat"
     qat(QatConfig(model=ckpt, data=data, out=qat_run, epochs=1, lr=5e-4, calib=calibs["entropy"].folder,
-                  max_steps_per_epoch=40, force=True, progress=False))
+                  max_steps_per_epoch=40, force=True))
     say("6/8 building CPU engines (ONNX Runtime): FP32, INT8 per calibration, INT8 from QAT")
     engines = out / "engines"
     configs = [BuildConfig(model=ckpt, out=engines / "r18-fp32", backend="onnxruntime", force=True)]

@@ -182,13 +182,15 @@ def _f(value, digits: int) -> str:
 
 
 def _engine_row(name: str, folder: Path, images: np.ndarray, labels: np.ndarray, reference: np.ndarray | None,
-                precision: str, cfg: SelftestConfig, runner=None) -> dict:
+                precision: str, cfg: SelftestConfig, cuda_graph: bool = False) -> dict:
     """Open an engine folder, take its logits and timings; compare with the reference when given."""
+    from edgeres.backends.trt.runner import TensorRTRunner
     from edgeres.engine import open_engine
 
     engine = open_engine(folder)
-    if runner is not None:
-        engine.runner = runner
+    if cuda_graph:
+        engine.runner = TensorRTRunner(engine.engine_file, max_batch=engine.runner.max_batch, cuda_graph=True,
+                                       manifest=engine.manifest)
     m = engine.manifest
     row = {"name": name, "precision": precision, "reference": reference is None,
            "build_seconds": m["backend"].get("build_seconds", m.get("build_seconds")),
@@ -212,7 +214,6 @@ def run_selftest(cfg: SelftestConfig) -> dict:
         ``{"environment", "model_line", "rows", "passed", "throughput_batch"}``; each row holds the engine's
         build time, size, comparison with the ONNX Runtime CPU reference and timings (logits removed).
     """
-    from edgeres.backends.trt.runner import TensorRTRunner
     from edgeres.build import BuildConfig, build_engine
     from edgeres.data.digits import write_digits
     from edgeres.data.imagefolder import load_eval_split
@@ -255,8 +256,8 @@ def run_selftest(cfg: SelftestConfig) -> dict:
                                                     num_images=512, force=True, progress=False)).folder
             build_engine(BuildConfig(model=model, out=engines / name, precision=precision, backend="tensorrt",
                                      calib=calib, force=True), progress=False)
-            runner = (TensorRTRunner(engines / name / f"{name}.plan", cuda_graph=True) if cfg.cuda_graph else None)
-            rows.append(_engine_row(name, engines / name, images, labels, ref["logits"], precision, cfg, runner))
+            rows.append(_engine_row(name, engines / name, images, labels, ref["logits"], precision, cfg,
+                                    cfg.cuda_graph))
         except EdgeresError as exc:
             rows.append({"name": name, "precision": precision, "error": str(exc)})
     for row in rows:

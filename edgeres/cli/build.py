@@ -131,7 +131,7 @@ def tensorrt_options(backend: str, **given) -> tuple:
     from edgeres.backends.trt.loader import TrtBuildOptions
     from edgeres.errors import EdgeresError
 
-    given = {k: (v.value if isinstance(v, Enum) else v) for k, v in given.items() if v not in (None, False)}
+    given = {k: (v.value if isinstance(v, Enum) else v) for k, v in given.items() if v is not None and v is not False}
     if not given:
         return None, []
     if backend != "tensorrt":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -34,4 +35,4 @@ def doctor(
             table.add_row(c.name, MARKS[c.verdict], escape(c.detail), escape(c.fix))
         make_console().print(table)
     if any(c.verdict == "fail" for c in checks):
-        raise typer.Exit(1)
+        sys.exit(1)  # typer.Exit would be swallowed: main() runs the app with standalone_mode=False

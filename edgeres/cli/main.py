@@ -48,7 +48,7 @@ err_console = Console(stderr=True)
 def main() -> None:
     """Run the CLI; a user mistake is one red line on stderr and exit code 1, never a traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer.Exit(n) comes back as the return value here
     except EdgeresError as exc:
         # escape: messages carry text like "pip install 'edgeres[tensorrt]'" that rich would read as markup
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
@@ -65,6 +65,8 @@ def main() -> None:
         if isinstance(exc, typer.Abort):
             sys.exit(1)
         raise
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def _click_exception() -> type:

@@ -87,11 +87,10 @@ def onnx_names(onnx_path: Path) -> tuple[list[str], set[str]]:
     return [n.name or f"{n.op_type}#{i}" for i, n in enumerate(graph.node)], tensors
 
 
-def fp16_onnx(src: Path, dst: Path, keep_qdq: bool = False) -> None:
+def fp16_onnx(src: Path, dst: Path) -> None:
     """Write an FP16-typed copy of ``src`` for TensorRT 11's strongly typed builds (onnxconverter-common).
 
-    Inputs and outputs stay float32 (``keep_io_types``); with ``keep_qdq`` the Q/DQ nodes keep their float32
-    scales, so the INT8 layers are unchanged and the rest runs in FP16 (``mixed``).
+    Inputs and outputs stay float32 (``keep_io_types``), so the engine is fed and read like the FP32 one.
     """
     import onnx
 
@@ -100,8 +99,7 @@ def fp16_onnx(src: Path, dst: Path, keep_qdq: bool = False) -> None:
     except ImportError:
         raise EdgeresError("FP16 on TensorRT 11 needs an FP16-typed ONNX, converted by onnxconverter-common; "
                            "install it with: pip install 'edgeres[tensorrt]'") from None
-    block = list(float16.DEFAULT_OP_BLOCK_LIST) + (["QuantizeLinear", "DequantizeLinear"] if keep_qdq else [])
-    model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True, op_block_list=block)
+    model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
     onnx.save(model, str(dst))
 
 

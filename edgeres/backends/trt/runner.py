@@ -23,16 +23,19 @@ def check_tensorrt_available() -> None:
     require("tensorrt", "tensorrt")
 
 
-def _manifest_backend(engine_path: Path) -> tuple[str | None, dict]:
-    """(sha256, backend section) from the manifest beside the engine."""
-    from edgeres.engine import manifest_path_for, read_manifest
+def _sidecar_manifest(engine_path: Path) -> dict:
+    """The manifest beside an engine (``NAME.manifest.json``), for a runner made without ``open_engine``."""
+    import json
 
-    manifest_file = manifest_path_for(engine_path)
+    manifest_file = engine_path.with_name(engine_path.stem + ".manifest.json")
     if not manifest_file.is_file():
         raise EdgeresError(f"{engine_path} has no manifest ({manifest_file.name}); edgeres only loads engines it can "
                            "check: rebuild it with 'edgeres build'")
-    manifest = read_manifest(manifest_file)
-    return manifest["engine"].get("sha256"), manifest["backend"]
+    try:
+        manifest = json.loads(manifest_file.read_text())
+        return {"engine": manifest["engine"], "backend": manifest["backend"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EdgeresError(f"cannot read engine manifest {manifest_file}: {exc}") from None
 
 
 class TensorRTRunner(BaseRunner):
@@ -43,14 +46,16 @@ class TensorRTRunner(BaseRunner):
         max_batch: the largest batch accepted (the engine's profile maximum).
         cuda_graph: replay captured CUDA graphs instead of enqueueing the engine on each call.
         cuda_binding: "cuda-python" or "pycuda" (default: cuda-python if installed).
+        manifest: the engine's checked manifest (``open_engine`` passes it); default: read the one beside it.
     """
 
     name = "tensorrt"
 
     def __init__(self, engine_path, max_batch: int | None = None, cuda_graph: bool = False,
-                 cuda_binding: str | None = None):
+                 cuda_binding: str | None = None, manifest: dict | None = None):
         super().__init__(max_batch=max_batch)
         self.engine_path = Path(engine_path)
+        self.manifest = manifest
         self.cuda_graph = cuda_graph
         self.cuda_binding = cuda_binding
         self.last_device_times: dict | None = None
@@ -67,8 +72,9 @@ class TensorRTRunner(BaseRunner):
         from edgeres.backends.trt.buffers import load_cuda
         from edgeres.backends.trt.loader import deserialize, load_plan
 
-        sha256, backend = _manifest_backend(self.engine_path)
-        plan = load_plan(self.engine_path, sha256)  # the bytes that were hashed are the bytes deserialized
+        manifest = self.manifest or _sidecar_manifest(self.engine_path)
+        plan = load_plan(self.engine_path, manifest["engine"].get("sha256"))  # hashed bytes are deserialized bytes
+        backend = manifest["backend"]
         trt = require("tensorrt", "tensorrt")
         self.cuda = load_cuda(self.cuda_binding)
         try:
@@ -102,8 +108,8 @@ class TensorRTRunner(BaseRunner):
         if set(feed) != set(self.input_names):
             raise EdgeresError(f"fed inputs {sorted(feed)}; the engine's inputs are {self.input_names}")
         for name, x in feed.items():
-            want = self.shapes[name][1:]
-            if tuple(x.shape[1:]) != tuple(d for d in want) and all(d >= 0 for d in want):
+            want = tuple(self.shapes[name][1:])
+            if tuple(x.shape[1:]) != want and all(d >= 0 for d in want):
                 raise EdgeresError(f"input '{name}' has shape {tuple(x.shape)}; the engine takes (N, "
                                    f"{', '.join(map(str, want))})")
 

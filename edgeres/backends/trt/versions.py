@@ -26,7 +26,7 @@ from edgeres.errors import EdgeresError
 SUPPORTED = "8.6, 10.x, 11.x"
 HARDWARE_COMPAT = ("none", "ampere_plus")
 INT8_SOURCES = ("qdq", "cache")
-TRT_PRECISIONS = ("fp32", "fp16", "int8", "mixed")  # mixed: INT8 Q/DQ, the unquantized rest in FP16
+TRT_PRECISIONS = ("fp32", "fp16", "int8", "mixed")  # mixed: the Q/DQ artifact with sensitive layers kept float
 
 
 @dataclass(frozen=True, order=True)
@@ -95,7 +95,7 @@ def precision_flags(feat: Features, precision: str, trt) -> list:
     if not feat.precision_flags:
         return []
     return {"fp32": [], "fp16": [trt.BuilderFlag.FP16], "int8": [trt.BuilderFlag.INT8],
-            "mixed": [trt.BuilderFlag.INT8, trt.BuilderFlag.FP16]}[precision]
+            "mixed": [trt.BuilderFlag.INT8]}[precision]  # the kept-float layers stay FP32, as measured
 
 
 def _cc(compute_capability: str | None) -> tuple[int, int] | None:
@@ -140,7 +140,10 @@ def check_request(feat: Features, precision: str, int8_source: str = "qdq", dla_
         raise EdgeresError(f"unknown precision '{precision}'; accepted: {', '.join(TRT_PRECISIONS)}")
     if int8_source not in INT8_SOURCES:
         raise EdgeresError(f"unknown INT8 source '{int8_source}'; accepted: {', '.join(INT8_SOURCES)}")
-    if int8_source == "cache" and precision in ("int8", "mixed") and not feat.implicit_int8:
+    if int8_source == "cache" and precision == "mixed":
+        raise EdgeresError("--precision mixed keeps layers float in the Q/DQ ONNX; a calibration cache cannot say "
+                           "that: use --int8-from qdq")
+    if int8_source == "cache" and precision == "int8" and not feat.implicit_int8:
         raise EdgeresError(f"TensorRT {v} has no implicit INT8 (calibrators and calibration caches were removed in "
                            "11); build from the Q/DQ ONNX instead: --int8-from qdq")
     if hardware_compat not in HARDWARE_COMPAT:
@@ -285,7 +288,7 @@ def trtexec_command(feat: Features, onnx: str, engine: str, input_name: str, dim
     args = ["trtexec", f"--onnx={onnx}", f"--saveEngine={engine}", f"--minShapes={shape(min_batch)}",
             f"--optShapes={shape(opt_batch)}", f"--maxShapes={shape(max_batch)}"]
     if feat.precision_flags:
-        args += {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8"], "mixed": ["--int8", "--fp16"]}[precision]
+        args += {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8"], "mixed": ["--int8"]}[precision]
     if calib_cache:
         args.append(f"--calib={calib_cache}")
     if workspace_mib:
