@@ -28,11 +28,17 @@ def trt_version_code(version: str) -> int:
     return major * 1000 + minor * 100 + patch if major < 10 else major * 10000 + minor * 100 + patch
 
 
+def cache_header(trt_version: str) -> str:
+    """The cache's first line for ``trt_version``; refuses TensorRT 11 (no implicit INT8) and malformed versions."""
+    major = trt_version.strip().split(".")[0]
+    if major.isdigit() and int(major) >= 11:
+        raise EdgeresError("TensorRT 11 has no implicit INT8 (no calibration caches); build from the Q/DQ ONNX")
+    return f"TRT-{trt_version_code(trt_version)}-{ALGORITHM}"
+
+
 def write_cache(scales: Scales, trt_version: str, path: Path) -> None:
     """Write every activation scale as a TensorRT calibration cache for ``trt_version``."""
-    if int(trt_version.split(".")[0]) >= 11:
-        raise EdgeresError("TensorRT 11 has no implicit INT8 (no calibration caches); build from the Q/DQ ONNX")
-    lines = [f"TRT-{trt_version_code(trt_version)}-{ALGORITHM}"]
+    lines = [cache_header(trt_version)]
     for name, entry in scales.activations.items():
         lines.append(f"{name}: {struct.pack('>f', entry['amax'] / 127.0).hex()}")
     write_text_atomic(Path(path), "\n".join(lines) + "\n")

@@ -105,6 +105,10 @@ def run_calibration(cfg: CalibConfig) -> CalibResult:
     from edgeres.quant.qdq import write_qdq_file
 
     check_method(cfg.method)
+    if cfg.trt_version:  # before calibrating: a refused version must not cost (and then discard) a calibration
+        from edgeres.quant.trt_cache import cache_header
+
+        cache_header(cfg.trt_version)
     ckpt = load_checkpoint(cfg.model)
     model_sha = file_sha256(Path(cfg.model))
     paths = select_images(cfg.data, cfg.num_images, cfg.seed)
