@@ -213,7 +213,7 @@ def _png(fig) -> bytes:
 
 
 COLUMNS = ("engine", "backend", "device", "precision", "quantization", "top-1 %", "top-5 %", "Δ top-1", "agree %",
-           "p50 ms", "p90 ms", "p99 ms", "img/s", "peak RSS MiB", "size MiB", "build s")
+           "p50 ms", "p90 ms", "p99 ms", "img/s", "memory +MiB", "size MiB", "build s")
 
 
 def _cells(r: dict) -> list[str]:
@@ -223,7 +223,7 @@ def _cells(r: dict) -> list[str]:
     return [r["name"], r["backend"], r["device"], r["precision"], r["quantization"], f"{r['top1']:.2f}",
             f"{r['top5']:.2f}", f"{r['delta_top1']:+.2f}", f"{r['agreement']:.1f}", f"{r['latency_ms']['p50']:.2f}",
             f"{r['latency_ms']['p90']:.2f}", f"{r['latency_ms']['p99']:.2f}", f"{r['throughput_ips']:.1f}",
-            f"{r['peak_rss_mb']:.0f}", num(r["engine_size_mb"], ".1f"), num(r["build_seconds"], ".1f")]
+            f"{r['rss_increase_mb']:.0f}", num(r["engine_size_mb"], ".1f"), num(r["build_seconds"], ".1f")]
 
 
 def _header_lines(report: dict) -> list[str]:
@@ -245,7 +245,8 @@ def render_markdown(report: dict, regressions: list[str]) -> str:
     lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in report["rows"]]
     lines += ["", "Δ top-1 and agreement are against the torch FP32 reference. Latency is end to end "
-              "(pre-process + inference + post-process) on real 640x480 frames.", ""]
+              "(pre-process + inference + post-process) on real 640x480 frames. Memory: resident memory the "
+              "process gained while loading and running that engine (the process peak is in report.json).", ""]
     if regressions:
         lines += ["## Regressions vs the baseline", ""] + [f"- {r}" for r in regressions] + [""]
     lines += ["![accuracy vs latency](accuracy_vs_latency.png)", "",
