@@ -57,14 +57,21 @@ def main() -> None:
     model_file = work / "model.safetensors"
     save_checkpoint(model_file, model, config)
 
-    # The same calibration images for everyone.
+    # The same calibration images for everyone, resized to the network size as the val images are (written
+    # out so that `edgeres calibrate` sees images of the size the engine sees).
+    import cv2
+
     calib_paths = select_images(args.data / "train", args.num_images, seed=0)
+    calib_dir = work / "calib-images"
+    calib_dir.mkdir()
+    for i, p in enumerate(calib_paths):
+        cv2.imwrite(str(calib_dir / f"{i:05d}.png"), cv2.resize(read_image(p), (args.size, args.size)))
     calib_batches = [preprocess([read_image(p)], pre) for p in calib_paths]
     val = EvalImages(load_eval_split(args.data), pre)
 
     # edgeres: FP32 engine, then calibrate + INT8 engine.
     build_engine(BuildConfig(model=model_file, out=work / "fp32", backend="onnxruntime"), progress=False)
-    calib = run_calibration(CalibConfig(model=model_file, data=args.data / "train", out=work / "calib",
+    calib = run_calibration(CalibConfig(model=model_file, data=calib_dir, out=work / "calib",
                                         method=args.method, num_images=args.num_images, progress=False))
     build_engine(BuildConfig(model=model_file, out=work / "int8", backend="onnxruntime", precision="int8",
                              calib=calib.folder), progress=False)

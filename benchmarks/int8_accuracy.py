@@ -27,6 +27,8 @@ def main() -> None:
     parser.add_argument("--num-images", type=int, default=512)
     parser.add_argument("--percentile", type=float, default=99.99)
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--qat-epochs", type=int, default=0, help="also QAT from the first method's calibration")
+    parser.add_argument("--qat-lr", type=float, default=1e-3)
     args = parser.parse_args()
 
     from edgeres.build import BuildConfig, build_engine
@@ -61,6 +63,20 @@ def main() -> None:
         name = f"{method} ({args.percentile})" if method == "percentile" else method
         rows.append([f"INT8 {name}", args.num_images, f"{top1:.2f}", f"{top1 - fp32_top1:+.2f}",
                      f"{100 * (pred == fp32).mean():.1f}", f"{seconds:.0f}"])
+    if args.qat_epochs:
+        from edgeres.quant.qat import QatConfig, qat
+
+        first = args.methods.split(",")[0]
+        start = time.perf_counter()
+        qat(QatConfig(model=args.model, data=args.data, out=work / "qat", epochs=args.qat_epochs, lr=args.qat_lr,
+                      calib=work / f"calib-{first}", progress=False))
+        seconds = time.perf_counter() - start
+        build_engine(BuildConfig(model=work / "qat" / "best.safetensors", out=work / "int8-qat", backend="onnxruntime",
+                                 precision="int8", calib=work / "qat" / "calibration"), progress=False)
+        pred = engine_logits(work / "int8-qat", val).argmax(1)
+        top1 = 100 * (pred == labels).mean()
+        rows.append([f"INT8 QAT ({args.qat_epochs} epochs from {first}, lr {args.qat_lr})", "-", f"{top1:.2f}",
+                     f"{top1 - fp32_top1:+.2f}", f"{100 * (pred == fp32).mean():.1f}", f"{seconds:.0f} (QAT)"])
     print(machine_line())
     print(f"{args.model} on {len(labels)} val images of {args.data}; calibration images from {args.data}/train\n")
     print_table(["engine", "calib images", "top-1 %", "vs FP32 (points)", "top-1 agreement w/ FP32 %",

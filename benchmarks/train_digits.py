@@ -20,7 +20,10 @@ from _common import machine_line, print_table
 
 RUNS = {  # name: (data command args, train args)
     "digits": (["--out", "{work}/digits"], ["--img-size", "32", "--epochs", "4", "--batch-size", "64"]),
-    "clutter": (["--clutter", "--out", "{work}/clutter"], ["--img-size", "64", "--epochs", "6", "--batch-size", "64"]),
+    # The clutter set starts from the digits model (transfer learning, as users start from ImageNet weights).
+    "clutter": (["--clutter", "--out", "{work}/clutter"], ["--img-size", "64", "--epochs", "6", "--batch-size", "64",
+                                                          "--lr", "0.02", "--init-from",
+                                                          "{work}/run-digits/best.safetensors"]),
 }
 
 
@@ -45,9 +48,11 @@ def main() -> None:
         data_s = edgeres("data", "digits", *[a.format(work=work) for a in data_args], "--force")
         data_dir = data_args[-1].format(work=work)
         out = work / f"run-{name}"
+        train_args = [a.format(work=work) for a in train_args]
         train_s = edgeres("train", "--data", data_dir, *train_args, "--out", str(out), "--force", "--quiet")
         summary = load_checkpoint(out / "best.safetensors").summary
-        rows.append([name, " ".join(train_args), f"{data_s:.1f}", f"{train_s:.0f}",
+        shown = " ".join(a if not a.startswith(str(work)) else Path(a).parent.name for a in train_args)
+        rows.append([name, shown, f"{data_s:.1f}", f"{train_s:.0f}",
                      f"{summary['best_val_top1']:.2f}", summary["val_images"]])
     print(machine_line())
     print_table(["set", "train options (resnet18)", "data s", "train s (wall, incl. start-up)", "val top-1 %",
