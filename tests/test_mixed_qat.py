@@ -1,0 +1,133 @@
+"""Mixed precision and QAT: a layer made sensitive on purpose is the one `mixed` keeps float; QAT runs under
+torchrun and its artifact builds like any calibration; bad inputs get one clear line."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+from helpers import assert_user_error, run_cli, subprocess_env
+
+pytest_plugins = ["fixtures_quant"]
+
+SENSITIVE = "/layer2/layer2.0/conv2/Conv"
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory, quant_model, quant_digits):
+    """The trained model with activation outliers planted in one channel of layer2.0's inner tensor.
+
+    Channel 3 of layer2.0.bn1 is scaled by 400 and layer2.0.conv2's weights for that input channel by 1/400:
+    the FP32 function is unchanged (ReLU commutes with positive scaling), but the tensor that feeds
+    layer2.0.conv2 now has a range 400x wider, which per-tensor INT8 cannot represent well.
+    """
+    import torch
+
+    from edgeres.models.checkpoint import load_checkpoint, save_checkpoint
+    from edgeres.quant.workflow import CalibConfig, run_calibration
+
+    work = tmp_path_factory.mktemp("planted")
+    ckpt = load_checkpoint(quant_model)
+    model = ckpt.build_model()
+    with torch.no_grad():
+        bn = model.layer2[0].bn1
+        bn.weight[3] *= 400.0
+        bn.bias[3] *= 400.0
+        model.layer2[0].conv2.weight[:, 3] /= 400.0
+    path = work / "planted.safetensors"
+    save_checkpoint(path, model, ckpt.config)
+    calib = run_calibration(CalibConfig(model=path, data=quant_digits / "train", out=work / "calib", method="minmax",
+                                        num_images=512, progress=False))
+    return path, calib, quant_digits / "val"
+
+
+def test_mixed_keeps_exactly_the_sensitive_layer_and_recovers_accuracy(planted, tmp_path):
+    import onnx
+
+    from edgeres.build import BuildConfig, build_engine
+    from edgeres.quant.checker import check_qdq_model
+
+    model, calib, val = planted
+    engine_file, manifest = build_engine(BuildConfig(model=model, out=tmp_path / "r18-mixed", backend="onnxruntime",
+                                                     precision="mixed", calib=calib.folder, val_data=val,
+                                                     max_drop=0.5, force=True), progress=False)
+    plan = manifest["mixed"]
+    assert plan["fp32_top1"] - plan["int8_top1"] > 2.0, plan  # plain INT8 really loses accuracy here
+    assert plan["float_layers"] == [SENSITIVE], {k: v for k, v in plan.items() if k != "sensitivity"}
+    assert max(plan["sensitivity"], key=plan["sensitivity"].get) == SENSITIVE
+    assert plan["fp32_top1"] - plan["mixed_top1"] <= 0.5
+    qdq = onnx.load(str(engine_file.with_name(engine_file.stem + ".qdq.onnx")))
+    onnx.checker.check_model(qdq)
+    assert check_qdq_model(qdq, {SENSITIVE}) == []
+    conv2 = next(n for n in qdq.graph.node if n.name == SENSITIVE)
+    producers = {o: n for n in qdq.graph.node for o in n.output}
+    assert producers[conv2.input[0]].op_type != "DequantizeLinear"  # kept float: reads the float tensor
+
+
+def test_mixed_refuses_a_budget_that_needs_most_layers_float(planted):
+    import onnx
+
+    from edgeres.data.imagefolder import load_eval_split
+    from edgeres.errors import EdgeresError
+    from edgeres.evaluate import EvalImages
+    from edgeres.models.checkpoint import load_checkpoint
+    from edgeres.quant.mixed import plan_mixed
+
+    model, calib, val = planted
+    images = EvalImages(load_eval_split(val), load_checkpoint(model).config.preprocess)
+    with pytest.raises(EdgeresError) as err:  # a negative budget can only be met by going above FP32
+        plan_mixed(onnx.load(str(calib.fp32_onnx)), calib.scales, images, max_drop=-50.0, progress=False)
+    text = str(err.value)
+    for fragment in ("INT8 everywhere", "mixed with", "FP32", " ms", "layers left float"):
+        assert fragment in text, text
+
+
+def test_qat_under_torchrun_then_build_with_qat(quant_model, quant_calib, quant_digits, tmp_path):
+    import json
+
+    from edgeres.models.checkpoint import file_sha256, load_checkpoint
+
+    out = tmp_path / "qat"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    args = ["-m", "edgeres.cli.main", "qat", "--model", quant_model, "--data", quant_digits, "--epochs", "1",
+            "--max-steps", "3", "--batch-size", "16", "--calib", quant_calib.folder, "--out", out, "--quiet"]
+    proc = subprocess.run([*torchrun, *map(str, args)], env=subprocess_env(), capture_output=True, text=True,
+                          timeout=400)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    best = out / "best.safetensors"
+    summary = load_checkpoint(best).summary
+    assert summary["qat"] is True and len(summary["history"]) == 1
+    scales = json.loads((out / "calibration" / "scales.json").read_text())
+    assert scales["source"] == "qat" and scales["model"]["sha256"] == file_sha256(best)
+    engine = tmp_path / "r18-qat"
+    proc = run_cli("build", "--precision", "int8", "--backend", "onnxruntime", "--qat", best, "--out", engine)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("eval", "--engine", engine, "--data", quant_digits, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["top1"] > 85.0
+
+
+def test_qat_refuses_data_of_another_class_list(quant_model, quant_calib, quant_digits, tmp_path):
+    data = tmp_path / "three"
+    for split in ("train", "val"):
+        for cls in ("0", "1", "2"):
+            (data / split / cls).mkdir(parents=True)
+            for f in sorted((quant_digits / split / cls).iterdir())[:5]:
+                shutil.copy(f, data / split / cls / f.name)
+    proc = run_cli("qat", "--model", quant_model, "--data", data, "--calib", quant_calib.folder, "--out",
+                   tmp_path / "qat")
+    assert_user_error(proc, "classes")
+
+
+def test_qat_refuses_a_calibration_of_another_model(planted, quant_calib, quant_digits, tmp_path):
+    model, _, _ = planted
+    proc = run_cli("qat", "--model", model, "--data", quant_digits, "--calib", quant_calib.folder, "--out",
+                   tmp_path / "qat")
+    assert_user_error(proc, "calibrated for another model")
+
+
+def test_build_with_qat_refuses_a_plain_checkpoint(quant_model, tmp_path):
+    proc = run_cli("build", "--precision", "int8", "--qat", quant_model, "--out", tmp_path / "e")
+    assert_user_error(proc, "not a QAT checkpoint")
