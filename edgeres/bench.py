@@ -63,6 +63,7 @@ def bench_runner(runner, cfg: PreprocessConfig, frames: list[np.ndarray], batch:
     """
     batch_frames = [frames[i % len(frames)] for i in range(batch)]
     times = {s: [] for s in STAGES}
+    gpu: list[float] = []  # GPU compute time per call, apart from host time (as trtexec reports it)
 
     def one() -> tuple[float, float, float]:
         t0 = time.perf_counter()
@@ -70,6 +71,9 @@ def bench_runner(runner, cfg: PreprocessConfig, frames: list[np.ndarray], batch:
         t1 = time.perf_counter()
         logits = next(iter(runner.infer(x).values()))
         t2 = time.perf_counter()
+        device = getattr(runner, "last_device_times", None)  # TensorRT: CUDA-event times of this call
+        if device:
+            gpu.append(device["compute_ms"] / 1e3)
         topk(softmax(logits), k)
         t3 = time.perf_counter()
         return t1 - t0, t2 - t1, t3 - t2
@@ -89,7 +93,7 @@ def bench_runner(runner, cfg: PreprocessConfig, frames: list[np.ndarray], batch:
         "iterations": len(times["end_to_end"]),
         "throughput_ips": batch * len(times["end_to_end"]) / total,
         "latency_ms": {s: latency_stats(v) for s, v in times.items()},
-    }
+    } | ({"gpu_compute_ms": latency_stats(gpu)} if gpu else {})
 
 
 def bench_engine(target, cfg: BenchConfig, providers: list[str] | None = None) -> dict:
@@ -143,7 +147,7 @@ def bench_checkpoint(checkpoint, cfg: BenchConfig) -> dict:
 
 def bench_environment(cfg: BenchConfig) -> dict:
     """The machine, versions and settings a benchmark ran with (printed and stored with results)."""
-    from edgeres.sysinfo import cpu_facts, package_versions
+    from edgeres.sysinfo import cpu_facts, jetson_bench_facts, package_versions
 
     cpu = cpu_facts()
     versions = package_versions()
@@ -153,4 +157,5 @@ def bench_environment(cfg: BenchConfig) -> dict:
         "versions": {k: versions.get(k) for k in ("python", "edgeres", "torch", "onnxruntime", "opencv", "numpy")},
         "settings": asdict(cfg),
         "frames": "real photos (scikit-image) resized to 640x480 BGR uint8",
+        "jetson": jetson_bench_facts(),  # power mode and locked clocks: every Jetson number depends on them
     }

@@ -8,6 +8,7 @@ The ``parse_*`` functions are pure (text in, dict out) so they can be tested wit
 
 from __future__ import annotations
 
+import glob
 import importlib
 import os
 import platform
@@ -387,3 +388,44 @@ def collect() -> dict:
         "cuda": gpu["cuda"],
         "jetson": jetson_facts(),
     }
+
+
+def parse_clocks(cpu: list[tuple[int, int]], gpu: list[tuple[int, int]]) -> bool | None:
+    """Whether clocks are locked (what ``jetson_clocks`` does): every CPU and GPU minimum frequency equals its maximum.
+
+    Args:
+        cpu: (scaling_min_freq, scaling_max_freq) per CPU core.
+        gpu: (min_freq, max_freq) per GPU devfreq device.
+
+    Returns:
+        True or False, or None when there is nothing to judge.
+    """
+    pairs = cpu + gpu
+    if not cpu or not gpu:
+        return None
+    return all(lo == hi for lo, hi in pairs)
+
+
+def read_clocks(root: Path = Path("/")) -> bool | None:
+    """``parse_clocks`` over the sysfs files of a Jetson (``root`` lets tests point at a fake tree)."""
+
+    def pairs(pattern: str, lo: str, hi: str) -> list[tuple[int, int]]:
+        out = []
+        for folder in sorted(glob.glob(str(Path(root) / pattern))):
+            try:
+                out.append((int(Path(folder, lo).read_text()), int(Path(folder, hi).read_text())))
+            except (OSError, ValueError):
+                continue
+        return out
+
+    return parse_clocks(pairs("sys/devices/system/cpu/cpu[0-9]*/cpufreq", "scaling_min_freq", "scaling_max_freq"),
+                        pairs("sys/class/devfreq/*gpu*", "min_freq", "max_freq"))
+
+
+def jetson_bench_facts() -> dict | None:
+    """What a published Jetson number depends on: power mode and locked clocks (None off a Jetson)."""
+    jetson = jetson_facts()
+    if jetson is None:
+        return None
+    return {"l4t": jetson["l4t"], "model": jetson["model"], "power_mode": jetson["power_mode"],
+            "clocks_locked": read_clocks()}

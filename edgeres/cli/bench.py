@@ -74,7 +74,14 @@ def print_bench(report: dict) -> None:
             table.add_row(
                 row["name"], row["backend"], row["precision"], str(r["batch"]), f"{e2e['p50']:.2f}",
                 f"{e2e['p90']:.2f}", f"{e2e['p99']:.2f}", f"{e2e['mean']:.2f}±{e2e['std']:.2f}",
-                f"{lat['preprocess']['p50']:.2f}", f"{lat['inference']['p50']:.2f}",
+                f"{lat['preprocess']['p50']:.2f}",
+                f"{lat['inference']['p50']:.2f}" + (f" (GPU {r['gpu_compute_ms']['p50']:.2f})"
+                                                    if "gpu_compute_ms" in r else ""),
                 f"{lat['postprocess']['p50']:.3f}", f"{r['throughput_ips']:.1f}", f"{row['peak_rss_mb']:.0f}",
             )
     console.print(table)
+    if env.get("jetson"):
+        j = env["jetson"]
+        mode = (j.get("power_mode") or {}).get("name")
+        console.print(f"  Jetson {j.get('model')}, L4T {j.get('l4t')}: power mode {mode}, clocks locked: "
+                      f"{j.get('clocks_locked')}", highlight=False)
