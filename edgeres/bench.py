@@ -28,6 +28,7 @@ class BenchConfig:
     warmup: float = 2.0
     spinning: bool = True
     min_iterations: int = 10
+    cuda_graph: bool = False  # TensorRT engines: replay CUDA graphs
 
 
 def latency_stats(seconds: list[float]) -> dict:
@@ -102,7 +103,8 @@ def bench_engine(target, cfg: BenchConfig, providers: list[str] | None = None) -
     from edgeres.engine import open_engine
 
     before = rss_mb()
-    engine = open_engine(target, threads=cfg.threads, providers=providers, spinning=cfg.spinning)
+    engine = open_engine(target, threads=cfg.threads, providers=providers, spinning=cfg.spinning,
+                         cuda_graph=cfg.cuda_graph)
     max_batch = engine.manifest["input"].get("max_batch")
     too_big = [b for b in cfg.batches if max_batch is not None and b > max_batch]
     if too_big:  # refuse before measuring anything, not after the smaller batches ran for their full duration

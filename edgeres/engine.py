@@ -218,8 +218,10 @@ class Engine:
 
 
 def open_engine(target: Path, threads: int | None = None, providers: list[str] | None = None,
-                spinning: bool = True, current: dict | None = None) -> Engine:
+                spinning: bool = True, current: dict | None = None, cuda_graph: bool = False) -> Engine:
     """Resolve, check and prepare an engine for running (the runner is activated by ``with``).
+
+    ``cuda_graph`` (TensorRT engines): replay captured CUDA graphs, for batch-1 latency.
 
     Raises:
         EngineMismatchError: the engine does not fit this machine; the message lists every difference.
@@ -246,7 +248,7 @@ def open_engine(target: Path, threads: int | None = None, providers: list[str] |
     elif backend == "tensorrt":
         from edgeres.backends.trt.runner import TensorRTRunner
 
-        runner = TensorRTRunner(engine_file, max_batch=max_batch, manifest=manifest)
+        runner = TensorRTRunner(engine_file, max_batch=max_batch, manifest=manifest, cuda_graph=cuda_graph)
     else:
         raise EdgeresError(f"{manifest_file}: unknown backend '{backend}'; accepted: onnxruntime, tensorrt")
     return Engine(engine_file, manifest_file, manifest, runner)

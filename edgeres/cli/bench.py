@@ -28,6 +28,7 @@ def bench(
     duration: float = typer.Option(10.0, "--duration", min=0.1, help="Seconds measured per engine and batch."),
     warmup: float = typer.Option(2.0, "--warmup", min=0.0, help="Seconds of warm-up before measuring."),
     no_spin: bool = typer.Option(False, "--no-spin", help="Don't let idle ONNX Runtime threads spin."),
+    cuda_graph: bool = typer.Option(False, "--cuda-graph", help="TensorRT engines: replay CUDA graphs."),
     json_out: bool = typer.Option(False, "--json", help="Print results as JSON."),
 ) -> None:
     """Time pre-process, inference and post-process on real 640x480 frames."""
@@ -37,7 +38,7 @@ def bench(
     if not engine and model is None:
         raise EdgeresError("nothing to benchmark: give --engine ENGINE (repeatable) and/or --model CKPT")
     cfg = BenchConfig(batches=parse_batches(batch), threads=threads, duration=duration, warmup=warmup,
-                      spinning=not no_spin)
+                      spinning=not no_spin, cuda_graph=cuda_graph)
     rows = [bench_engine(e, cfg) for e in engine or []]
     if model is not None:
         rows.append(bench_checkpoint(model, cfg))
