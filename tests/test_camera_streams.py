@@ -27,7 +27,7 @@ def test_tcp_stream_killed_and_restarted_is_reconnected(camera_engine, digits_vi
         at_kill = len(run.out)
         time.sleep(1.5)  # the loop keeps running: backoff against a refused port
         server.start()
-        run.wait_records(at_kill + 30, timeout=60)
+        run.wait_records(at_kill + 45, timeout=60)
         run.proc.send_signal(signal.SIGTERM)
         code = run.finish(timeout=30)
     finally:
@@ -41,6 +41,10 @@ def test_tcp_stream_killed_and_restarted_is_reconnected(camera_engine, digits_vi
     rows = run.records()
     assert [r["frame"] for r in rows] == sorted(r["frame"] for r in rows)  # one index space across reconnects
     after = [r["predictions"][0]["label"] for r in rows[at_kill + 2:]]  # the restarted stream is classified
+    # Frames of the old stream still in flight at the kill end the old digit's run: drop that first run.
+    first_run = next((i for i, label in enumerate(after) if label != after[0]), len(after))
+    after = after[first_run:]
+    assert len(after) >= 20
     assert follows_order(after, digit_order(digits_video)) >= 0.9
 
 
