@@ -12,7 +12,7 @@ import datetime as dt
 import html
 import io
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -299,7 +299,3 @@ def load_baseline(path: Path) -> dict:
     if not isinstance(data, dict) or "rows" not in data:
         raise EdgeresError(f"{path} is not an edgeres report.json")
     return data
-
-
-def report_config_dict(cfg: ReportConfig) -> dict:
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}

@@ -96,3 +96,22 @@ def photo_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("photo") / "coffee.jpg"
     assert cv2.imwrite(str(path), np.ascontiguousarray(load_backgrounds(["coffee"])[0][..., ::-1]))
     return path
+
+
+@pytest.fixture(scope="session")
+def val_reference(digits_data, trained_engine):
+    """(pre-processed val images, labels, ONNX Runtime FP32 logits) for 200 real digits: the reference the
+    self-test's comparisons are checked against."""
+    import numpy as np
+
+    from edgeres import selftest
+    from edgeres.data.imagefolder import load_eval_split
+    from edgeres.engine import open_engine
+    from edgeres.evaluate import EvalImages
+
+    engine = open_engine(trained_engine)
+    val = EvalImages(load_eval_split(digits_data), engine.preprocess)
+    images = np.concatenate(list(val.batches(256)))[:200]
+    with engine:
+        logits = selftest.runner_logits(engine.runner, images)
+    return images, val.labels[:200], logits

@@ -18,18 +18,9 @@ pytestmark = pytest.mark.needs_trt
 
 
 @pytest.fixture(scope="module")
-def reference(digits_data, trained_engine):
+def reference(val_reference):
     """(val images, labels, ONNX Runtime FP32 logits) on 200 real digits."""
-    from edgeres.data.imagefolder import load_eval_split
-    from edgeres.engine import open_engine
-    from edgeres.evaluate import EvalImages
-
-    engine = open_engine(trained_engine)
-    val = EvalImages(load_eval_split(digits_data), engine.preprocess)
-    images = np.concatenate(list(val.batches(256)))[:200]
-    with engine:
-        logits = selftest.runner_logits(engine.runner, images)
-    return images, val.labels[:200], logits
+    return val_reference
 
 
 @pytest.fixture(scope="module")

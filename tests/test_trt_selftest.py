@@ -13,18 +13,9 @@ pytest_plugins = ["fixtures_models"]
 
 
 @pytest.fixture(scope="module")
-def val_batch(digits_data, trained_engine):
+def val_batch(val_reference):
     """(preprocessed val images, labels, ONNX Runtime FP32 logits) for 200 real digits."""
-    from edgeres.data.imagefolder import load_eval_split
-    from edgeres.engine import open_engine
-    from edgeres.evaluate import EvalImages
-
-    engine = open_engine(trained_engine)
-    val = EvalImages(load_eval_split(digits_data), engine.preprocess)
-    images = np.concatenate(list(val.batches(256)))[:200]
-    with engine:
-        logits = selftest.runner_logits(engine.runner, images)
-    return images, val.labels[:200], logits
+    return val_reference
 
 
 def test_compare_identical_engines_pass(val_batch):

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from edgeres.errors import EdgeresError, require
 
-OPT_LEVELS = ("basic", "extended", "all")
 # Provider names as users type them -> ONNX Runtime's names.
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
