@@ -17,6 +17,7 @@ from edgeres import __version__
 from edgeres.backends.trt.loader import TrtBuildOptions
 from edgeres.engine import ENGINE_SUFFIXES, MANIFEST_SUFFIX, SCHEMA_VERSION, backend_version
 from edgeres.errors import EdgeresError
+from edgeres.export import output_names
 from edgeres.fileio import write_json_atomic
 from edgeres.models.checkpoint import file_sha256
 
@@ -48,6 +49,8 @@ class BuildConfig:
     max_drop: float = 0.5  # mixed: accepted top-1 drop vs FP32, in points
     val_data: Path | None = None  # mixed: images the sensitivity is measured on
     tensorrt: TrtBuildOptions | None = None  # TensorRT-only options (None: defaults)
+    score_threshold: float = 0.3  # detect: the defaults predict and the camera loop use
+    nms_iou: float = 0.5
 
 
 def pick_backend(requested: str) -> str:
@@ -180,7 +183,7 @@ def _build_tensorrt(cfg: BuildConfig, calib, folder: Path, engine_file: Path, pl
     else:
         shutil.copyfile(calib.fp32_onnx if opts.int8_from == "cache" else calib.qdq_onnx, source)
     if calib is not None:
-        export = {"exporter": "torchscript", "opset": 17, "output_names": ["logits"],
+        export = {"exporter": "torchscript", "opset": 17, "output_names": output_names(config.task),
                   "fp32_onnx_sha256": calib.scales.model.get("onnx_sha256")}
         if opts.int8_from == "cache":
             calib_cache = folder / f"{name}.calib.cache"
@@ -335,7 +338,7 @@ def _build_onnxruntime_int8(cfg: BuildConfig, calib, folder: Path, engine_file: 
     from edgeres.models.checkpoint import load_checkpoint
     from edgeres.quant.checker import check_qdq_model
     from edgeres.quant.cpu import check_integer_kernels, rewrite_for_cpu
-    from edgeres.quant.mixed import cpu_float_layers
+    from edgeres.quant.mixed import cpu_float_layers, output_conv_layers
     from edgeres.quant.qdq import write_qdq
 
     config = load_checkpoint(cfg.model).config
@@ -354,7 +357,8 @@ def _build_onnxruntime_int8(cfg: BuildConfig, calib, folder: Path, engine_file: 
     write_optimized_model(cpu_file, engine_file, cfg.opt_level)
     cpu_file.unlink()
     cpu_float = cpu_float_layers(onnx.load(str(calib.fp32_onnx)), float_layers) if plan is not None else set()
-    check_integer_kernels(onnx.load(str(engine_file)), cpu_float)
+    output_convs = output_conv_layers(qdq)
+    check_integer_kernels(onnx.load(str(engine_file)), cpu_float | output_convs)
     if plan is not None:
         plan.cpu_float_layers = sorted(cpu_float)
     h, w = config.preprocess.input_size
@@ -364,12 +368,13 @@ def _build_onnxruntime_int8(cfg: BuildConfig, calib, folder: Path, engine_file: 
         backend_info={"saved_opt_level": cfg.opt_level, "runtime_opt_level": "all",
                       "isa_bound": cfg.opt_level == "all"},
         input_info={"name": "input", "shape": [-1, 3, h, w], "dtype": "float32", "max_batch": cfg.max_batch},
-        export={"exporter": "torchscript", "opset": 17, "output_names": ["logits"],
+        export={"exporter": "torchscript", "opset": 17, "output_names": output_names(config.task),
                 "fp32_onnx_sha256": scales.model.get("onnx_sha256")},
     ) | {"calibration": {"folder": str(calib.folder.resolve()), "method": scales.method,
                          "percentile": scales.percentile, "source": scales.source, "images": scales.data.get("images"),
                          "data_sha256": scales.data.get("sha256"),
-                         "scales_sha256": file_sha256(calib.folder / "scales.json")}} | (
+                         "scales_sha256": file_sha256(calib.folder / "scales.json")},
+           "cpu_float_output_layers": sorted(output_convs)} | (
         {"mixed": plan.to_dict()} if plan is not None else {})
 
 
@@ -399,7 +404,16 @@ def make_manifest(cfg: BuildConfig, config, preprocess: dict, engine_file: Path,
         "build_options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
                           if k not in ("force", "build_command")},
         "build_command": cfg.build_command,
-    }
+    } | ({"detection": detection_defaults(cfg)} if config.task == "detect" else {})
+
+
+def detection_defaults(cfg: BuildConfig) -> dict:
+    """How a detector's output is decoded, recorded so every consumer decodes it the same way."""
+    if not 0.0 <= cfg.score_threshold <= 1.0 or not 0.0 < cfg.nms_iou <= 1.0:
+        raise EdgeresError(f"--score-threshold must be in [0, 1] and --nms-iou in (0, 1]; got {cfg.score_threshold} "
+                           f"and {cfg.nms_iou}")
+    return {"decoder": "centernet", "stride": 4, "score_threshold": cfg.score_threshold, "nms_iou": cfg.nms_iou,
+            "max_detections": 100}
 
 
 def _install(tmp: Path, out: Path) -> None:

@@ -24,6 +24,12 @@ DEFAULT_OPSET = 17
 DEFAULT_TOLERANCE = 1e-3  # max |torch - ONNX Runtime| on FP32 logits of real images
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("logits",)
+DETECT_OUTPUT_NAMES = ("maps",)  # CenterNet: [N, C + 4, H/4, W/4] heatmap logits, box size, centre offset
+
+
+def output_names(task: str) -> list[str]:
+    """The ONNX output names of a network of this task."""
+    return list(DETECT_OUTPUT_NAMES if task == "detect" else OUTPUT_NAMES)
 
 
 @dataclass
@@ -97,6 +103,7 @@ def export_model(model, config: ModelConfig, out: Path, opset: int = DEFAULT_OPS
     model = model.eval()
     net = _NormalizeInNetwork.wrap(model, config) if config.preprocess.normalize_in_network else model
     h, w = config.preprocess.input_size
+    outputs = output_names(config.task)
     if config.preprocess.normalize_in_network:
         example = torch.zeros(1, h, w, 3, dtype=torch.uint8)
     else:
@@ -105,11 +112,11 @@ def export_model(model, config: ModelConfig, out: Path, opset: int = DEFAULT_OPS
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")  # the legacy exporter announces its deprecation
             if exporter == "torchscript":
-                torch.onnx.export(net, (example,), str(tmp), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                                  opset_version=opset, dynamic_axes=_dynamic_axes(), dynamo=False)
+                torch.onnx.export(net, (example,), str(tmp), input_names=[INPUT_NAME], output_names=outputs,
+                                  opset_version=opset, dynamic_axes=_dynamic_axes(outputs), dynamo=False)
             else:
                 batch = torch.export.Dim("batch", min=1, max=1024)
-                torch.onnx.export(net, (example,), str(tmp), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                torch.onnx.export(net, (example,), str(tmp), input_names=[INPUT_NAME], output_names=outputs,
                                   opset_version=opset, dynamic_shapes=({0: batch},), dynamo=True, external_data=False)
         exported = onnx.load(str(tmp))
         clean_exported_graph(exported)
@@ -124,13 +131,13 @@ def export_model(model, config: ModelConfig, out: Path, opset: int = DEFAULT_OPS
                 f"export does not match torch: max abs difference {diff:.3g} on {n} real images exceeds "
                 f"the tolerance {tolerance:g}"
             )
-    return ExportResult(str(out), exporter, opset, float(diff), tolerance, n, INPUT_NAME, list(OUTPUT_NAMES),
+    return ExportResult(str(out), exporter, opset, float(diff), tolerance, n, INPUT_NAME, outputs,
                         config.preprocess.normalize_in_network)
 
 
-def _dynamic_axes() -> dict:
+def _dynamic_axes(outputs: list[str]) -> dict:
     axes = {INPUT_NAME: {0: "batch"}}
-    axes.update({name: {0: "batch"} for name in OUTPUT_NAMES})
+    axes.update({name: {0: "batch"} for name in outputs})
     return axes
 
 

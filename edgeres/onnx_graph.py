@@ -62,6 +62,7 @@ def clean_exported_graph(model) -> None:
     inits = initializers(graph)
     identity_of = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity" and n.input[0] in inits}
     used_names = set(inits)
+    created: set[str] = set()
     for node in graph.node:
         if node.op_type not in WEIGHTED_OPS:
             continue
@@ -79,10 +80,13 @@ def clean_exported_graph(model) -> None:
                 array = np.array(numpy_helper.to_array(inits[src]))
                 graph.initializer.append(numpy_helper.from_array(array, name))
                 used_names.add(name)
+                created.add(name)
             node.input[idx] = name
-    # Drop Identity nodes and initializers nothing reads any more.
+    # Drop Identity nodes nothing reads any more, and those whose output name is now an initializer of the same
+    # value (the exporter names a shared constant's Identity after one of its readers, e.g. 'offset.2.bias').
     read = {name for node in graph.node for name in node.input}
-    keep_nodes = [n for n in graph.node if not (n.op_type == "Identity" and n.output[0] not in read)]
+    keep_nodes = [n for n in graph.node if not (n.op_type == "Identity" and n.input[0] in inits
+                                                and (n.output[0] not in read or n.output[0] in created))]
     del graph.node[:]
     graph.node.extend(keep_nodes)
     read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}

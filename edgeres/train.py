@@ -33,6 +33,7 @@ class TrainConfig:
     data: Path
     out: Path
     arch: str = "resnet18"
+    task: str = "classify"  # or "detect": a CenterNet detector on the ResNet (see edgeres.train_detect)
     epochs: int = 10
     img_size: int = 224
     batch_size: int = 64
@@ -50,6 +51,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 0
     max_steps_per_epoch: int | None = None
+    amp: bool | None = None  # detect: mixed precision (bf16 on CPUs with native bf16, fp16 on CUDA); None = auto
     force: bool = False
     progress: bool = True
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -271,6 +273,12 @@ def train(cfg: TrainConfig) -> dict:
     from edgeres.config import ModelConfig
     from edgeres.models.registry import check_arch
 
+    if cfg.task == "detect":
+        from edgeres.train_detect import train_detector
+
+        return train_detector(cfg)
+    if cfg.task != "classify":
+        raise EdgeresError(f"unknown task '{cfg.task}'; accepted: classify, detect")
     check_arch(cfg.arch)  # before torch loads and any image is decoded: a typo in --arch fails at once
     torch = require("torch", "desktop")
     cfg.out = Path(cfg.out)

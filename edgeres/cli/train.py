@@ -13,19 +13,28 @@ class Optimizer(str, Enum):
     adamw = "adamw"
 
 
+class Task(str, Enum):
+    classify = "classify"
+    detect = "detect"
+
+
 class Schedule(str, Enum):
     cosine = "cosine"
     onecycle = "onecycle"
 
 
 def train(
-    data: Path = typer.Option(..., "--data", help="ImageFolder: DIR/train/<class>, DIR/val/<class> or DIR/<class>."),
+    data: Path = typer.Option(
+        ..., "--data", help="classify: ImageFolder DIR/train/<class>, DIR/val/<class> or DIR/<class>; "
+        "detect: DIR/train and DIR/val, each COCO JSON or YOLO images/ + labels/."
+    ),
+    task: Task = typer.Option(Task.classify, "--task", help="classify, or detect (CenterNet on the ResNet)."),
     out: Path = typer.Option(Path("runs/train"), "--out", help="Run folder for best/last checkpoints."),
     arch: str = typer.Option("resnet18", "--arch", help="resnet18, resnet34, resnet50, resnet101, resnet152."),
     epochs: int = typer.Option(10, "--epochs", min=1),
     img_size: int = typer.Option(224, "--img-size", min=16, help="Square network input size."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Per process (per rank under torchrun)."),
-    optimizer: Optimizer = typer.Option(Optimizer.sgd, "--optimizer"),
+    optimizer: Optimizer = typer.Option(None, "--optimizer", help="[default: sgd to classify, adamw to detect]"),
     lr: float = typer.Option(None, "--lr", help="Peak learning rate [default: 0.05 SGD, 0.001 AdamW]."),
     weight_decay: float = typer.Option(5e-4, "--weight-decay"),
     schedule: Schedule = typer.Option(Schedule.onecycle, "--schedule"),
@@ -41,6 +50,10 @@ def train(
     seed: int = typer.Option(0, "--seed"),
     workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
     max_steps: int = typer.Option(None, "--max-steps", min=1, help="Cap the steps per epoch (smoke runs)."),
+    amp: bool = typer.Option(
+        None, "--amp/--no-amp", help="detect: mixed precision (bf16 on CPUs with AMX/AVX512-BF16, fp16 on CUDA) "
+        "[default: on where supported]"
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run folder."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
@@ -51,14 +64,21 @@ def train(
     from edgeres.workspace import record_trained_model
 
     cfg = TrainConfig(
-        data=data, out=out, arch=arch, epochs=epochs, img_size=img_size, batch_size=batch_size,
-        optimizer=optimizer.value, lr=lr, weight_decay=weight_decay, schedule=schedule.value,
+        data=data, out=out, arch=arch, task=task.value, epochs=epochs, img_size=img_size, batch_size=batch_size,
+        optimizer=optimizer.value if optimizer else ("adamw" if task is Task.detect else "sgd"), lr=lr,
+        weight_decay=weight_decay, schedule=schedule.value,
         label_smoothing=label_smoothing, hflip=hflip, weights=weights, init_from=init_from,
         freeze_backbone=freeze_backbone, resume=resume, val_split=val_split, seed=seed, workers=workers,
-        max_steps_per_epoch=max_steps, force=force, progress=not quiet,
+        max_steps_per_epoch=max_steps, amp=amp, force=force, progress=not quiet,
     )
     summary = run_training(cfg)
-    if summary.get("epochs"):
+    if summary.get("epochs") and task is Task.detect:
+        best = out / "best.safetensors"
+        make_console(stderr=True).print(
+            f"best val mAP@0.5 {summary['best_val_map50']:.3f} in {summary['train_seconds']:.0f} s -> {best}"
+        )
+        record_trained_model(best)
+    elif summary.get("epochs"):
         best = out / "best.safetensors"
         make_console(stderr=True).print(
             f"best val top-1 {summary['best_val_top1']:.2f}% in {summary['train_seconds']:.0f} s -> {best}"

@@ -99,3 +99,16 @@ def _imagenet_state_dict(arch: str, weights: str) -> dict:
 
 for _arch in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"):
     register_model(_arch)(_resnet_builder(_arch))
+
+
+def _centernet_builder(arch: str) -> Callable:
+    def build(num_classes: int, weights: str | None = None):
+        from edgeres.models.centernet import build_centernet
+
+        return build_centernet(arch, num_classes, weights)
+
+    return build
+
+
+for _arch in ("resnet18", "resnet34", "resnet50"):
+    register_model(f"centernet_{_arch}", task="detect")(_centernet_builder(_arch))

@@ -148,3 +148,24 @@ def cpu_float_layers(fp32_model, float_layers: set[str]) -> set[str]:
         if src is not None and src.op_type in WEIGHTED_OPS and not quantized_reader(src.output[0]):
             result.add(src.name)
     return result
+
+
+def output_conv_layers(qdq_model) -> set[str]:
+    """Convs whose output reaches no QuantizeLinear (e.g. a detector's final head convs feeding the float graph
+    output). ONNX Runtime has no integer Conv with a float output, so on the CPU these run in float on their
+    dequantized int8 inputs; TensorRT runs them int8-in / float-out. Nothing quantized changes."""
+    from edgeres.onnx_graph import consumers
+
+    readers = consumers(qdq_model.graph)
+
+    def reaches_quantizer(tensor: str, seen: set[str]) -> bool:
+        for node in readers[tensor]:
+            if node.op_type == "QuantizeLinear":
+                return True
+            if node.op_type not in WEIGHTED_OPS and node.name not in seen:
+                seen.add(node.name)
+                if any(reaches_quantizer(out, seen) for out in node.output):
+                    return True
+        return False
+
+    return {n.name for n in qdq_model.graph.node if n.op_type == "Conv" and not reaches_quantizer(n.output[0], set())}

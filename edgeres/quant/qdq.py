@@ -71,6 +71,18 @@ def write_qdq(fp32_model, scales: Scales, float_layers: set[str] | frozenset[str
         new_inits += inits
         for node, k in targets:
             rewire[(node_index[id(node)], k)] = dq_out
+    made_by = {out: node for node in graph.node for out in node.output}
+    for tensor in points.activations:
+        resize = made_by.get(tensor)
+        if resize is None or not _is_nearest_resize(resize) or resize.input[0] in points.activations:
+            continue
+        # Nearest-neighbour upsampling only copies values, so its input has the same range as its output.
+        # Quantizing it too (same scale: exact, a re-quantization returns the same integers) lets the Conv
+        # before it emit int8 and the Resize move int8 (TensorRT and the CPU kernels alike).
+        nodes, inits, dq_out = _qdq_nodes(resize.input[0], activation_scale(scales, tensor), np.int8(0), None)
+        new_nodes += nodes
+        new_inits += inits
+        rewire[(node_index[id(resize)], 0)] = dq_out
     for weight, axis in points.weights.items():
         if all(node.name in float_layers for node in readers[weight]):
             continue
@@ -93,6 +105,13 @@ def write_qdq(fp32_model, scales: Scales, float_layers: set[str] | frozenset[str
     graph.initializer.extend(new_inits)
     topological_sort(graph)
     return model
+
+
+def _is_nearest_resize(node) -> bool:
+    if node.op_type != "Resize":
+        return False
+    mode = next((a.s for a in node.attribute if a.name == "mode"), b"nearest")
+    return mode == b"nearest"
 
 
 def _quantized_input(node, k: int) -> bool:
