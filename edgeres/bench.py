@@ -55,14 +55,43 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def classify_postprocess(k: int = 5):
+    return lambda outputs, frames: topk(softmax(outputs), k)
+
+
+def detect_postprocess(cfg: PreprocessConfig, num_classes: int, settings: dict):
+    """The numpy decoder and NMS every detect consumer runs (so bench times the camera loop's real work)."""
+    from edgeres.detection.decode import decode_centernet
+
+    def post(outputs, frames):
+        return decode_centernet(outputs, num_classes, cfg.input_size, [f.shape[:2] for f in frames],
+                                score_threshold=settings["score_threshold"], nms_iou=settings["nms_iou"],
+                                max_detections=settings.get("max_detections", 100))
+
+    return post
+
+
+def postprocess_for(task: str, cfg: PreprocessConfig, class_names: list[str], detection: dict | None = None):
+    """The post-processing stage ``bench_runner`` times for a model of this task."""
+    if task == "detect":
+        from edgeres.evaluate_detect import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
+
+        settings = detection or {"score_threshold": DEFAULT_SCORE_THRESHOLD, "nms_iou": DEFAULT_NMS_IOU}
+        return detect_postprocess(cfg, len(class_names), settings)
+    return classify_postprocess()
+
+
 def bench_runner(runner, cfg: PreprocessConfig, frames: list[np.ndarray], batch: int, duration: float,
-                 warmup: float, min_iterations: int = 10, k: int = 5) -> dict:
+                 warmup: float, min_iterations: int = 10, postprocess=None) -> dict:
     """Time an active runner stage by stage for ``duration`` seconds after ``warmup`` seconds.
+
+    ``postprocess(outputs, frames)`` is the last stage (default: softmax + top-5 of a classifier).
 
     Returns:
         Per-stage latency stats (ms), iterations, throughput (images/s) and the batch size.
     """
     batch_frames = [frames[i % len(frames)] for i in range(batch)]
+    postprocess = postprocess or classify_postprocess()
     times = {s: [] for s in STAGES}
     gpu: list[float] = []  # GPU compute time per call, apart from host time (as trtexec reports it)
 
@@ -70,12 +99,12 @@ def bench_runner(runner, cfg: PreprocessConfig, frames: list[np.ndarray], batch:
         t0 = time.perf_counter()
         x = preprocess(batch_frames, cfg)
         t1 = time.perf_counter()
-        logits = next(iter(runner.infer(x).values()))
+        outputs = next(iter(runner.infer(x).values()))
         t2 = time.perf_counter()
         device = getattr(runner, "last_device_times", None)  # TensorRT: CUDA-event times of this call
         if device:
             gpu.append(device["compute_ms"] / 1e3)
-        topk(softmax(logits), k)
+        postprocess(outputs, batch_frames)
         t3 = time.perf_counter()
         return t1 - t0, t2 - t1, t3 - t2
 
@@ -114,8 +143,9 @@ def bench_engine(target, cfg: BenchConfig, providers: list[str] | None = None) -
     t0 = time.perf_counter()
     with engine:
         load_s = time.perf_counter() - t0
+        post = postprocess_for(engine.task, engine.preprocess, engine.class_names, engine.manifest.get("detection"))
         results = [bench_runner(engine.runner, engine.preprocess, frames, b, cfg.duration, cfg.warmup,
-                                cfg.min_iterations) for b in cfg.batches]
+                                cfg.min_iterations, post) for b in cfg.batches]
         loaded = rss_mb()
     m = engine.manifest
     return {
@@ -137,8 +167,9 @@ def bench_checkpoint(checkpoint, cfg: BenchConfig) -> dict:
     before = rss_mb()
     frames = camera_frames()
     with TorchRunner(ModelLoader(checkpoint, threads=cfg.threads)) as runner:
-        results = [bench_runner(runner, config.preprocess, frames, b, cfg.duration, cfg.warmup, cfg.min_iterations)
-                   for b in cfg.batches]
+        post = postprocess_for(config.task, config.preprocess, config.class_names)
+        results = [bench_runner(runner, config.preprocess, frames, b, cfg.duration, cfg.warmup, cfg.min_iterations,
+                                post) for b in cfg.batches]
         loaded = rss_mb()
     return {
         "name": "torch-eager", "engine": str(checkpoint), "backend": "torch", "precision": "fp32",

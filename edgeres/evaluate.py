@@ -108,6 +108,10 @@ def evaluate_checkpoint(ckpt_path, data_dir, batch_size: int = 64, arch: str | N
     from edgeres.data.imagefolder import load_eval_split
     from edgeres.models.checkpoint import load_checkpoint, require_matching_classes
 
+    if str(ckpt_path).endswith(".safetensors") and load_checkpoint(ckpt_path).config.task == "detect":
+        from edgeres.evaluate_detect import evaluate_detector_checkpoint
+
+        return evaluate_detector_checkpoint(ckpt_path, data_dir, batch_size, progress=progress)
     images = load_eval_split(data_dir)
     ckpt = load_checkpoint(ckpt_path, arch=arch, class_names=images.class_names)
     require_matching_classes(ckpt.config, images.class_names, f"data folder {data_dir}")
@@ -127,10 +131,14 @@ def evaluate_engine(target, data_dir, batch_size: int = 32, threads: int | None 
     from edgeres.errors import EdgeresError
     from edgeres.models.checkpoint import require_matching_classes
 
-    images = load_eval_split(data_dir)
     engine = open_engine(target, threads=threads)
+    if engine.task == "detect":
+        from edgeres.evaluate_detect import evaluate_detector_engine
+
+        return evaluate_detector_engine(engine, data_dir, batch_size, progress=progress)
     if engine.task != "classify":
-        raise EdgeresError(f"{engine.engine_file} is a '{engine.task}' engine; this evaluation is for classifiers")
+        raise EdgeresError(f"{engine.engine_file} is a '{engine.task}' engine; eval knows classify and detect")
+    images = load_eval_split(data_dir)
     require_matching_classes(engine.model_config, images.class_names, f"data folder {data_dir}")
     batch_size = min(batch_size, engine.manifest["input"].get("max_batch") or batch_size)
     data = EvalImages(images, engine.preprocess)

@@ -29,7 +29,7 @@ def test_an_engine_without_a_manifest_is_refused(tmp_path, camera_engine, digits
     assert_user_error(proc, "has no manifest", "edgeres build")
 
 
-def test_a_detection_engine_is_not_supported_yet(tmp_path, camera_engine, digits_video):
+def test_a_detect_manifest_without_decoding_settings_is_refused(tmp_path, camera_engine, digits_video):
     engine = shutil.copytree(camera_engine, tmp_path / "det")
     manifest_file = next(engine.glob("*.manifest.json"))
     manifest = json.loads(manifest_file.read_text())
@@ -38,7 +38,7 @@ def test_a_detection_engine_is_not_supported_yet(tmp_path, camera_engine, digits
     record = tmp_path / "out.mkv"
     proc = run_cli("camera", "--engine", engine, "--source", digits_video / "digits.mkv", "--record", record,
                    timeout=60)
-    assert_user_error(proc, "does not run detection engines yet", "'detect'")
+    assert_user_error(proc, "no 'detection' block", "rebuild")
     assert not record.exists()
 
 

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from edgeres.camera.loop import FrameSlot, SlotClosed, make_postprocess
+from edgeres.camera.loop import FrameSlot, LoopConfig, SlotClosed, make_postprocess
 from edgeres.camera.overlays import Hud, OverlayConfig, draw_boxes, draw_topk, render
 from edgeres.camera.sinks import VideoRecorder, Window, gui_available
 from edgeres.camera.sources import (
@@ -159,15 +159,43 @@ def test_blocking_slot_loses_nothing():
     assert got == list(range(50)) and slot.dropped == 0
 
 
+def _engine_facts(task: str, names: list[str], detection: dict | None = None):
+    """What make_postprocess reads from an opened engine: its task, classes, manifest and input size."""
+    from types import SimpleNamespace
+
+    from edgeres.config import PreprocessConfig
+
+    manifest = {"detection": detection} if detection else {}
+    return SimpleNamespace(task=task, class_names=names, manifest=manifest,
+                           preprocess=PreprocessConfig(input_size=(64, 64)))
+
+
 def test_postprocess_by_task():
-    post = make_postprocess("classify", ["cat", "dog", "owl"], 2)
-    top = post(np.array([[0.1, 3.0, 1.0]], dtype=np.float32))
+    post = make_postprocess(_engine_facts("classify", ["cat", "dog", "owl"]), LoopConfig(top_k=2))
+    top = post(np.array([[0.1, 3.0, 1.0]], dtype=np.float32), (480, 640))
     assert [p["label"] for p in top] == ["dog", "owl"] and top[0]["index"] == 1
     assert top[0]["score"] == pytest.approx(np.exp(3.0) / np.exp([0.1, 3.0, 1.0]).sum(), rel=1e-6)
-    with pytest.raises(EdgeresError, match="does not run detection engines yet"):
-        make_postprocess("detect", ["a"], 1)
+    with pytest.raises(EdgeresError, match="no 'detection' block"):
+        make_postprocess(_engine_facts("detect", ["a"]), LoopConfig())
     with pytest.raises(EdgeresError, match="accepted: classify, detect"):
-        make_postprocess("segment", ["a"], 1)
+        make_postprocess(_engine_facts("segment", ["a"]), LoopConfig())
+
+
+def test_detect_postprocess_maps_boxes_to_the_frame():
+    # One object of class 1: peak at cell (row 4, col 6) of a 16x16 map (stride 4 on a 64x64 input), offset
+    # (0.5, 0.25) cells, size 4x2 cells -> centre (26, 17), box 16x8 px at input size; the frame is 128x256.
+    settings = {"decoder": "centernet", "stride": 4, "score_threshold": 0.3, "nms_iou": 0.5, "max_detections": 100}
+    maps = np.full((1, 2 + 4, 16, 16), -10.0, dtype=np.float32)
+    maps[0, 1, 4, 6] = 4.0
+    maps[0, 2:4, 4, 6] = (4.0, 2.0)
+    maps[0, 4:6, 4, 6] = (0.5, 0.25)
+    post = make_postprocess(_engine_facts("detect", ["a", "b"], settings), LoopConfig())
+    found = post(maps, (128, 256))
+    assert [d["label"] for d in found] == ["b"]
+    assert found[0]["box"] == pytest.approx([(26 - 8) * 4, (17 - 4) * 2, (26 + 8) * 4, (17 + 4) * 2], abs=0.01)
+    assert found[0]["score"] == pytest.approx(1 / (1 + np.exp(-4.0)), abs=1e-4)
+    strict = make_postprocess(_engine_facts("detect", ["a", "b"], settings), LoopConfig(score_threshold=0.99))
+    assert strict(maps, (128, 256)) == []
 
 
 def _photo() -> np.ndarray:

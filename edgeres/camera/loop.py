@@ -50,6 +50,8 @@ class LoopConfig:
     duration: float | None = None
     realtime: bool = False
     top_k: int = 5
+    score_threshold: float | None = None  # detect: None = the engine manifest's default
+    nms_iou: float | None = None
     stall_timeout: float = 20.0  # 0: wait for frames forever
     overlays: OverlayConfig = field(default_factory=OverlayConfig)
 
@@ -270,22 +272,36 @@ class InferenceWorker(threading.Thread):
                 f"frames{trying}; giving up")
 
 
-def make_postprocess(task: str, class_names: list[str], top_k: int) -> Callable[[np.ndarray], list[dict]]:
-    """The post-processing for an engine's task: outputs of one frame -> its predictions.
+def make_postprocess(engine, cfg: LoopConfig) -> Callable[[np.ndarray, tuple[int, int]], list[dict]]:
+    """The post-processing for an engine's task: (outputs of one frame, the frame's (h, w)) -> its predictions.
+
+    Classify: the top-k labels. Detect: boxes in frame pixels from the same numpy decoder and NMS as ``predict``
+    and ``eval``, with the manifest's score threshold and NMS IoU unless the config overrides them.
 
     Raises:
-        EdgeresError: a detection engine (not supported by the loop yet) or an unknown task.
+        EdgeresError: an unknown task, or bad detection settings.
     """
-    if task == "classify":
-        def classify(logits: np.ndarray) -> list[dict]:
-            idx, val = topk(softmax(logits), top_k)
+    class_names = engine.class_names
+    if engine.task == "classify":
+        def classify(logits: np.ndarray, image_hw: tuple[int, int]) -> list[dict]:
+            idx, val = topk(softmax(logits), cfg.top_k)
             return [{"label": class_names[i], "index": int(i), "score": float(s)}
                     for i, s in zip(idx[0], val[0], strict=True)]
         return classify
-    if task == "detect":
-        raise EdgeresError("the camera loop does not run detection engines yet (this engine's task is 'detect'); "
-                           "it runs classification engines; boxes come with the detection post-processing")
-    raise EdgeresError(f"unknown engine task '{task}'; accepted: {', '.join(TASKS)}")
+    if engine.task == "detect":
+        from edgeres.detection.decode import decode_centernet
+        from edgeres.predict import detection_settings, detections_to_json
+
+        settings = detection_settings(engine.manifest, cfg.score_threshold, cfg.nms_iou)
+        input_hw = engine.preprocess.input_size
+
+        def detect(maps: np.ndarray, image_hw: tuple[int, int]) -> list[dict]:
+            found = decode_centernet(np.asarray(maps, np.float32), len(class_names), input_hw, [image_hw],
+                                     score_threshold=settings["score_threshold"], nms_iou=settings["nms_iou"],
+                                     max_detections=settings.get("max_detections", 100))
+            return detections_to_json(found[0], class_names)
+        return detect
+    raise EdgeresError(f"unknown engine task '{engine.task}'; accepted: {', '.join(TASKS)}")
 
 
 class ResultStage:
@@ -304,7 +320,7 @@ class ResultStage:
     def handle(self, frame: Frame) -> None:
         t0 = time.perf_counter()
         record = {"frame": frame.index, "source_ts": round(frame.source_ts, 6), "task": self.task,
-                  "predictions": self.post(frame.outputs)}
+                  "predictions": self.post(frame.outputs, frame.image.shape[:2])}
         t1 = time.perf_counter()
         image = frame.image
         if self.draw:
@@ -367,13 +383,13 @@ def run_loop(engine, reader, spec, sinks: list, cfg: LoopConfig, stopper: Stoppe
 
     Raises:
         StallError: the source stayed silent longer than ``cfg.stall_timeout``.
-        EdgeresError: a detection or unknown-task engine.
+        EdgeresError: an unknown-task engine.
     """
     from edgeres.bench import latency_stats
 
     on_event = on_event or (lambda level, message: None)
     stopper = stopper or Stopper()
-    results = ResultStage(make_postprocess(engine.task, engine.class_names, cfg.top_k), engine.task, sinks, cfg)
+    results = ResultStage(make_postprocess(engine, cfg), engine.task, sinks, cfg)
     pcfg = engine.preprocess
     in_slot, out_slot = FrameSlot(newest_wins=spec.live or cfg.realtime), FrameSlot(newest_wins=False)
 
@@ -476,7 +492,7 @@ def run_camera(cfg: CameraConfig, sinks_factory: Callable[[float], list], stoppe
     spec = parse_source(cfg.source.source)
     check_options(spec, cfg)
     engine = open_engine(cfg.engine, threads=cfg.threads, spinning=cfg.spinning)
-    make_postprocess(engine.task, engine.class_names, cfg.loop.top_k)  # refuse a detect engine before opening
+    make_postprocess(engine, cfg.loop)  # refuse an unknown task or bad detection settings before opening the source
     reader = make_reader(spec, cfg.source)
     reader.open()
     try:

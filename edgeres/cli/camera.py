@@ -42,6 +42,9 @@ def camera(
     overlay: str = typer.Option("labels,fps,latency", "--overlay", help="Comma list of labels, fps, latency; "
                                 "or all, or none."),
     top_k: int = typer.Option(5, "--top-k", min=1, help="Predictions per frame (the overlay shows up to 5)."),
+    score_threshold: float = typer.Option(None, "--score-threshold", help="detect: lowest box score shown "
+                                          "[default: the engine manifest's]."),
+    nms_iou: float = typer.Option(None, "--nms-iou", help="detect: NMS IoU [default: the engine manifest's]."),
     threads: int = typer.Option(None, "--threads", min=1, help="Inference threads [default: runtime's choice]."),
     decoder: str = typer.Option("auto", "--decoder", help="auto: Jetson hardware decoding when available, else "
                                 "FFmpeg; cpu: FFmpeg only; jetson: hardware only."),
@@ -52,7 +55,8 @@ def camera(
     csi_size: str = typer.Option("1280x720", "--csi-size", help="Capture size of a csi:// camera."),
     csi_fps: int = typer.Option(30, "--csi-fps", min=1, help="Frame rate of a csi:// camera."),
 ) -> None:
-    """Classify frames from a camera, file, stream or folder with a pipelined loop; print a summary at the end."""
+    """Classify frames, or detect objects in them, from a camera, file, stream or folder with a pipelined loop;
+    print a summary at the end."""
     from edgeres.camera.loop import CameraConfig, LoopConfig, Stopper, run_camera, stop_on_signals
     from edgeres.camera.overlays import OverlayConfig
     from edgeres.camera.sinks import JsonSink, VideoRecorder, Window, gui_available
@@ -67,7 +71,8 @@ def camera(
         source=SourceConfig(source, decoder=decoder, open_timeout=open_timeout, read_timeout=read_timeout, fps=fps,
                             csi_size=parse_size(csi_size, "--csi-size"), csi_fps=csi_fps),
         loop=LoopConfig(max_frames=max_frames, duration=duration, realtime=realtime, top_k=top_k,
-                        stall_timeout=stall_timeout, overlays=overlays),
+                        score_threshold=score_threshold, nms_iou=nms_iou, stall_timeout=stall_timeout,
+                        overlays=overlays),
         threads=threads,
     )
     window = not headless and gui_available()

@@ -1,4 +1,4 @@
-"""``edgeres data``: write the bundled real data sets (no download) as ImageFolder trees."""
+"""``edgeres data``: write the bundled real data sets (no download): ImageFolder trees, a video, COCO scenes."""
 
 from __future__ import annotations
 
@@ -58,6 +58,28 @@ def digits_video(
     make_console().print(
         f"wrote {s['frames']} frames ({s['size'][0]}x{s['size'][1]}, {s['fps']:g} fps, {s['codec']}) to "
         f"{Path(out) / s['video']}; true labels in {Path(out) / 'labels.json'}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command("digit-scenes")
+def digit_scenes(
+    out: Path = typer.Option(Path("data/digit-scenes"), "--out", help="Folder to write."),
+    size: int = typer.Option(128, "--size", help="Image side in pixels, 32..1024."),
+    train: int = typer.Option(2000, "--train", help="Number of train scenes."),
+    val: int = typer.Option(400, "--val", help="Number of val scenes."),
+    seed: int = typer.Option(0, "--seed", help="Fixes the MNIST train/val split and every scene."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing data set at --out."),
+) -> None:
+    """Write a detection set: 1-5 real MNIST digits per crop of a real photo, boxes as COCO JSON per split."""
+    from edgeres.data.digit_scenes import write_digit_scenes
+
+    s = write_digit_scenes(out, size=size, train=train, val=val, seed=seed, force=force, progress=True)
+    make_console().print(
+        f"wrote {s['counts']['train']:,} train + {s['counts']['val']:,} val scenes with "
+        f"{s['boxes']['train']:,} + {s['boxes']['val']:,} digits ({s['size']}x{s['size']} RGB, COCO boxes, "
+        f"seed {s['seed']}) to {s['path']} in {s['seconds']:.1f} s",
         highlight=False,
         soft_wrap=True,
     )

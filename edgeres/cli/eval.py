@@ -11,12 +11,14 @@ import typer
 def evaluate(
     model: Path = typer.Option(None, "--model", help="Checkpoint (.safetensors, or .pth with --arch)."),
     engine: Path = typer.Option(None, "--engine", help="Or an engine (file, manifest or folder)."),
-    data: Path = typer.Option(..., "--data", help="DIR/val/<class> or DIR/<class>."),
+    data: Path = typer.Option(
+        ..., "--data", help="classify: DIR/val/<class> or DIR/<class>; detect: a COCO or YOLO split (or DIR/val)."
+    ),
     arch: str = typer.Option(None, "--arch", help="Architecture of a .pth state dict without metadata."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
-    """Top-1, top-5, per-class accuracy and the confusion matrix of a checkpoint or an engine."""
+    """Classifiers: top-1, top-5, per-class accuracy, confusion matrix. Detectors: COCO mAP and per-class AP."""
     from edgeres.errors import EdgeresError
     from edgeres.evaluate import evaluate_checkpoint, evaluate_engine
 
@@ -38,6 +40,9 @@ def print_metrics(metrics: dict) -> None:
     from edgeres.cli.console import make_console
 
     console = make_console()
+    if metrics.get("task") == "detect":
+        print_detection_metrics(console, metrics)
+        return
     console.print(
         f"[bold]{metrics['images']} images[/]  top-1 [bold]{metrics['top1']:.2f}%[/]  "
         f"top-{metrics['top5_k']} {metrics['top5']:.2f}%"
@@ -59,3 +64,22 @@ def print_metrics(metrics: dict) -> None:
         for name, row in zip(names, metrics["confusion"], strict=True):
             cm.add_row(name, *[str(v) if v else "." for v in row])
         console.print(cm)
+
+
+def print_detection_metrics(console, metrics: dict) -> None:
+    from rich.table import Table
+
+    def fmt(value) -> str:  # None: no ground-truth box, so mAP is undefined
+        return "-" if value is None else f"{value:.4f}"
+
+    console.print(
+        f"[bold]{metrics['images']} images, {metrics['gt_boxes']} boxes[/]  mAP@0.5 [bold]{fmt(metrics['map50'])}[/]  "
+        f"mAP@0.5:0.95 {fmt(metrics['map'])}  mAP@0.75 {fmt(metrics['map75'])}"
+    )
+    per = Table(title="per class")
+    per.add_column("class")
+    per.add_column("AP@0.5", justify="right")
+    for name in metrics["class_names"]:
+        ap = metrics["per_class_ap50"].get(name)
+        per.add_row(name, "-" if ap is None else f"{ap:.4f}")
+    console.print(per)

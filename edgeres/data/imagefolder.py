@@ -74,8 +74,7 @@ def load_splits(root: Path, val_split: float = 0.2, seed: int = 0) -> tuple[Imag
         train, val = scan_classes(root / "train"), scan_classes(root / "val")
         if train.class_names != val.class_names:
             raise DataError(
-                f"{root}/train and {root}/val have different class folders: "
-                f"{train.class_names} vs {val.class_names}"
+                f"{root}/train and {root}/val have different class folders: {train.class_names} vs {val.class_names}"
             )
         return train, val
     everything = scan_classes(root)

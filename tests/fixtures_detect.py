@@ -1,0 +1,70 @@
+"""Session-scoped detection data, a really trained detector and its engines.
+
+Load with ``pytest_plugins = ["fixtures_detect"]``. Read-only for tests: copy before changing anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SCENE_SIZE = 64
+
+
+@pytest.fixture(scope="session")
+def scenes_data(tmp_path_factory) -> Path:
+    """A small digit-scenes set: real MNIST digits on real photo crops, 64x64, COCO boxes (train 600, val 80)."""
+    from edgeres.data.digit_scenes import write_digit_scenes
+
+    out = tmp_path_factory.mktemp("scenes") / "digit-scenes"
+    write_digit_scenes(out, size=SCENE_SIZE, train=600, val=80, seed=0, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_detector(tmp_path_factory, scenes_data) -> Path:
+    """A CenterNet ResNet-18 really trained on ``scenes_data`` (8 short epochs at 64x64, about 30 s on 2 cores)."""
+    from edgeres.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("detector") / "run"
+    summary = train(TrainConfig(data=scenes_data, out=out, arch="resnet18", task="detect", epochs=8,
+                                img_size=SCENE_SIZE, batch_size=32, optimizer="adamw", lr=2e-3, weight_decay=1e-4,
+                                progress=False, seed=0))
+    # The engine-vs-torch tests compare real boxes: the detector must find digits, not noise.
+    assert summary["best_val_map50"] >= 0.3, summary
+    return out / "best.safetensors"
+
+
+@pytest.fixture(scope="session")
+def detect_fp32_engine(tmp_path_factory, trained_detector) -> Path:
+    from edgeres.build import BuildConfig, build_engine
+
+    out = tmp_path_factory.mktemp("det_engines") / "det-fp32"
+    build_engine(BuildConfig(model=trained_detector, out=out, backend="onnxruntime", max_batch=8), progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def detect_calibration(tmp_path_factory, trained_detector, scenes_data) -> Path:
+    """Entropy calibration of the detector on 256 real training scenes."""
+    import warnings
+
+    from edgeres.quant.workflow import CalibConfig, run_calibration
+
+    out = tmp_path_factory.mktemp("det_calib") / "det-entropy"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fewer than 500 images: the warning is tested elsewhere
+        run_calibration(CalibConfig(model=trained_detector, data=scenes_data / "train", out=out, num_images=256,
+                                    progress=False))
+    return out
+
+
+@pytest.fixture(scope="session")
+def detect_int8_engine(tmp_path_factory, trained_detector, detect_calibration) -> Path:
+    from edgeres.build import BuildConfig, build_engine
+
+    out = tmp_path_factory.mktemp("det_engines_int8") / "det-int8"
+    build_engine(BuildConfig(model=trained_detector, out=out, backend="onnxruntime", precision="int8",
+                             calib=detect_calibration, max_batch=8), progress=False)
+    return out

@@ -1,0 +1,173 @@
+"""A detector through the whole product: train, export, ONNX Runtime FP32/INT8 engines, eval, predict, bench.
+
+Everything runs on real digit-scenes images with a really trained CenterNet ResNet-18 (fixtures_detect).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from helpers import assert_user_error, run_cli
+
+pytest_plugins = ["fixtures_detect"]
+
+BOX_TOLERANCE_PX = 0.5  # ONNX Runtime vs torch FP32: same boxes within half a pixel, same labels
+SCORE_TOLERANCE = 1e-3
+
+
+def _val_images(scenes_data, n: int = 16):
+    from edgeres.processing import read_image
+
+    return [read_image(p) for p in sorted((scenes_data / "val" / "images").glob("*.png"))[:n]]
+
+
+def test_onnxruntime_engine_and_torch_return_the_same_boxes(trained_detector, detect_fp32_engine, scenes_data):
+    import torch
+
+    from edgeres.detection.decode import decode_centernet
+    from edgeres.engine import open_engine
+    from edgeres.models.checkpoint import load_checkpoint
+    from edgeres.processing import preprocess
+
+    images = _val_images(scenes_data)
+    ckpt = load_checkpoint(trained_detector)
+    x = preprocess(images, ckpt.config.preprocess)
+    with torch.inference_mode():
+        want_maps = ckpt.build_model()(torch.from_numpy(x)).numpy()
+    with open_engine(detect_fp32_engine) as engine:
+        got_maps = engine.runner.infer(x)["maps"]
+    hws = [img.shape[:2] for img in images]
+    want = decode_centernet(want_maps, 10, ckpt.config.preprocess.input_size, hws)
+    got = decode_centernet(got_maps, 10, ckpt.config.preprocess.input_size, hws)
+    assert sum(len(d) for d in want) >= len(images)  # real digits found in (nearly) every scene
+    for w, g in zip(want, got, strict=True):
+        assert len(w) == len(g)
+        np.testing.assert_array_equal(w.labels, g.labels)
+        np.testing.assert_allclose(g.boxes, w.boxes, atol=BOX_TOLERANCE_PX)
+        np.testing.assert_allclose(g.scores, w.scores, atol=SCORE_TOLERANCE)
+
+
+def test_engine_manifest_records_the_detection_defaults(detect_fp32_engine):
+    manifest = json.loads(next(detect_fp32_engine.glob("*.manifest.json")).read_text())
+    assert manifest["task"] == "detect" and manifest["outputs"] == ["maps"]
+    assert manifest["detection"] == {"decoder": "centernet", "stride": 4, "score_threshold": 0.3, "nms_iou": 0.5,
+                                     "max_detections": 100}
+    assert manifest["class_names"] == [str(i) for i in range(10)]
+
+
+def test_int8_engine_keeps_map_and_runs_integer_convs(trained_detector, detect_fp32_engine, detect_int8_engine,
+                                                     scenes_data):
+    import onnx
+
+    from edgeres.engine import open_engine
+    from edgeres.evaluate_detect import evaluate_detector_engine
+    from edgeres.quant.cpu import FLOAT_COMPUTE_OPS
+
+    fp32 = evaluate_detector_engine(open_engine(detect_fp32_engine), scenes_data / "val")
+    int8 = evaluate_detector_engine(open_engine(detect_int8_engine), scenes_data / "val")
+    assert int8["map50"] >= fp32["map50"] - 0.03, (fp32["map50"], int8["map50"])
+    manifest = json.loads(next(detect_int8_engine.glob("*.manifest.json")).read_text())
+    # Only the three 1x1 head convs that write the float output stay float on the CPU (no integer Conv with a
+    # float output exists in ONNX Runtime); every other Conv is an integer kernel.
+    assert manifest["cpu_float_output_layers"] == ["/heatmap/heatmap.2/Conv", "/offset/offset.2/Conv",
+                                                   "/size/size.2/Conv"]
+    graph = onnx.load(str(next(detect_int8_engine.glob("*.onnx")))).graph
+    float_convs = sorted(n.name for n in graph.node if n.op_type in FLOAT_COMPUTE_OPS)
+    assert float_convs == manifest["cpu_float_output_layers"]
+    assert sum(n.op_type in ("QLinearConv", "ConvInteger") for n in graph.node) >= 30
+
+
+def test_detector_qdq_artifact_follows_tensorrt_rules(detect_calibration):
+    import onnx
+
+    from edgeres.quant.checker import check_qdq_model
+
+    qdq = onnx.load(str(detect_calibration / "model.qdq.onnx"))
+    assert check_qdq_model(qdq) == []
+    # The upsampling inputs carry the scale of the Add input after them (nearest resize copies values).
+    resizes = [n for n in qdq.graph.node if n.op_type == "Resize"]
+    made_by = {o: n for n in qdq.graph.node for o in n.output}
+    assert len(resizes) == 3 and all(made_by[r.input[0]].op_type == "DequantizeLinear" for r in resizes)
+
+
+def test_eval_cli_reports_map_of_model_and_engine(trained_detector, detect_fp32_engine, scenes_data):
+    from edgeres.engine import open_engine
+    from edgeres.evaluate_detect import evaluate_detector_engine
+
+    proc = run_cli("eval", "--engine", detect_fp32_engine, "--data", scenes_data, "--json")
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    want = evaluate_detector_engine(open_engine(detect_fp32_engine), scenes_data / "val")
+    assert got["map50"] == pytest.approx(want["map50"], abs=1e-9) and got["images"] == 80
+    proc = run_cli("eval", "--model", trained_detector, "--data", scenes_data / "val")
+    assert proc.returncode == 0, proc.stderr
+    assert "mAP@0.5" in proc.stdout and "per class" in proc.stdout
+
+
+def test_predict_writes_boxes_and_drawn_images(tmp_path, detect_fp32_engine, scenes_data):
+    images = sorted((scenes_data / "val" / "images").glob("*.png"))[:3]
+    drawn = tmp_path / "drawn"
+    proc = run_cli("predict", *images, "--engine", detect_fp32_engine, "--json", "--draw", drawn)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["image"] for r in rows] == [str(p) for p in images]
+    assert any(r["detections"] for r in rows)
+    for r in rows:
+        for d in r["detections"]:
+            assert d["score"] >= 0.3 and d["label"] in [str(i) for i in range(10)]
+            x0, y0, x1, y1 = d["box"]
+            assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
+    import cv2
+
+    for src, r in zip(images, rows, strict=True):
+        out = cv2.imread(str(drawn / src.name))
+        assert out is not None and out.shape == (64, 64, 3)
+        assert (out != cv2.imread(str(src))).any() == bool(r["detections"])
+    again = run_cli("predict", images[0], "--engine", detect_fp32_engine, "--draw", drawn)
+    assert_user_error(again, "already exists", "--force")
+    strict = run_cli("predict", *images, "--engine", detect_fp32_engine, "--json", "--score-threshold", "1.0")
+    assert strict.returncode == 0 and all(not json.loads(line)["detections"] for line in strict.stdout.splitlines())
+
+
+def test_predict_refuses_bad_detection_settings(detect_fp32_engine, scenes_data):
+    image = next((scenes_data / "val" / "images").glob("*.png"))
+    proc = run_cli("predict", image, "--engine", detect_fp32_engine, "--nms-iou", "0")
+    assert_user_error(proc, "--nms-iou", "(0, 1]")
+
+
+def test_bench_times_the_detection_decoder(detect_fp32_engine, trained_detector):
+    proc = run_cli("bench", "--engine", detect_fp32_engine, "--model", trained_detector, "--duration", "0.5",
+                   "--warmup", "0.1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["engines"]
+    assert [r["backend"] for r in rows] == ["onnxruntime", "torch"]
+    for row in rows:
+        post = row["results"][0]["latency_ms"]["postprocess"]
+        assert post["p50"] > 0
+
+
+def test_train_detect_refuses_broken_data_before_training(tmp_path, scenes_data):
+    data = shutil.copytree(scenes_data, tmp_path / "broken")
+    doc = json.loads((data / "train" / "annotations.json").read_text())
+    missing = doc["images"][3]["file_name"]
+    (data / "train" / missing).unlink()
+    doc["annotations"][0]["category_id"] = 99
+    (data / "train" / "annotations.json").write_text(json.dumps(doc))
+    proc = run_cli("train", "--task", "detect", "--data", data, "--out", tmp_path / "run", "--img-size", "64",
+                   "--epochs", "1")
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert missing.split("/")[-1] in proc.stderr and "99" in proc.stderr
+    assert not (tmp_path / "run" / "best.safetensors").exists()
+
+
+def test_train_detect_refuses_a_classifier_arch_and_odd_sizes(tmp_path, scenes_data):
+    proc = run_cli("train", "--task", "detect", "--data", scenes_data, "--out", tmp_path / "r", "--arch", "resnet101",
+                   "--epochs", "1")
+    assert_user_error(proc, "centernet_resnet101", "available")
+    proc = run_cli("train", "--task", "detect", "--data", scenes_data, "--out", tmp_path / "r", "--img-size", "72",
+                   "--epochs", "1")
+    assert_user_error(proc, "--img-size 72", "multiple of 32")
