@@ -312,6 +312,9 @@ def plan_mixed_precision(cfg: BuildConfig, calib):
     from edgeres.models.checkpoint import load_checkpoint
     from edgeres.quant.mixed import plan_mixed
 
+    if load_checkpoint(cfg.model).config.task == "detect":
+        raise EdgeresError("--precision mixed budgets a top-1 drop and works on classifiers; for a detector build "
+                           "--precision int8 and check mAP with 'edgeres eval', or recover it with 'edgeres qat'")
     val_dir = cfg.val_data
     if val_dir is None:
         calib_dir = Path(calib.scales.data.get("folder", ""))

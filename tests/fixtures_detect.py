@@ -41,7 +41,7 @@ def detect_fp32_engine(tmp_path_factory, trained_detector) -> Path:
     from edgeres.build import BuildConfig, build_engine
 
     out = tmp_path_factory.mktemp("det_engines") / "det-fp32"
-    build_engine(BuildConfig(model=trained_detector, out=out, backend="onnxruntime", max_batch=8), progress=False)
+    build_engine(BuildConfig(model=trained_detector, out=out, backend="onnxruntime", max_batch=16), progress=False)
     return out
 
 
@@ -66,5 +66,5 @@ def detect_int8_engine(tmp_path_factory, trained_detector, detect_calibration) -
 
     out = tmp_path_factory.mktemp("det_engines_int8") / "det-int8"
     build_engine(BuildConfig(model=trained_detector, out=out, backend="onnxruntime", precision="int8",
-                             calib=detect_calibration, max_batch=8), progress=False)
+                             calib=detect_calibration, max_batch=16), progress=False)
     return out

@@ -171,3 +171,58 @@ def test_train_detect_refuses_a_classifier_arch_and_odd_sizes(tmp_path, scenes_d
     proc = run_cli("train", "--task", "detect", "--data", scenes_data, "--out", tmp_path / "r", "--img-size", "72",
                    "--epochs", "1")
     assert_user_error(proc, "--img-size 72", "multiple of 32")
+
+
+def test_qat_fine_tunes_a_detector_into_an_int8_engine(tmp_path, trained_detector, detect_calibration,
+                                                       scenes_data):
+    """QAT with the detection loss from the calibration, then build --qat: the INT8 engine finds the digits."""
+    from edgeres.engine import open_engine
+    from edgeres.evaluate_detect import evaluate_detector_engine
+    from edgeres.models.checkpoint import load_checkpoint
+
+    run = tmp_path / "qat"
+    proc = run_cli("qat", "--model", trained_detector, "--data", scenes_data, "--calib", detect_calibration,
+                   "--epochs", "1", "--max-steps", "6", "--batch-size", "16", "--lr", "1e-4", "--out", run, "--quiet",
+                   timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    summary = load_checkpoint(run / "best.safetensors").summary
+    assert summary["qat"] and summary["start_val_map50_int8"] > 0.2
+    assert summary["best_val_map50_int8"] >= summary["start_val_map50_int8"]
+    engine = tmp_path / "det-qat"
+    proc = run_cli("build", "--qat", run / "best.safetensors", "--precision", "int8", "--out", engine, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    metrics = evaluate_detector_engine(open_engine(engine), scenes_data / "val")
+    # The engine computes what the fake-quantized model computed in training.
+    assert metrics["map50"] == pytest.approx(summary["best_val_map50_int8"], abs=0.02)
+
+
+def test_mixed_precision_is_refused_for_a_detector(tmp_path, trained_detector, detect_calibration):
+    proc = run_cli("build", "--model", trained_detector, "--precision", "mixed", "--calib", detect_calibration,
+                   "--out", tmp_path / "m")
+    assert_user_error(proc, "--precision mixed", "qat")
+
+
+def test_camera_loop_runs_a_detector_on_a_video_and_records_boxes(tmp_path, detect_fp32_engine, scenes_data):
+    """A real video of 24 real scenes (256x256, MPEG-4 in Matroska) through the camera loop with a detect engine."""
+    import cv2
+    from fixtures_camera import ffprobe_frames
+
+    images = _val_images(scenes_data, 24)
+    video = tmp_path / "scenes.mkv"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"FMP4"), 10.0, (256, 256))
+    for img in images:
+        writer.write(cv2.resize(img, (256, 256), interpolation=cv2.INTER_NEAREST))
+    writer.release()
+    record = tmp_path / "boxes.mkv"
+    proc = run_cli("camera", "--engine", detect_fp32_engine, "--source", video, "--headless", "--json",
+                   "--record", record, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(rows) == 24 and all(r["task"] == "detect" for r in rows)
+    with_boxes = [r for r in rows if r["predictions"]]
+    assert len(with_boxes) >= 18  # real digits in every scene; a few misses allowed for a 30-second model
+    for r in with_boxes:
+        for p in r["predictions"]:
+            x0, y0, x1, y1 = p["box"]
+            assert 0 <= x0 < x1 <= 256 and 0 <= y0 < y1 <= 256 and p["score"] >= 0.3
+    assert ffprobe_frames(record) == ("mpeg4", 24) or ffprobe_frames(record)[1] == 24

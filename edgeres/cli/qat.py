@@ -9,7 +9,10 @@ import typer
 
 def qat(
     model: Path = typer.Option(None, "--model", help="FP32 checkpoint [default: the workspace's model]."),
-    data: Path = typer.Option(..., "--data", help="Training data (the model's classes): DIR/train, DIR/val."),
+    data: Path = typer.Option(
+        ..., "--data", help="Training data (the model's classes): DIR/train, DIR/val (ImageFolder; COCO/YOLO for a "
+        "detector)."
+    ),
     epochs: int = typer.Option(2, "--epochs", min=1),
     lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (SGD, cosine); small: this is fine-tuning."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
@@ -31,8 +34,11 @@ def qat(
                                 batch_size=batch_size, calib=calib, method=method, max_steps_per_epoch=max_steps,
                                 seed=seed, force=force, progress=not quiet))
     if summary:
+        if "start_val_map50_int8" in summary:  # a detector
+            change = f"mAP@0.5 {summary['start_val_map50_int8']:.4f} -> {summary['best_val_map50_int8']:.4f}"
+        else:
+            change = f"top-1 {summary['start_val_top1_int8']:.2f}% -> {summary['best_val_top1_int8']:.2f}%"
         make_console(stderr=True).print(
-            f"QAT: fake-quantized val top-1 {summary['start_val_top1_int8']:.2f}% -> "
-            f"{summary['best_val_top1_int8']:.2f}% -> {out / 'best.safetensors'}; "
+            f"QAT: fake-quantized val {change} -> {out / 'best.safetensors'}; "
             f"build it with: edgeres build --precision int8 --qat {out / 'best.safetensors'}"
         )

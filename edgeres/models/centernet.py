@@ -43,6 +43,29 @@ def make_head(c_in: int, c_out: int, bias: float = 0.0):
     return head
 
 
+def resnet_features(resnet):
+    """The stem and four stages of a torchvision ResNet as a module returning the four stage outputs.
+
+    Its own module (not calls into the ResNet's children from the detector's forward) so that exported node
+    names carry the ``backbone/`` scope and map back to ``backbone.*`` modules (fake quantization, QAT)."""
+    torch = require("torch", "desktop")
+
+    class ResNetFeatures(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
+                setattr(self, name, getattr(resnet, name))
+
+        def forward(self, x):
+            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+            c1 = self.layer1(x)
+            c2 = self.layer2(c1)
+            c3 = self.layer3(c2)
+            return c1, c2, c3, self.layer4(c3)
+
+    return ResNetFeatures()
+
+
 def build_centernet(arch: str, num_classes: int, weights: str | None = None):
     """A CenterNet detector on torchvision's ``arch`` (resnet18/34/50...), random or ImageNet-initialized."""
     torch = require("torch", "desktop")
@@ -53,28 +76,23 @@ def build_centernet(arch: str, num_classes: int, weights: str | None = None):
     class CenterNetResNet(nn.Module):
         def __init__(self):
             super().__init__()
-            self.backbone = get_model(arch, num_classes=1000 if weights else 1, weights=weights)
-            del self.backbone.fc, self.backbone.avgpool  # unused: keep them out of the state dict
+            self.backbone = resnet_features(get_model(arch, num_classes=1000 if weights else 1, weights=weights))
             widths = [self.backbone.layer1[-1], self.backbone.layer2[-1], self.backbone.layer3[-1],
                       self.backbone.layer4[-1]]
             channels = [_out_channels(block) for block in widths]
             self.lateral = nn.ModuleList(conv_bn_relu(c, NECK_CHANNELS, kernel=1) for c in channels)
             self.smooth = nn.ModuleList(conv_bn_relu(NECK_CHANNELS, NECK_CHANNELS) for _ in channels[:-1])
-            self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+            # One module per level: each upsampling gets its own ONNX node name and its own quantizer in QAT.
+            self.upsample = nn.ModuleList(nn.Upsample(scale_factor=2, mode="nearest") for _ in channels[:-1])
             self.heatmap = make_head(NECK_CHANNELS, num_classes, bias=-math.log((1 - HEATMAP_PRIOR) / HEATMAP_PRIOR))
             self.size = make_head(NECK_CHANNELS, 2)
             self.offset = make_head(NECK_CHANNELS, 2)
 
         def forward(self, x):
-            b = self.backbone
-            x = b.maxpool(b.relu(b.bn1(b.conv1(x))))
-            c1 = b.layer1(x)
-            c2 = b.layer2(c1)
-            c3 = b.layer3(c2)
-            c4 = b.layer4(c3)
+            c1, c2, c3, c4 = self.backbone(x)
             p = self.lateral[3](c4)
             for level, feature in ((2, c3), (1, c2), (0, c1)):  # top-down to stride 4
-                p = self.smooth[level](self.lateral[level](feature) + self.upsample(p))
+                p = self.smooth[level](self.lateral[level](feature) + self.upsample[level](p))
             return torch.cat([self.heatmap(p), self.size(p), self.offset(p)], dim=1)
 
     return CenterNetResNet()

@@ -149,6 +149,8 @@ def fake_quant_model(model, scales: Scales, fp32_onnx_model, dynamic_weights: bo
                     modules[module_path(src.name)].register_forward_hook(out_hook(amax(tensor)))
                 elif block is not None:  # identity branch: the block's input
                     block.register_forward_pre_hook(pre_hook(amax(tensor)))
+                elif src is not None and module_path(src.name) in modules:  # e.g. a detector neck's ReLU / Upsample
+                    modules[module_path(src.name)].register_forward_hook(out_hook(amax(tensor)))
                 else:
                     raise EdgeresError(f"cannot place the residual quantizer of {node.name} in the torch model")
     return folded

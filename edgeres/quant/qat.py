@@ -47,6 +47,7 @@ def unfold_batchnorm(folded, arch: str, num_classes: int) -> dict:
     state = template.state_dict()
     folded_state = folded.state_dict()
     modules = dict(template.named_modules())
+    handled = set()
     for name, module in modules.items():
         if isinstance(module, torch.nn.BatchNorm2d):
             parent, _, leaf = name.rpartition(".")
@@ -58,8 +59,11 @@ def unfold_batchnorm(folded, arch: str, num_classes: int) -> dict:
             state[name + ".bias"] = bias
             state[name + ".running_mean"] = torch.zeros_like(bias)
             state[name + ".running_var"] = torch.full_like(bias, 1.0 - module.eps)
-    for key in ("fc.weight", "fc.bias"):
-        state[key] = folded_state[key].detach().clone()
+            handled |= {conv + ".weight", name + ".weight", name + ".bias", name + ".running_mean",
+                        name + ".running_var"}
+    for key in state:  # layers without BatchNorm (the classifier's fc, a detector's heads) are copied as they are
+        if key not in handled and key in folded_state:
+            state[key] = folded_state[key].detach().clone()
     return state
 
 
@@ -72,30 +76,18 @@ def qat(cfg: QatConfig) -> dict:
     torch = require("torch", "desktop")
     import onnx
 
-    from edgeres.data.imagefolder import load_splits
-    from edgeres.evaluate import EvalImages
-    from edgeres.models.checkpoint import load_checkpoint, require_matching_classes, save_checkpoint
+    from edgeres.models.checkpoint import load_checkpoint, save_checkpoint
     from edgeres.progress import progress_bar
     from edgeres.quant.fakequant import fake_quant_model, strip_fake_quant
     from edgeres.quant.workflow import CalibConfig, load_calibration, run_calibration
-    from edgeres.train import (
-        TrainConfig,
-        TrainImages,
-        evaluate_model,
-        make_optimizer,
-        make_scheduler,
-        make_train_loader,
-        setup_distributed,
-        train_one_epoch,
-    )
+    from edgeres.train import TrainConfig, make_optimizer, make_scheduler, make_train_loader, setup_distributed
 
     out = Path(cfg.out)
     if (out / "best.safetensors").exists() and not cfg.force:
         raise EdgeresError(f"{out} already holds a QAT run; pass --force to overwrite it")
     dist_info = setup_distributed()
     ckpt = load_checkpoint(cfg.model)
-    train_list, val_list = load_splits(cfg.data, cfg.val_split, cfg.seed)
-    require_matching_classes(ckpt.config, train_list.class_names, f"QAT data {cfg.data}")
+    task = _task_ops(ckpt, cfg, dist_info)
     if cfg.calib is not None:
         calib = load_calibration(cfg.calib, cfg.model)
     else:
@@ -103,7 +95,7 @@ def qat(cfg: QatConfig) -> dict:
         calib_out = out / "start-calibration"
         if dist_info.is_main:
             run_calibration(CalibConfig(model=Path(cfg.model), data=calib_data, out=calib_out, method=cfg.method,
-                                        num_images=min(cfg.num_images, len(train_list)), force=True,
+                                        num_images=min(cfg.num_images, task.train_images), force=True,
                                         progress=cfg.progress))
         if dist_info.distributed:
             torch.distributed.barrier()
@@ -114,38 +106,35 @@ def qat(cfg: QatConfig) -> dict:
     tcfg = TrainConfig(data=cfg.data, out=out, arch=ckpt.config.arch, epochs=cfg.epochs, img_size=pre.input_size[0],
                        batch_size=cfg.batch_size, optimizer="sgd", lr=cfg.lr, schedule="cosine", label_smoothing=0.0,
                        seed=cfg.seed, max_steps_per_epoch=cfg.max_steps_per_epoch, mean=pre.mean, std=pre.std)
-    loader = make_train_loader(TrainImages(train_list, pre), cfg.batch_size, dist_info, cfg.seed)
+    loader = make_train_loader(task.train_set, cfg.batch_size, dist_info, cfg.seed)
     steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
     optimizer = make_optimizer(model, tcfg)
     scheduler = make_scheduler(optimizer, tcfg, steps)
-    val = EvalImages(val_list, pre) if dist_info.is_main else None
     model.to(dist_info.device)
-    start_top1 = evaluate_model(model, val, dist_info.device)["top1"] if dist_info.is_main else None
+    start_score = task.evaluate(model) if dist_info.is_main else None
     net = model
     if dist_info.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(model, device_ids=[dist_info.local_rank] if dist_info.device != "cpu" else None)
-    criterion = torch.nn.CrossEntropyLoss()
-    history, best_top1, best_state = [], start_top1 if start_top1 is not None else -1.0, None
+    history, best_score, best_state = [], start_score if start_score is not None else -1.0, None
     t0 = time.perf_counter()
-    extra = "loss {task.fields[loss]:.3f}  acc {task.fields[acc]:.1f}%  {task.fields[rate]:.0f} img/s"
-    with progress_bar(enabled=cfg.progress and dist_info.is_main, extra=extra) as bar:
+    with progress_bar(enabled=cfg.progress and dist_info.is_main, extra=task.bar_fields) as bar:
         for epoch in range(cfg.epochs):
             if dist_info.distributed:
                 loader.sampler.set_epoch(epoch)
-            task = bar.add_task(f"QAT epoch {epoch + 1}/{cfg.epochs}", total=steps * cfg.batch_size, loss=0.0,
-                                acc=0.0, rate=0.0)
-            stats = train_one_epoch(net, loader, criterion, optimizer, scheduler, dist_info.device, bar, task,
-                                    max_steps=cfg.max_steps_per_epoch)
+            bar_task = bar.add_task(f"QAT epoch {epoch + 1}/{cfg.epochs}", total=steps * cfg.batch_size, loss=0.0,
+                                    acc=0.0, rate=0.0)
+            stats = task.train_epoch(net, loader, optimizer, scheduler, dist_info.device, bar, bar_task,
+                                     cfg.max_steps_per_epoch)
             if dist_info.is_main:
-                top1 = evaluate_model(model, val, dist_info.device)["top1"]
-                stats.update(epoch=epoch + 1, val_top1_int8=top1)
+                score = task.evaluate(model)
+                stats.update(epoch=epoch + 1, **{f"val_{task.metric}_int8": score})
                 history.append(stats)
-                bar.console.print(f"QAT epoch {epoch + 1}: loss {stats['loss']:.3f}  fake-quantized val top-1 "
-                                  f"{top1:.2f}% (start {start_top1:.2f}%)")
-                if top1 >= best_top1 or best_state is None:
-                    best_top1, best_state = top1, copy.deepcopy(model.state_dict())
+                bar.console.print(f"QAT epoch {epoch + 1}: loss {stats['loss']:.3f}  fake-quantized val "
+                                  f"{task.metric_label} {task.fmt(score)} (start {task.fmt(start_score)})")
+                if score >= best_score or best_state is None:
+                    best_score, best_state = score, copy.deepcopy(model.state_dict())
             if dist_info.distributed:
                 torch.distributed.barrier()
     summary = {}
@@ -156,7 +145,8 @@ def qat(cfg: QatConfig) -> dict:
         plain = ckpt.build_model()
         plain.load_state_dict(state)
         summary = {"qat": True, "source_checkpoint": str(Path(cfg.model).resolve()),
-                   "calibration": QAT_CALIBRATION, "start_val_top1_int8": start_top1, "best_val_top1_int8": best_top1,
+                   "calibration": QAT_CALIBRATION, f"start_val_{task.metric}_int8": start_score,
+                   f"best_val_{task.metric}_int8": best_score,
                    "epochs": cfg.epochs, "lr": cfg.lr, "history": history,
                    "train_seconds": round(time.perf_counter() - t0, 1),
                    "calibration_method": calib.scales.method}
@@ -167,6 +157,67 @@ def qat(cfg: QatConfig) -> dict:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return summary
+
+
+@dataclass
+class _TaskOps:
+    """What QAT does differently for classifiers and detectors: data, one training epoch, the val metric."""
+
+    train_set: object
+    train_images: int
+    train_epoch: object  # (net, loader, optimizer, scheduler, device, bar, task, max_steps) -> stats
+    evaluate: object  # model -> score (higher is better)
+    metric: str
+    metric_label: str
+    fmt: object
+    bar_fields: str
+
+
+def _task_ops(ckpt, cfg: QatConfig, dist_info) -> _TaskOps:
+    torch = require("torch", "desktop")
+    pre = ckpt.config.preprocess
+    if ckpt.config.task == "detect":
+        from edgeres.evaluate_detect import (
+            DetectionImages,
+            evaluate_detections,
+            require_matching_names,
+            torch_detect_fn,
+        )
+        from edgeres.train_detect import DetectionTrainImages, load_detection_data, train_detect_epoch
+
+        train_split, val_split = load_detection_data(cfg)
+        require_matching_names(ckpt.config.class_names, train_split.class_names, f"QAT data {cfg.data}")
+        val = DetectionImages(val_split, pre) if dist_info.is_main else None
+
+        def evaluate(model) -> float:
+            score = evaluate_detections(torch_detect_fn(model, dist_info.device), val, ckpt.config.class_names)
+            model.train()
+            return float(score["map50"])
+
+        def epoch(net, loader, optimizer, scheduler, device, bar, bar_task, max_steps):
+            return train_detect_epoch(net, loader, optimizer, scheduler, device, bar, bar_task, max_steps)
+
+        return _TaskOps(DetectionTrainImages(train_split, pre, seed=cfg.seed), len(train_split), epoch, evaluate,
+                        "map50", "mAP@0.5", lambda v: f"{v:.4f}", "loss {task.fields[loss]:.3f}  "
+                        "{task.fields[rate]:.0f} img/s")
+    from edgeres.data.imagefolder import load_splits
+    from edgeres.evaluate import EvalImages
+    from edgeres.models.checkpoint import require_matching_classes
+    from edgeres.train import TrainImages, evaluate_model, train_one_epoch
+
+    train_list, val_list = load_splits(cfg.data, cfg.val_split, cfg.seed)
+    require_matching_classes(ckpt.config, train_list.class_names, f"QAT data {cfg.data}")
+    val = EvalImages(val_list, pre) if dist_info.is_main else None
+    criterion = torch.nn.CrossEntropyLoss()
+
+    def epoch(net, loader, optimizer, scheduler, device, bar, bar_task, max_steps):
+        return train_one_epoch(net, loader, criterion, optimizer, scheduler, device, bar, bar_task,
+                               max_steps=max_steps)
+
+    return _TaskOps(TrainImages(train_list, pre), len(train_list), epoch,
+                    lambda model: evaluate_model(model, val, dist_info.device)["top1"], "top1", "top-1",
+                    lambda v: f"{v:.2f}%", "loss {task.fields[loss]:.3f}  acc {task.fields[acc]:.1f}%  "
+                    "{task.fields[rate]:.0f} img/s")
 
 
 def write_qat_calibration(checkpoint: Path, start, folder: Path) -> None:
