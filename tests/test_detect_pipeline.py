@@ -226,3 +226,35 @@ def test_camera_loop_runs_a_detector_on_a_video_and_records_boxes(tmp_path, dete
             x0, y0, x1, y1 = p["box"]
             assert 0 <= x0 < x1 <= 256 and 0 <= y0 < y1 <= 256 and p["score"] >= 0.3
     assert ffprobe_frames(record) == ("mpeg4", 24) or ffprobe_frames(record)[1] == 24
+
+
+def test_backbone_starts_from_a_classification_checkpoint(tmp_path, scenes_data):
+    """Transfer learning: --init-from a classifier loads its backbone exactly; the classifier head is dropped."""
+    import torch
+
+    from edgeres.config import ModelConfig, PreprocessConfig
+    from edgeres.models.checkpoint import save_checkpoint
+    from edgeres.models.registry import get_model
+    from edgeres.train import TrainConfig
+    from edgeres.train_detect import build_detector
+
+    torch.manual_seed(1)
+    classifier = get_model("resnet18", num_classes=10)
+    ckpt = tmp_path / "cls.safetensors"
+    save_checkpoint(ckpt, classifier, ModelConfig("resnet18", [str(i) for i in range(10)],
+                                                  preprocess=PreprocessConfig(input_size=(32, 32))))
+    cfg = TrainConfig(data=scenes_data, out=tmp_path / "run", arch="centernet_resnet18", task="detect",
+                      init_from=ckpt)
+    detector = build_detector(cfg, [str(i) for i in range(10)])
+    own = detector.state_dict()
+    for key, value in classifier.state_dict().items():
+        if key.startswith("fc."):
+            assert f"backbone.{key}" not in own
+        else:
+            assert torch.equal(own[f"backbone.{key}"], value), key
+    wrong = tmp_path / "r34.safetensors"
+    save_checkpoint(wrong, get_model("resnet34", num_classes=10),
+                    ModelConfig("resnet34", [str(i) for i in range(10)]))
+    proc = run_cli("train", "--task", "detect", "--data", scenes_data, "--out", tmp_path / "r", "--init-from", wrong,
+                   "--img-size", "64", "--epochs", "1")
+    assert_user_error(proc, "resnet34 classifier", "resnet18 backbone")
