@@ -49,6 +49,9 @@ def _check_engines(engines: list[Path]) -> list[dict]:
     tasks = {m["task"] for m in manifests}
     if len(tasks) > 1:
         raise EdgeresError(f"engines for different tasks in one report: {', '.join(sorted(tasks))}")
+    if tasks == {"detect"}:
+        raise EdgeresError("report compares classifiers (top-1, agreement); for detect engines compare mAP with "
+                           "'edgeres eval --engine E --data DIR' and latency with 'edgeres bench --engine E ...'")
     classes = {tuple(m["class_names"]) for m in manifests}
     if len(classes) > 1:
         a, b = list(classes)[:2]

@@ -258,3 +258,9 @@ def test_backbone_starts_from_a_classification_checkpoint(tmp_path, scenes_data)
     proc = run_cli("train", "--task", "detect", "--data", scenes_data, "--out", tmp_path / "r", "--init-from", wrong,
                    "--img-size", "64", "--epochs", "1")
     assert_user_error(proc, "resnet34 classifier", "resnet18 backbone")
+
+
+def test_report_refuses_detect_engines_clearly(tmp_path, detect_fp32_engine, scenes_data):
+    proc = run_cli("report", "--engines", detect_fp32_engine, "--data", scenes_data, "--out", tmp_path / "r")
+    assert_user_error(proc, "report compares classifiers", "edgeres eval --engine")
+    assert not (tmp_path / "r").exists()
