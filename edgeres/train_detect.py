@@ -138,21 +138,6 @@ def centernet_loss(output, heatmap, size, offset, mask):
     return total, parts
 
 
-def autocast_dtype(device: str, requested: bool | None):
-    """The autocast dtype for training: bf16 on CPUs with native bf16 (AMX, AVX512-BF16), fp16 on CUDA, else None."""
-    import torch
-
-    if requested is False:
-        return None
-    if device.startswith("cuda"):
-        return torch.float16
-    native = bool(getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)())
-    if requested and not native:
-        raise EdgeresError("--amp needs a CUDA GPU or a CPU with native bf16 (AMX or AVX512-BF16); "
-                           "this one has neither")
-    return torch.bfloat16 if native else None
-
-
 def train_detect_epoch(model, loader, optimizer, scheduler, device: str, bar, task, max_steps: int | None = None,
                        amp_dtype=None) -> dict:
     """One pass over ``loader`` (QAT of a detector calls this with a fake-quantized model).
@@ -247,6 +232,7 @@ def train_detector(cfg) -> dict:
         _check_out_dir,
         _resume,
         _save_state,
+        autocast_dtype,
         make_optimizer,
         make_scheduler,
         make_train_loader,

@@ -51,7 +51,7 @@ def train(
     workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
     max_steps: int = typer.Option(None, "--max-steps", min=1, help="Cap the steps per epoch (smoke runs)."),
     amp: bool = typer.Option(
-        None, "--amp/--no-amp", help="detect: mixed precision (bf16 on CPUs with AMX/AVX512-BF16, fp16 on CUDA) "
+        None, "--amp/--no-amp", help="Mixed precision: bf16 on CPUs with AMX/AVX512-BF16, fp16 on CUDA "
         "[default: on where supported]"
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run folder."),
