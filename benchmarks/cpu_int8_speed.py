@@ -1,18 +1,25 @@
 """CPU INT8 speed and accuracy, side by side on the same trained model and calibration images:
-the edgeres INT8 engine vs ONNX Runtime's `quantize_static` (its fastest settings) vs OpenVINO with
-NNCF post-training quantization, plus the edgeres FP32 engine and PyTorch eager FP32.
+the edgeres INT8 engines (OpenVINO and ONNX Runtime, both from the same Q/DQ artifact) vs ONNX Runtime's
+`quantize_static` (its fastest settings) vs OpenVINO with NNCF post-training quantization, plus the
+edgeres FP32 engine and PyTorch eager FP32.
+
+Exactness: every row's logits are compared with the Q/DQ artifact's own arithmetic (the Q/DQ ONNX run
+by ONNX Runtime with graph optimizations off: each QuantizeLinear/DequantizeLinear evaluated as
+written, TensorRT's semantics) on the val images: top-1 agreement and the largest |logit difference|.
 
 ResNet-18 at 224x224, batch 1, the same thread count everywhere; timing rounds are interleaved.
 The model is the clutter-set ResNet-18 (trained at 64x64), run at 224x224 on the same images
 upscaled: every variant sees identical inputs, so accuracies compare (they are lower than at 64x64).
 
-Needs the `bench` extra (openvino, nncf) for the OpenVINO row.
+Needs the `bench` extra (openvino, nncf) for the OpenVINO rows. `--static-peer` adds a row for the NNCF
+model compiled for the fixed input shape (the edgeres OpenVINO engine compiles static shapes).
 Run:  python benchmarks/cpu_int8_speed.py --model runs/clutter/best.safetensors --data data/digits-clutter
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from dataclasses import replace
@@ -34,6 +41,7 @@ def main() -> None:
     parser.add_argument("--num-images", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--per-round", type=int, default=20)
+    parser.add_argument("--static-peer", action="store_true", help="also time NNCF's model compiled static")
     args = parser.parse_args()
 
     import onnxruntime as ort
@@ -43,6 +51,7 @@ def main() -> None:
     from edgeres.config import ModelConfig
     from edgeres.data.imagefolder import load_eval_split
     from edgeres.engine import open_engine
+    from edgeres.errors import MissingDependencyError
     from edgeres.evaluate import EvalImages
     from edgeres.models.checkpoint import load_checkpoint, save_checkpoint
     from edgeres.processing import preprocess, read_image
@@ -98,10 +107,32 @@ def main() -> None:
     so.log_severity_level = 3
     ort_session = ort.InferenceSession(str(ort_q), so, providers=["CPUExecutionProvider"])
 
+    import onnx
+
+    # The Q/DQ artifact's own arithmetic: the reference every INT8 row is compared with.
+    ref_so = ort.SessionOptions()
+    ref_so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    ref_so.intra_op_num_threads = args.threads
+    ref_so.log_severity_level = 3
+    reference = ort.InferenceSession(str(calib.qdq_onnx), ref_so, providers=["CPUExecutionProvider"])
+
     predictors = {}
+    runners = []
+    try:
+        from edgeres.backends.openvino.loader import ModelLoader, write_int8_engine
+        from edgeres.backends.openvino.runner import OpenVinoRunner
+
+        ov_engine = work / "int8-openvino.onnx"
+        write_int8_engine(onnx.load(str(calib.qdq_onnx)), ov_engine, (1, 3, args.size, args.size), args.threads)
+        ov_runner = OpenVinoRunner(ModelLoader(ov_engine, threads=args.threads))
+        runners.append(ov_runner)
+        predictors["edgeres INT8 engine (OpenVINO)"] = lambda x: ov_runner.infer(x)["logits"]
+    except MissingDependencyError:
+        print("openvino not installed: the edgeres OpenVINO engine row is skipped")
     engines = {name: open_engine(work / name, threads=args.threads) for name in ("int8", "fp32")}
-    for e in engines.values():
-        e.runner.activate()
+    runners += [e.runner for e in engines.values()]
+    for r in runners:
+        r.activate()
     predictors["edgeres INT8 engine (ONNX Runtime)"] = lambda x: engines["int8"].runner.infer(x)["logits"]
     predictors["ONNX Runtime quantize_static INT8"] = lambda x: ort_session.run(None, {"input": x})[0]
     try:
@@ -115,6 +146,12 @@ def main() -> None:
                                                         "PERFORMANCE_HINT": "LATENCY"})
         request = compiled.create_infer_request()
         predictors["OpenVINO + NNCF PTQ INT8"] = lambda x: request.infer({0: x})[0].copy()
+        if args.static_peer:
+            static = ov_int8.clone()
+            static.reshape([1, 3, args.size, args.size])
+            static_request = core.compile_model(static, "CPU", {"INFERENCE_NUM_THREADS": args.threads,
+                                                                "PERFORMANCE_HINT": "LATENCY"}).create_infer_request()
+            predictors["OpenVINO + NNCF PTQ INT8, static shape"] = lambda x: static_request.infer({0: x})[0].copy()
     except ImportError:
         print("openvino/nncf not installed (pip install 'edgeres[bench]'): the OpenVINO row is skipped")
     predictors["edgeres FP32 engine (ONNX Runtime)"] = lambda x: engines["fp32"].runner.infer(x)["logits"]
@@ -126,9 +163,11 @@ def main() -> None:
     predictors["PyTorch eager FP32"] = eager
 
     # Accuracy on the val split, then interleaved timing on one real image.
-    preds = {}
+    logits = {}
     for name, f in predictors.items():
-        preds[name] = np.concatenate([f(x[i:i + 1]) for x in val.batches(64) for i in range(len(x))]).argmax(1)
+        logits[name] = np.concatenate([f(x[i:i + 1]) for x in val.batches(64) for i in range(len(x))])
+    ref_logits = np.concatenate([reference.run(None, {"input": x})[0] for x in val.batches(64)])
+    preds = {name: v.argmax(1) for name, v in logits.items()}
     x = next(val.batches(1))
     medians = interleaved({k: (lambda f=f: f(x)) for k, f in predictors.items()}, rounds=args.rounds,
                           per_round=args.per_round)
@@ -142,12 +181,24 @@ def main() -> None:
     rows = []
     for name, v in medians.items():
         med = np.median(v)
-        rows.append([name, f"{med:.1f}", f"{min(v):.1f}-{max(v):.1f}", f"{fp32_engine / med:.2f}x",
+        rows.append([name, f"{med:.2f}", f"{min(v):.2f}-{max(v):.2f}", f"{fp32_engine / med:.2f}x",
                      f"{eager_ms / med:.2f}x", f"{100 * (preds[name] == labels).mean():.1f}",
-                     f"{100 * (preds[name] == ref).mean():.1f}"])
-    print_table(["runtime", "median ms", "range", "vs edgeres FP32", "vs eager", "top-1 %", "agree w/ FP32 %"], rows)
-    for e in engines.values():
-        e.runner.deactivate()
+                     f"{100 * (preds[name] == ref).mean():.1f}",
+                     f"{100 * (preds[name] == ref_logits.argmax(1)).mean():.1f}",
+                     f"{np.abs(logits[name] - ref_logits).max():.3f}"])
+    print_table(["runtime", "median ms", "range", "vs edgeres FP32", "vs eager", "top-1 %", "agree w/ FP32 %",
+                 "agree w/ Q/DQ ref %", "max |dlogit| vs Q/DQ ref"], rows)
+    ours = "edgeres INT8 engine (OpenVINO)"
+    if ours in medians:  # per-round speed-ups: machine noise hits both sides of each ratio alike
+        for name, v in medians.items():
+            if name != ours and "INT8" in name:
+                ratios = np.asarray(v) / np.asarray(medians[ours])
+                print(f"{name} / {ours}, per round: median {np.median(ratios):.2f}x, "
+                      f"min {ratios.min():.2f}x, max {ratios.max():.2f}x")
+    print(f"Q/DQ reference: top-1 {100 * (ref_logits.argmax(1) == labels).mean():.1f} %; load average "
+          + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+    for r in runners:
+        r.deactivate()
 
 
 if __name__ == "__main__":

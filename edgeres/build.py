@@ -22,7 +22,7 @@ from edgeres.fileio import write_json_atomic
 from edgeres.models.checkpoint import file_sha256
 
 PRECISIONS = ("fp32", "fp16", "int8", "mixed")
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")
 # "extended" fusions are portable across CPUs; "all" adds layout transforms chosen for this CPU's ISA.
 SAVED_OPT_LEVELS = ("basic", "extended", "all")
 
@@ -85,6 +85,13 @@ def build_engine(cfg: BuildConfig, progress: bool = True) -> tuple[Path, dict]:
         raise EdgeresError("FP16 needs a GPU: the ONNX Runtime CPU engine would silently run FP32; "
                            "build --precision fp32 here, or FP16 with --backend tensorrt on a GPU machine")
     quantized = cfg.precision in ("int8", "mixed")
+    if backend == "openvino":
+        from edgeres.backends.openvino.loader import openvino
+
+        if cfg.precision != "int8":
+            raise EdgeresError(f"--backend openvino builds INT8 engines only (--precision int8); for "
+                               f"--precision {cfg.precision} use --backend onnxruntime")
+        openvino()  # installed? (before minutes of calibration)
     if quantized and cfg.normalize_in_network:
         raise EdgeresError(f"--uint8-input is not supported with --precision {cfg.precision} yet; use float input")
     if backend == "tensorrt" and (cfg.calib is None or cfg.precision == "mixed"):
@@ -122,6 +129,8 @@ def build_engine(cfg: BuildConfig, progress: bool = True) -> tuple[Path, dict]:
         engine_file = tmp / (out.name + ENGINE_SUFFIXES[backend])
         if backend == "tensorrt":
             manifest = _build_tensorrt(cfg, calib, tmp, engine_file, trt_plan | {"mixed": plan})
+        elif backend == "openvino":
+            manifest = _build_openvino_int8(cfg, calib, engine_file)
         elif calib is not None:
             manifest = _build_onnxruntime_int8(cfg, calib, tmp, engine_file, plan)
         else:
@@ -379,6 +388,30 @@ def _build_onnxruntime_int8(cfg: BuildConfig, calib, folder: Path, engine_file: 
                          "scales_sha256": file_sha256(calib.folder / "scales.json")},
            "cpu_float_output_layers": sorted(output_convs)} | (
         {"mixed": plan.to_dict()} if plan is not None else {})
+
+
+def _build_openvino_int8(cfg: BuildConfig, calib, engine_file: Path) -> dict:
+    """Q/DQ artifact -> its OpenVINO form (int8 weights, no other value changed), compiled once here to check
+    that every Conv/Gemm of OpenVINO's execution graph runs as an integer kernel."""
+    import onnx
+
+    from edgeres.backends.openvino.loader import write_int8_engine
+    from edgeres.models.checkpoint import load_checkpoint
+
+    config = load_checkpoint(cfg.model).config
+    h, w = config.preprocess.input_size
+    facts = write_int8_engine(onnx.load(str(calib.qdq_onnx)), engine_file, (1, 3, h, w))
+    scales = calib.scales
+    return make_manifest(
+        cfg, config, config.preprocess.to_dict(), engine_file, backend="openvino",
+        backend_info=facts | {"isa_bound": False},
+        input_info={"name": "input", "shape": [-1, 3, h, w], "dtype": "float32", "max_batch": cfg.max_batch},
+        export={"exporter": "torchscript", "opset": 17, "output_names": output_names(config.task),
+                "fp32_onnx_sha256": scales.model.get("onnx_sha256")},
+    ) | {"calibration": {"folder": str(calib.folder.resolve()), "method": scales.method,
+                         "percentile": scales.percentile, "source": scales.source, "images": scales.data.get("images"),
+                         "data_sha256": scales.data.get("sha256"),
+                         "scales_sha256": file_sha256(calib.folder / "scales.json")}}
 
 
 def make_manifest(cfg: BuildConfig, config, preprocess: dict, engine_file: Path, backend: str, backend_info: dict,

@@ -19,7 +19,7 @@ from edgeres.models.checkpoint import file_sha256
 
 SCHEMA_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
-ENGINE_SUFFIXES = {"onnxruntime": ".onnx", "tensorrt": ".plan"}
+ENGINE_SUFFIXES = {"onnxruntime": ".onnx", "openvino": ".onnx", "tensorrt": ".plan"}
 
 
 class EngineMismatchError(EdgeresError):
@@ -168,7 +168,7 @@ def nvidia_smi_gpus() -> list[dict]:
 def backend_version(backend: str) -> str | None:
     import importlib.metadata as md
 
-    module = {"onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}[backend]
+    module = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}[backend]
     try:
         return __import__(module).__version__
     except ImportError:
@@ -245,12 +245,19 @@ def open_engine(target: Path, threads: int | None = None, providers: list[str] |
                                opt_level=manifest["backend"].get("runtime_opt_level", "all"),
                                session_config=session_config)
         runner = OnnxRuntimeRunner(loader, max_batch=max_batch)
+    elif backend == "openvino":
+        from edgeres.backends.openvino.loader import ModelLoader
+        from edgeres.backends.openvino.runner import OpenVinoRunner
+
+        runner = OpenVinoRunner(ModelLoader(engine_file, threads=threads,
+                                            precision_hint=manifest["backend"].get("inference_precision", "f32")),
+                                max_batch=max_batch)
     elif backend == "tensorrt":
         from edgeres.backends.trt.runner import TensorRTRunner
 
         runner = TensorRTRunner(engine_file, max_batch=max_batch, manifest=manifest, cuda_graph=cuda_graph)
     else:
-        raise EdgeresError(f"{manifest_file}: unknown backend '{backend}'; accepted: onnxruntime, tensorrt")
+        raise EdgeresError(f"{manifest_file}: unknown backend '{backend}'; accepted: onnxruntime, openvino, tensorrt")
     return Engine(engine_file, manifest_file, manifest, runner)
 
 

@@ -264,3 +264,17 @@ def test_report_refuses_detect_engines_clearly(tmp_path, detect_fp32_engine, sce
     proc = run_cli("report", "--engines", detect_fp32_engine, "--data", scenes_data, "--out", tmp_path / "r")
     assert_user_error(proc, "report compares classifiers", "edgeres eval --engine")
     assert not (tmp_path / "r").exists()
+
+
+def test_openvino_int8_detector_matches_the_onnxruntime_int8_one(tmp_path, trained_detector, detect_calibration,
+                                                                 detect_int8_engine, scenes_data):
+    from edgeres.build import BuildConfig, build_engine
+    from edgeres.engine import open_engine
+    from edgeres.evaluate_detect import evaluate_detector_engine
+
+    out = tmp_path / "det-ov"
+    build_engine(BuildConfig(model=trained_detector, out=out, backend="openvino", precision="int8",
+                             calib=detect_calibration, max_batch=16), progress=False)
+    ov = evaluate_detector_engine(open_engine(out), scenes_data / "val")
+    ort = evaluate_detector_engine(open_engine(detect_int8_engine), scenes_data / "val")
+    assert ov["map50"] == pytest.approx(ort["map50"], abs=0.02) and ov["map50"] > 0.3

@@ -18,6 +18,7 @@ class Precision(str, Enum):
 class Backend(str, Enum):
     auto = "auto"
     onnxruntime = "onnxruntime"
+    openvino = "openvino"
     tensorrt = "tensorrt"
 
 
@@ -42,7 +43,8 @@ def build(
     precision: Precision = typer.Option(Precision.fp32, "--precision"),
     backend: Backend = typer.Option(
         None, "--backend", show_default=False,
-        help="auto: TensorRT with a GPU, else ONNX Runtime (default: the workspace's build.backend, else auto).",
+        help="auto: TensorRT with a GPU, else ONNX Runtime; openvino: INT8 on x86 CPUs (default: the workspace's "
+             "build.backend, else auto).",
     ),
     out: Path = typer.Option(None, "--out", help="Engine folder [default: engines/<model>-<precision>]."),
     opset: int = typer.Option(17, "--opset"),

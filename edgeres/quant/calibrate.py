@@ -74,7 +74,9 @@ def calibrate_onnx(fp32_onnx: Path, batches: Batches, method: str = "entropy", p
     activations = {}
     for name in tensors:
         hist, edges = histograms[name]
-        amax = amax_from_histogram(hist, edges, method, percentile)
+        # A CPU-only point quantizes a tensor TensorRT keeps float (the conv side of a residual Add): its range
+        # must not clip, or the CPU engine would saturate values TensorRT never saturates. Min-max for those.
+        amax = amax_from_histogram(hist, edges, "minmax" if role.get(name) == "cpu" else method, percentile)
         activations[name] = {"amax": max(amax, 1e-8), "role": role.get(name, "cache")}
     inits = {i.name: i for i in model.graph.initializer}
     weights = {}

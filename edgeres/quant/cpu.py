@@ -10,8 +10,17 @@ quantized value.
    calibrated scale (the scales JSON's "cpu" entries), so the Add runs as QLinearAdd.
 4. Weights are stored as int8 initializers (the values the Q node would produce), and Conv biases
    as int32 at scale s_x * s_w, as the integer kernels take them.
+5. Each ReLU between a DequantizeLinear and a QuantizeLinear of the same scale and zero point runs on
+   the uint8 values themselves as ``Clip(q, min=128)``: max(q_s8, 0) + 128 = max(q_u8, 128), and the
+   upper end stays 255 = 127 + 128, TensorRT's int8 saturation. No float step is left around a ReLU.
 BatchNorm is already folded into the Conv weights by the exporter before the weights were quantized,
 so its scale is part of the per-channel weight scale in both targets.
+
+``rewrite_for_openvino`` makes the OpenVINO engine's form: the TensorRT Q/DQ graph itself (OpenVINO
+turns each Q/DQ pair into a FakeQuantize and runs int8 kernels from them), with the weights stored as
+int8 initializers (step 4) and the activation Q also placed in front of each MaxPool (step 2), so the
+first Conv writes int8 and the pooling runs on int8. Biases stay float and no point is added at the
+residual Adds: the arithmetic is TensorRT's (float epilogue), not one more rounding.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeres.errors import EdgeresError
-from edgeres.onnx_graph import initializers, producers, topological_sort
+from edgeres.onnx_graph import consumers, initializers, producers, topological_sort
 from edgeres.quant.scales import QMAX, Scales
 
 COMMUTING_OPS = ("Relu", "MaxPool")
@@ -38,6 +47,21 @@ def rewrite_for_cpu(qdq_model, scales: Scales):
     _materialize_weights(graph)
     _quantize_biases(graph)
     _activations_to_uint8(graph)
+    _integer_relus(graph)
+    topological_sort(graph)
+    return model
+
+
+def rewrite_for_openvino(qdq_model):
+    """Return the OpenVINO form of a TensorRT-style Q/DQ model (a new onnx.ModelProto; see the module doc)."""
+    import onnx
+
+    model = onnx.ModelProto()
+    model.CopyFrom(qdq_model)
+    graph = model.graph
+    _propagate_through_commuting_ops(graph, ops=("MaxPool",))
+    _materialize_weights(graph)
+    _drop_unused_initializers(graph)
     topological_sort(graph)
     return model
 
@@ -53,8 +77,8 @@ def _new_qdq(graph, tensor: str, scale_name: str, zp_name: str, tag: str) -> str
     return dq_out
 
 
-def _propagate_through_commuting_ops(graph) -> None:
-    """For every activation Q on a ReLU/MaxPool output, add the same Q/DQ on that op's input (recursively)."""
+def _propagate_through_commuting_ops(graph, ops: tuple[str, ...] = COMMUTING_OPS) -> None:
+    """For every activation Q on the output of one of ``ops``, add the same Q/DQ on that op's input (recursively)."""
     made_by = producers(graph)
     inits = initializers(graph)
     todo = [n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits]
@@ -62,7 +86,7 @@ def _propagate_through_commuting_ops(graph) -> None:
     while todo:
         q = todo.pop()
         src = made_by.get(q.input[0])
-        if src is None or src.op_type not in COMMUTING_OPS or (src.name, q.input[1]) in done:
+        if src is None or src.op_type not in ops or (src.name, q.input[1]) in done:
             continue
         done.add((src.name, q.input[1]))
         upstream = src.input[0]
@@ -168,6 +192,45 @@ def _activations_to_uint8(graph) -> None:
         if int(value) != 0:
             raise EdgeresError(f"activation zero point {zp_name} is {int(value)}, not 0: not a symmetric Q/DQ model")
         zp.CopyFrom(numpy_helper.from_array(np.uint8(128), zp_name))
+
+
+def _integer_relus(graph) -> None:
+    """DequantizeLinear -> Relu -> QuantizeLinear at one scale and uint8 zero point z -> Clip(q, min=z) on uint8."""
+    from onnx import helper, numpy_helper
+
+    inits = initializers(graph)
+    made_by, readers = producers(graph), consumers(graph)
+
+    def value(name):
+        return numpy_helper.to_array(inits[name]) if name in inits else None
+
+    graph_outputs = {o.name for o in graph.output}
+    drop = []
+    for relu in [n for n in graph.node if n.op_type == "Relu"]:
+        dq, after = made_by.get(relu.input[0]), readers.get(relu.output[0], [])
+        if dq is None or {dq.output[0], relu.output[0]} & graph_outputs or dq.op_type != "DequantizeLinear" \
+                or len(after) != 1 or after[0].op_type != "QuantizeLinear" or len(readers[dq.output[0]]) != 1 \
+                or len(dq.input) < 3 or len(after[0].input) < 3:
+            continue
+        q = after[0]
+        pairs = [(value(a), value(b)) for a, b in zip(dq.input[1:3], q.input[1:3], strict=True)]
+        if any(a is None or b is None or a.dtype != b.dtype or a.tobytes() != b.tobytes() for a, b in pairs):
+            continue  # another scale after the ReLU: the float step is the arithmetic, keep it
+        zp = pairs[1][0]
+        if zp.dtype != np.uint8 or zp.size != 1:
+            continue
+        graph.node.append(helper.make_node("Clip", [dq.input[0], dq.input[2]], [q.output[0]],
+                                           name=relu.name + "_uint8"))
+        drop += [dq, relu, q]
+    _remove(graph, drop)
+
+
+def _drop_unused_initializers(graph) -> None:
+    """The float weights the int8 ones replaced (ONNX Runtime drops them itself when it optimizes)."""
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    keep = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
 
 
 def _remove(graph, nodes) -> None:

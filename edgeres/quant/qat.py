@@ -117,7 +117,9 @@ def qat(cfg: QatConfig) -> dict:
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(model, device_ids=[dist_info.local_rank] if dist_info.device != "cpu" else None)
-    history, best_score, best_state = [], start_score if start_score is not None else -1.0, None
+    # The start (calibrated) weights are a candidate too: QAT never hands back a model worse than it was given.
+    history, best_score = [], start_score if start_score is not None else -1.0
+    best_state = copy.deepcopy(model.state_dict()) if dist_info.is_main else None
     t0 = time.perf_counter()
     with progress_bar(enabled=cfg.progress and dist_info.is_main, extra=task.bar_fields) as bar:
         for epoch in range(cfg.epochs):
@@ -133,7 +135,7 @@ def qat(cfg: QatConfig) -> dict:
                 history.append(stats)
                 bar.console.print(f"QAT epoch {epoch + 1}: loss {stats['loss']:.3f}  fake-quantized val "
                                   f"{task.metric_label} {task.fmt(score)} (start {task.fmt(start_score)})")
-                if score >= best_score or best_state is None:
+                if score > best_score:
                     best_score, best_state = score, copy.deepcopy(model.state_dict())
             if dist_info.distributed:
                 torch.distributed.barrier()
