@@ -160,8 +160,9 @@ def test_auto_backend_is_onnxruntime_without_tensorrt():
 
     assert pick_backend("auto") == "onnxruntime"
     assert pick_backend("tensorrt") == "tensorrt"  # an explicit choice is kept; the build then explains
-    with pytest.raises(EdgeresError, match="unknown backend 'openvino'; accepted: auto, onnxruntime, tensorrt"):
-        pick_backend("openvino")
+    assert pick_backend("openvino") == "openvino"  # never chosen by auto: asked for by name
+    with pytest.raises(EdgeresError, match="unknown backend 'tflite'; accepted: auto, onnxruntime, openvino, tensorrt"):
+        pick_backend("tflite")
 
 
 def test_providers_and_levels_are_checked():
