@@ -382,11 +382,7 @@ def _build_onnxruntime_int8(cfg: BuildConfig, calib, folder: Path, engine_file: 
         input_info={"name": "input", "shape": [-1, 3, h, w], "dtype": "float32", "max_batch": cfg.max_batch},
         export={"exporter": "torchscript", "opset": 17, "output_names": output_names(config.task),
                 "fp32_onnx_sha256": scales.model.get("onnx_sha256")},
-    ) | {"calibration": {"folder": str(calib.folder.resolve()), "method": scales.method,
-                         "percentile": scales.percentile, "source": scales.source, "images": scales.data.get("images"),
-                         "data_sha256": scales.data.get("sha256"),
-                         "scales_sha256": file_sha256(calib.folder / "scales.json")},
-           "cpu_float_output_layers": sorted(output_convs)} | (
+    ) | {"calibration": calibration_facts(calib), "cpu_float_output_layers": sorted(output_convs)} | (
         {"mixed": plan.to_dict()} if plan is not None else {})
 
 
@@ -408,10 +404,15 @@ def _build_openvino_int8(cfg: BuildConfig, calib, engine_file: Path) -> dict:
         input_info={"name": "input", "shape": [-1, 3, h, w], "dtype": "float32", "max_batch": cfg.max_batch},
         export={"exporter": "torchscript", "opset": 17, "output_names": output_names(config.task),
                 "fp32_onnx_sha256": scales.model.get("onnx_sha256")},
-    ) | {"calibration": {"folder": str(calib.folder.resolve()), "method": scales.method,
-                         "percentile": scales.percentile, "source": scales.source, "images": scales.data.get("images"),
-                         "data_sha256": scales.data.get("sha256"),
-                         "scales_sha256": file_sha256(calib.folder / "scales.json")}}
+    ) | {"calibration": calibration_facts(calib)}
+
+
+def calibration_facts(calib) -> dict:
+    """What an INT8 manifest records of its calibration (reports label rows with it; rebuilds check it)."""
+    scales = calib.scales
+    return {"folder": str(calib.folder.resolve()), "method": scales.method, "percentile": scales.percentile,
+            "source": scales.source, "images": scales.data.get("images"), "data_sha256": scales.data.get("sha256"),
+            "scales_sha256": file_sha256(calib.folder / "scales.json")}
 
 
 def make_manifest(cfg: BuildConfig, config, preprocess: dict, engine_file: Path, backend: str, backend_info: dict,

@@ -274,6 +274,40 @@ def evaluate_model(model, val: EvalImages, device: str, batch_size: int = 256) -
     return classification_metrics(val.labels, logits, val.images.class_names)
 
 
+@dataclass
+class TrainingRun:
+    """What every training loop starts from: the (device, DDP-wrapped) model, optimizer, per-step schedule,
+    where a resumed run left off, and the autocast dtype."""
+
+    model: object
+    optimizer: object
+    scheduler: object
+    steps: int
+    start_epoch: int
+    best: float
+    history: list
+    amp_dtype: object
+
+
+def prepare_run(cfg: TrainConfig, model, loader, model_cfg, dist_info: DistInfo) -> TrainingRun:
+    """Optimizer and schedule for ``model``, a resumed run's state, channels-last on the device, DDP when
+    distributed (shared by classifier and detector training)."""
+    torch = require("torch", "desktop")
+    optimizer = make_optimizer(model, cfg)
+    steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
+    scheduler = make_scheduler(optimizer, cfg, steps)
+    start_epoch, best, history = 0, -1.0, []
+    if cfg.resume:
+        start_epoch, best, history = _resume(cfg, model, optimizer, scheduler, model_cfg, steps)
+    model.to(dist_info.device, memory_format=torch.channels_last)
+    amp_dtype = autocast_dtype(dist_info.device, cfg.amp)
+    if dist_info.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(model, device_ids=[dist_info.local_rank] if dist_info.device != "cpu" else None)
+    return TrainingRun(model, optimizer, scheduler, steps, start_epoch, best, history, amp_dtype)
+
+
 def _check_out_dir(cfg: TrainConfig) -> None:
     existing = [p for p in ("best.safetensors", "last.safetensors") if (cfg.out / p).exists()]
     if existing and not (cfg.force or cfg.resume):
@@ -314,19 +348,9 @@ def train(cfg: TrainConfig) -> dict:
     if len(loader) == 0:
         raise EdgeresError(f"{len(train_set)} training images is fewer than one batch of {cfg.batch_size}")
 
-    model = build_model(cfg, class_names)
-    start_epoch, best_top1, history = 0, -1.0, []
-    optimizer = make_optimizer(model, cfg)
-    steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
-    scheduler = make_scheduler(optimizer, cfg, steps)
-    if cfg.resume:
-        start_epoch, best_top1, history = _resume(cfg, model, optimizer, scheduler, model_cfg, steps)
-    model.to(dist_info.device, memory_format=torch.channels_last)
-    amp_dtype = autocast_dtype(dist_info.device, cfg.amp)
-    if dist_info.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        model = DistributedDataParallel(model, device_ids=[dist_info.local_rank] if dist_info.device != "cpu" else None)
+    run = prepare_run(cfg, build_model(cfg, class_names), loader, model_cfg, dist_info)
+    model, optimizer, scheduler, steps, amp_dtype = run.model, run.optimizer, run.scheduler, run.steps, run.amp_dtype
+    start_epoch, best_top1, history = run.start_epoch, run.best, run.history
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 

@@ -228,16 +228,7 @@ def train_detector(cfg) -> dict:
     from edgeres.config import ModelConfig
     from edgeres.evaluate_detect import DetectionImages, evaluate_detections, torch_detect_fn
     from edgeres.progress import progress_bar
-    from edgeres.train import (
-        _check_out_dir,
-        _resume,
-        _save_state,
-        autocast_dtype,
-        make_optimizer,
-        make_scheduler,
-        make_train_loader,
-        setup_distributed,
-    )
+    from edgeres.train import _check_out_dir, _save_state, make_train_loader, prepare_run, setup_distributed
 
     torch = require("torch", "desktop")
     cfg.arch = detection_arch(cfg.arch)
@@ -259,19 +250,9 @@ def train_detector(cfg) -> dict:
     if len(loader) == 0:
         raise EdgeresError(f"{len(data)} training images is fewer than one batch of {cfg.batch_size}")
 
-    model = build_detector(cfg, class_names)
-    start_epoch, best_map, history = 0, -1.0, []
-    optimizer = make_optimizer(model, cfg)
-    steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
-    scheduler = make_scheduler(optimizer, cfg, steps)
-    if cfg.resume:
-        start_epoch, best_map, history = _resume(cfg, model, optimizer, scheduler, model_cfg, steps)
-    model.to(dist_info.device, memory_format=torch.channels_last)
-    amp_dtype = autocast_dtype(dist_info.device, cfg.amp)
-    if dist_info.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        model = DistributedDataParallel(model, device_ids=[dist_info.local_rank] if dist_info.device != "cpu" else None)
+    run = prepare_run(cfg, build_detector(cfg, class_names), loader, model_cfg, dist_info)
+    model, optimizer, scheduler, steps, amp_dtype = run.model, run.optimizer, run.scheduler, run.steps, run.amp_dtype
+    start_epoch, best_map, history = run.start_epoch, run.best, run.history
 
     summary: dict = {}
     t0 = time.perf_counter()
