@@ -225,7 +225,7 @@ def test_camera_loop_runs_a_detector_on_a_video_and_records_boxes(tmp_path, dete
         for p in r["predictions"]:
             x0, y0, x1, y1 = p["box"]
             assert 0 <= x0 < x1 <= 256 and 0 <= y0 < y1 <= 256 and p["score"] >= 0.3
-    assert ffprobe_frames(record) == ("mpeg4", 24) or ffprobe_frames(record)[1] == 24
+    assert ffprobe_frames(record)[1] == 24  # every processed frame is in the recording
 
 
 def test_backbone_starts_from_a_classification_checkpoint(tmp_path, scenes_data):
