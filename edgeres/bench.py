@@ -61,14 +61,10 @@ def classify_postprocess(k: int = 5):
 
 def detect_postprocess(cfg: PreprocessConfig, num_classes: int, settings: dict):
     """The numpy decoder and NMS every detect consumer runs (so bench times the camera loop's real work)."""
-    from edgeres.detection.decode import decode_centernet
+    from edgeres.evaluate_detect import decode_maps
 
-    def post(outputs, frames):
-        return decode_centernet(outputs, num_classes, cfg.input_size, [f.shape[:2] for f in frames],
-                                score_threshold=settings["score_threshold"], nms_iou=settings["nms_iou"],
-                                max_detections=settings.get("max_detections", 100))
-
-    return post
+    return lambda outputs, frames: decode_maps(outputs, num_classes, cfg.input_size, [f.shape[:2] for f in frames],
+                                               settings)
 
 
 def postprocess_for(task: str, cfg: PreprocessConfig, class_names: list[str], detection: dict | None = None):

@@ -321,7 +321,8 @@ def plan_mixed_precision(cfg: BuildConfig, calib):
     from edgeres.models.checkpoint import load_checkpoint
     from edgeres.quant.mixed import plan_mixed
 
-    if load_checkpoint(cfg.model).config.task == "detect":
+    config = load_checkpoint(cfg.model).config
+    if config.task == "detect":
         raise EdgeresError("--precision mixed budgets a top-1 drop and works on classifiers; for a detector build "
                            "--precision int8 and check mAP with 'edgeres eval', or recover it with 'edgeres qat'")
     val_dir = cfg.val_data
@@ -332,7 +333,6 @@ def plan_mixed_precision(cfg: BuildConfig, calib):
     if val_dir is None:
         raise EdgeresError("--precision mixed measures accuracy: pass --val-data DIR (labelled images, "
                            "DIR/<class>/...)")
-    config = load_checkpoint(cfg.model).config
     images = load_eval_split(Path(val_dir))
     if images.class_names != config.class_names:
         raise EdgeresError(f"--val-data {val_dir} has classes {images.class_names[:6]}, the model "

@@ -106,9 +106,9 @@ def evaluate_checkpoint(ckpt_path, data_dir, batch_size: int = 64, arch: str | N
                         progress: bool = False) -> dict:
     """Load a checkpoint, check its classes against the data folder and return its metrics."""
     from edgeres.data.imagefolder import load_eval_split
-    from edgeres.models.checkpoint import load_checkpoint, require_matching_classes
+    from edgeres.models.checkpoint import checkpoint_task, load_checkpoint, require_matching_classes
 
-    if str(ckpt_path).endswith(".safetensors") and load_checkpoint(ckpt_path).config.task == "detect":
+    if checkpoint_task(ckpt_path) == "detect":
         from edgeres.evaluate_detect import evaluate_detector_checkpoint
 
         return evaluate_detector_checkpoint(ckpt_path, data_dir, batch_size, progress=progress)

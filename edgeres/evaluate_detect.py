@@ -52,20 +52,31 @@ class DetectionImages:
             yield finish_batch(self._cache[start:stop], self.cfg), self.image_hws[start:stop]
 
 
-def predict_detections(predict: PredictFn, data: DetectionImages, num_classes: int, batch_size: int = 32,
-                       score_threshold: float = EVAL_SCORE_THRESHOLD, nms_iou: float = DEFAULT_NMS_IOU,
-                       progress: bool = False) -> list:
-    """Run ``predict`` over every image and decode its maps into boxes in original-image pixels."""
+EVAL_SETTINGS = {"score_threshold": EVAL_SCORE_THRESHOLD, "nms_iou": DEFAULT_NMS_IOU,
+                 "max_detections": EVAL_MAX_DETECTIONS}
+
+
+def decode_maps(maps: np.ndarray, num_classes: int, input_hw: tuple[int, int], image_hws: list[tuple[int, int]],
+                settings: dict) -> list:
+    """The network's maps -> boxes in original-image pixels, with a manifest-style settings dict (score_threshold,
+    nms_iou, max_detections): the one decoding call behind eval, predict, bench and the camera loop."""
     from edgeres.detection.decode import decode_centernet
+
+    return decode_centernet(np.asarray(maps, np.float32), num_classes, input_hw, image_hws,
+                            score_threshold=settings["score_threshold"], nms_iou=settings["nms_iou"],
+                            max_detections=settings.get("max_detections", EVAL_MAX_DETECTIONS))
+
+
+def predict_detections(predict: PredictFn, data: DetectionImages, num_classes: int, batch_size: int = 32,
+                       progress: bool = False) -> list:
+    """Run ``predict`` over every image and decode its maps (mAP settings) into boxes in original-image pixels."""
     from edgeres.progress import progress_bar
 
     out = []
     with progress_bar(enabled=progress) as bar:
         task = bar.add_task("evaluating", total=len(data))
         for batch, hws in data.batches(batch_size):
-            maps = np.asarray(predict(batch), dtype=np.float32)
-            out += decode_centernet(maps, num_classes, data.cfg.input_size, hws, score_threshold=score_threshold,
-                                    nms_iou=nms_iou, max_detections=EVAL_MAX_DETECTIONS)
+            out += decode_maps(predict(batch), num_classes, data.cfg.input_size, hws, EVAL_SETTINGS)
             bar.advance(task, len(hws))
     return out
 
@@ -81,19 +92,6 @@ def evaluate_detections(predict: PredictFn, data: DetectionImages, class_names: 
     metrics["task"] = "detect"
     metrics["detections_per_image"] = [len(d) for d in detections]
     return metrics
-
-
-def torch_detect_fn(model, device: str = "cpu") -> PredictFn:
-    """Wrap a torch detector as a numpy predictor (eval mode, no grad)."""
-    import torch
-
-    model = model.to(device).eval()
-
-    def predict(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(batch).to(device)).float().cpu().numpy()
-
-    return predict
 
 
 def load_eval_split(path: Path):
@@ -113,13 +111,15 @@ def require_matching_names(model_names: list[str], data_names: list[str], what: 
 
 
 def evaluate_detector_checkpoint(ckpt_path, data_dir, batch_size: int = 32, progress: bool = False) -> dict:
+    """mAP of a detector checkpoint on a data split."""
+    from edgeres.evaluate import torch_predict_fn
     from edgeres.models.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(ckpt_path)
     dataset = load_eval_split(data_dir)
     require_matching_names(ckpt.config.class_names, dataset.class_names, f"data {data_dir}")
     data = DetectionImages(dataset, ckpt.config.preprocess)
-    metrics = evaluate_detections(torch_detect_fn(ckpt.build_model()), data, dataset.class_names, batch_size,
+    metrics = evaluate_detections(torch_predict_fn(ckpt.build_model()), data, dataset.class_names, batch_size,
                                   progress=progress)
     metrics["model"] = str(ckpt_path)
     return metrics

@@ -35,12 +35,10 @@ def detection_settings(manifest: dict, score_threshold: float | None = None, nms
 
 def detect(runner, cfg, num_classes: int, images: list[np.ndarray], settings: dict) -> list:
     """Boxes in original-image pixels (``edgeres.detection.decode.Detections``) for BGR uint8 images."""
-    from edgeres.detection.decode import decode_centernet
+    from edgeres.evaluate_detect import decode_maps
 
     maps = next(iter(runner.infer(preprocess(images, cfg)).values()))
-    return decode_centernet(np.asarray(maps, np.float32), num_classes, cfg.input_size,
-                            [img.shape[:2] for img in images], score_threshold=settings["score_threshold"],
-                            nms_iou=settings["nms_iou"], max_detections=settings.get("max_detections", 100))
+    return decode_maps(maps, num_classes, cfg.input_size, [img.shape[:2] for img in images], settings)
 
 
 def detections_to_json(det, class_names: list[str]) -> list[dict]:

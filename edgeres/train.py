@@ -215,6 +215,35 @@ def autocast_dtype(device: str, requested: bool | None):
     return torch.bfloat16 if native else None
 
 
+def autocast_forward(model, device: str, amp_dtype):
+    """``x -> float32 outputs``: channels-last input (2-3x faster convolutions on CPUs), the forward pass under
+    autocast when ``amp_dtype`` is set; losses are then computed in float32."""
+    import torch
+
+    device_type = "cuda" if str(device).startswith("cuda") else "cpu"
+
+    def forward(x):
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            return model(x).float()
+
+    return forward
+
+
+def optimizer_step(loss, optimizer, scheduler, scaler=None) -> None:
+    """Backward, step (through the GradScaler for float16) and advance the per-step schedule."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+
+
 def train_one_epoch(model, loader, criterion, optimizer, scheduler, device: str, bar, task,
                     scaler=None, max_steps: int | None = None, amp_dtype=None) -> dict:
     """One pass over ``loader``. QAT calls this unchanged with a fake-quantized model.
@@ -231,28 +260,17 @@ def train_one_epoch(model, loader, criterion, optimizer, scheduler, device: str,
             p.requires_grad for p in params
         ):
             module.eval()
+    if scaler is not None and amp_dtype is None:
+        amp_dtype = torch.float16
+    forward = autocast_forward(model, device, amp_dtype)
     seen, correct, loss_sum, start = 0, 0, 0.0, time.perf_counter()
     for step, (x, y) in enumerate(loader):
         if max_steps is not None and step >= max_steps:
             break
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        x = x.contiguous(memory_format=torch.channels_last)  # 2-3x faster convolutions on CPUs
-        if scaler is not None and amp_dtype is None:
-            amp_dtype = torch.float16
-        device_type = "cuda" if str(device).startswith("cuda") else "cpu"
-        with torch.autocast(device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            logits = model(x)
-        loss = criterion(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
+        logits = forward(x)
+        loss = criterion(logits, y)
+        optimizer_step(loss, optimizer, scheduler, scaler)
         n = y.shape[0]
         seen += n
         loss_sum += float(loss.detach()) * n

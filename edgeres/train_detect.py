@@ -147,28 +147,19 @@ def train_detect_epoch(model, loader, optimizer, scheduler, device: str, bar, ta
     """
     import torch
 
+    from edgeres.train import autocast_forward, optimizer_step
+
     model.train()
-    device_type = "cuda" if device.startswith("cuda") else "cpu"
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    forward = autocast_forward(model, device, amp_dtype)
     seen, loss_sum, start = 0, 0.0, time.perf_counter()
     for step, (x, heatmap, size, offset, mask) in enumerate(loader):
         if max_steps is not None and step >= max_steps:
             break
-        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        x = x.to(device, non_blocking=True)
         targets = [t.to(device, non_blocking=True) for t in (heatmap, size, offset, mask)]
-        with torch.autocast(device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            output = model(x)
-        loss, _ = centernet_loss(output.float(), *targets)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
+        loss, _ = centernet_loss(forward(x), *targets)
+        optimizer_step(loss, optimizer, scheduler, scaler)
         n = x.shape[0]
         seen += n
         loss_sum += float(loss.detach()) * n
@@ -226,7 +217,8 @@ def train_detector(cfg) -> dict:
     The best checkpoint is the one with the highest validation mAP@0.5.
     """
     from edgeres.config import ModelConfig
-    from edgeres.evaluate_detect import DetectionImages, evaluate_detections, torch_detect_fn
+    from edgeres.evaluate import torch_predict_fn
+    from edgeres.evaluate_detect import DetectionImages, evaluate_detections
     from edgeres.progress import progress_bar
     from edgeres.train import _check_out_dir, _save_state, make_train_loader, prepare_run, setup_distributed
 
@@ -268,7 +260,7 @@ def train_detector(cfg) -> dict:
                                        max_steps=cfg.max_steps_per_epoch, amp_dtype=amp_dtype)
             if dist_info.is_main:
                 plain = getattr(model, "module", model)
-                metrics = evaluate_detections(torch_detect_fn(plain, dist_info.device), val, class_names)
+                metrics = evaluate_detections(torch_predict_fn(plain, dist_info.device), val, class_names)
                 plain.train()
                 stats.update(epoch=epoch + 1, val_map50=metrics["map50"], val_map=metrics["map"])
                 history.append(stats)

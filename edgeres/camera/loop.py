@@ -289,17 +289,15 @@ def make_postprocess(engine, cfg: LoopConfig) -> Callable[[np.ndarray, tuple[int
                     for i, s in zip(idx[0], val[0], strict=True)]
         return classify
     if engine.task == "detect":
-        from edgeres.detection.decode import decode_centernet
+        from edgeres.evaluate_detect import decode_maps
         from edgeres.predict import detection_settings, detections_to_json
 
         settings = detection_settings(engine.manifest, cfg.score_threshold, cfg.nms_iou)
         input_hw = engine.preprocess.input_size
 
         def detect(maps: np.ndarray, image_hw: tuple[int, int]) -> list[dict]:
-            found = decode_centernet(np.asarray(maps, np.float32), len(class_names), input_hw, [image_hw],
-                                     score_threshold=settings["score_threshold"], nms_iou=settings["nms_iou"],
-                                     max_detections=settings.get("max_detections", 100))
-            return detections_to_json(found[0], class_names)
+            return detections_to_json(decode_maps(maps, len(class_names), input_hw, [image_hw], settings)[0],
+                                      class_names)
         return detect
     raise EdgeresError(f"unknown engine task '{engine.task}'; accepted: {', '.join(TASKS)}")
 

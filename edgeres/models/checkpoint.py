@@ -108,6 +108,20 @@ def load_checkpoint(path: Path, arch: str | None = None, class_names: list[str] 
     return Checkpoint(config=config, state_dict=state, summary={}, path=path)
 
 
+def checkpoint_task(path: Path) -> str:
+    """The task an edgeres checkpoint was trained for, read from its metadata header only (no tensors loaded);
+    "classify" for anything else (foreign state dicts, unreadable files: loading reports those)."""
+    if Path(path).suffix.lower() != ".safetensors" or not Path(path).is_file():
+        return "classify"
+    st = require("safetensors", "desktop")
+    try:
+        with st.safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(METADATA_KEY)
+        return json.loads(raw)["config"].get("task", "classify") if raw else "classify"
+    except Exception:
+        return "classify"
+
+
 def _read_safetensors(path: Path) -> tuple[dict, dict | None]:
     st = require("safetensors", "desktop")
     try:

@@ -179,12 +179,8 @@ def _task_ops(ckpt, cfg: QatConfig, dist_info) -> _TaskOps:
     torch = require("torch", "desktop")
     pre = ckpt.config.preprocess
     if ckpt.config.task == "detect":
-        from edgeres.evaluate_detect import (
-            DetectionImages,
-            evaluate_detections,
-            require_matching_names,
-            torch_detect_fn,
-        )
+        from edgeres.evaluate import torch_predict_fn
+        from edgeres.evaluate_detect import DetectionImages, evaluate_detections, require_matching_names
         from edgeres.train_detect import DetectionTrainImages, load_detection_data, train_detect_epoch
 
         train_split, val_split = load_detection_data(cfg)
@@ -192,7 +188,7 @@ def _task_ops(ckpt, cfg: QatConfig, dist_info) -> _TaskOps:
         val = DetectionImages(val_split, pre) if dist_info.is_main else None
 
         def evaluate(model) -> float:
-            score = evaluate_detections(torch_detect_fn(model, dist_info.device), val, ckpt.config.class_names)
+            score = evaluate_detections(torch_predict_fn(model, dist_info.device), val, ckpt.config.class_names)
             model.train()
             return float(score["map50"])
 
