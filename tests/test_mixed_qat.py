@@ -43,6 +43,21 @@ def planted(tmp_path_factory, quant_model, quant_digits):
     return path, calib, quant_digits / "val"
 
 
+def _plain_int8_loss(model, calib, val) -> float:
+    """FP32 top-1 minus plain INT8 top-1 (points) of ``model`` on ``val``, as ``mixed`` measures them."""
+    import onnx
+
+    from edgeres.data.imagefolder import load_eval_split
+    from edgeres.evaluate import EvalImages
+    from edgeres.models.checkpoint import load_checkpoint
+    from edgeres.quant.mixed import plan_mixed
+
+    images = EvalImages(load_eval_split(val), load_checkpoint(model).config.preprocess)
+    plan = plan_mixed(onnx.load(str(calib.fp32_onnx)), calib.scales, images, max_drop=100.0, progress=False)
+    assert plan.float_layers == []  # a 100-point budget is met by INT8 everywhere
+    return plan.fp32_top1 - plan.int8_top1
+
+
 def test_mixed_keeps_exactly_the_sensitive_layer_and_recovers_accuracy(planted, tmp_path):
     import onnx
 
@@ -50,14 +65,21 @@ def test_mixed_keeps_exactly_the_sensitive_layer_and_recovers_accuracy(planted, 
     from edgeres.quant.checker import check_qdq_model
 
     model, calib, val = planted
+    plant_loss = _plain_int8_loss(model, calib, val)
+    assert plant_loss > 10.0, plant_loss  # the plant, not training noise, is what plain INT8 loses here
+    # The budget is half of what the plant costs: keeping the planted layer float gives back all but the
+    # unplanted model's own INT8 loss (well under a point on a >= 90 % digits model, on any CPU), while any
+    # other layer leaves the plant's loss in place. So "exactly this layer" follows from the plant, not from
+    # how close the second most sensitive layer of one training run comes to a tight budget.
+    budget = plant_loss / 2
     engine_file, manifest = build_engine(BuildConfig(model=model, out=tmp_path / "r18-mixed", backend="onnxruntime",
                                                      precision="mixed", calib=calib.folder, val_data=val,
-                                                     max_drop=0.5, force=True), progress=False)
+                                                     max_drop=budget, force=True), progress=False)
     plan = manifest["mixed"]
-    assert plan["fp32_top1"] - plan["int8_top1"] > 2.0, plan  # plain INT8 really loses accuracy here
+    assert plan["fp32_top1"] - plan["int8_top1"] == pytest.approx(plant_loss)
     assert plan["float_layers"] == [SENSITIVE], {k: v for k, v in plan.items() if k != "sensitivity"}
     assert max(plan["sensitivity"], key=plan["sensitivity"].get) == SENSITIVE
-    assert plan["fp32_top1"] - plan["mixed_top1"] <= 0.5
+    assert plan["fp32_top1"] - plan["mixed_top1"] <= 3.0, plan  # the accuracy comes back, not just under budget
     qdq = onnx.load(str(engine_file.with_name(engine_file.stem + ".qdq.onnx")))
     onnx.checker.check_model(qdq)
     assert check_qdq_model(qdq, {SENSITIVE}) == []

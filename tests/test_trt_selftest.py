@@ -30,10 +30,16 @@ def test_compare_judges_rounding_by_precision(val_batch):
     _, labels, logits = val_batch
     rounded = logits.astype(np.float16).astype(np.float32)  # FP16 rounding of the outputs alone
     fp16 = selftest.compare(logits, rounded, labels, "fp16")
-    assert fp16["passed"] and 0 < fp16["max_logit_diff"] < 0.05
-    noisy = logits + np.random.default_rng(0).normal(scale=3.0, size=logits.shape).astype(np.float32)
-    result = selftest.compare(logits, noisy, labels, "int8")
-    assert not result["passed"] and result["agreement"] < 97.0
+    # Round-to-nearest FP16 moves a value by at most half a unit in the last place: |x| * 2**-11. The bound
+    # follows from the fixture's own logits, whose size depends on how training went on this CPU.
+    fp16_bound = float(np.abs(logits).max()) * 2.0**-11
+    assert fp16["passed"] and 0 < fp16["max_logit_diff"] <= fp16_bound, (fp16["max_logit_diff"], fp16_bound)
+    # Every tenth image's logits rotated by one class: its top-1 moves whatever the model, so agreement is 90 %.
+    wrong = logits.copy()
+    wrong[::10] = np.roll(logits[::10], 1, axis=1)
+    result = selftest.compare(logits, wrong, labels, "int8")
+    expected = 100.0 * (1 - len(logits[::10]) / len(logits))
+    assert not result["passed"] and result["agreement"] == pytest.approx(expected)
 
 
 def test_compare_refuses_mismatched_shapes(val_batch):
