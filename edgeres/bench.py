@@ -149,7 +149,21 @@ def bench_engine(target, cfg: BenchConfig, providers: list[str] | None = None) -
         "precision": m["precision"], "arch": m["arch"], "input_size": m["preprocess"]["input_size"],
         "load_seconds": load_s, "rss_increase_mb": loaded - before, "peak_rss_mb": peak_rss_mb(),
         "engine_size_mb": m["engine"]["size"] / 2**20, "results": results,
+        "tuned_batch": m["input"].get("opt_batch"),  # TensorRT: the batch the engine was tuned for (--opt-batch)
     }
+
+
+def tuning_notes(rows: list[dict]) -> list[str]:
+    """One line per TensorRT engine timed at a batch it was not tuned for (its manifest's ``opt_batch``)."""
+    notes = []
+    for row in rows:
+        tuned = row.get("tuned_batch")
+        other = [r["batch"] for r in row["results"] if tuned is not None and r["batch"] != tuned]
+        if other:
+            notes.append(f"{row['name']} was tuned for batch {tuned} (--opt-batch); its batch "
+                         f"{', '.join(map(str, other))} timings run outside the tuned shape: build with --opt-batch "
+                         f"{other[-1]} to time that batch as TensorRT would tune it")
+    return notes
 
 
 def bench_checkpoint(checkpoint, cfg: BenchConfig) -> dict:

@@ -45,7 +45,7 @@ class BuildConfig:
     calib: Path | None = None  # calibration folder (scales.json + Q/DQ ONNX) for int8
     calib_data: Path | None = None  # images to calibrate from when no --calib is given
     calib_method: str = "entropy"
-    num_images: int = 512
+    num_images: int | None = None  # None: min(512, the images there are)
     max_drop: float = 0.5  # mixed: accepted top-1 drop vs FP32, in points
     val_data: Path | None = None  # mixed: images the sensitivity is measured on
     tensorrt: TrtBuildOptions | None = None  # TensorRT-only options (None: defaults)
@@ -158,15 +158,13 @@ def _check_tensorrt_request(cfg: BuildConfig) -> dict:
     if facts.get("compute_capability") is None:
         raise EdgeresError("no NVIDIA GPU found (CUDA runtime and nvidia-smi see none): TensorRT engines are built on "
                            "the GPU they run on; 'edgeres doctor' says what is missing")
-    if not 1 <= opts.min_batch <= (opts.opt_batch or cfg.max_batch) <= cfg.max_batch:
-        raise EdgeresError(f"the batch profile needs 1 <= --min-batch <= --opt-batch <= --max-batch; got "
-                           f"{opts.min_batch} / {opts.opt_batch or cfg.max_batch} / {cfg.max_batch}")
     found = versions.check_request(
         feat, cfg.precision, opts.int8_from, opts.dla_core, facts.get("dla_cores"), opts.version_compatible,
-        opts.hardware_compat, opts.builder_opt_level, facts.get("compute_capability"))
+        opts.hardware_compat, opts.builder_opt_level, facts.get("compute_capability"), jetson=bool(facts.get("jetson")))
+    batches = versions.batch_profile(opts.min_batch, opts.opt_batch, cfg.max_batch, dla=opts.dla_core is not None)
     for message in found:
         warnings.warn(message, stacklevel=3)
-    return {"features": feat, "facts": facts, "options": opts, "warnings": found}
+    return {"features": feat, "facts": facts, "options": opts, "warnings": found, "batches": batches}
 
 
 def _build_tensorrt(cfg: BuildConfig, calib, folder: Path, engine_file: Path, plan: dict) -> dict:
@@ -204,13 +202,13 @@ def _build_tensorrt(cfg: BuildConfig, calib, folder: Path, engine_file: Path, pl
     input_name, dims = onnx_input(source)
     timing = (None if opts.timing_cache == "off" else Path(opts.timing_cache) if opts.timing_cache
               else default_timing_cache(Path(cfg.out).resolve().parent, str(feat.version), facts["compute_capability"]))
-    plan_bytes, result = build_plan(source, cfg.precision, opts, cfg.max_batch, timing, calib_cache)
+    low, opt, high = plan["batches"]
+    plan_bytes, result = build_plan(source, cfg.precision, opts, plan["batches"], timing, calib_cache)
     engine_file.write_bytes(plan_bytes)
     trtexec = versions.trtexec_command(
-        feat, source.name, engine_file.name, input_name, dims[1:], cfg.precision, opts.min_batch,
-        opts.opt_batch or cfg.max_batch, cfg.max_batch, opts.workspace_mib, str(timing) if timing else None,
-        opts.builder_opt_level, opts.dla_core, opts.version_compatible, opts.hardware_compat,
-        calib_cache.name if calib_cache else None)
+        feat, source.name, engine_file.name, input_name, dims[1:], cfg.precision, low, opt, high, opts.workspace_mib,
+        str(timing.resolve()) if timing else None, opts.builder_opt_level, opts.dla_core, opts.version_compatible,
+        opts.hardware_compat, calib_cache.name if calib_cache else None, engine_dir=Path(cfg.out).resolve())
     pre = config.preprocess.to_dict() | {"normalize_in_network": cfg.normalize_in_network}
     if cfg.normalize_in_network:
         pre["layout"] = "NHWC"
@@ -220,9 +218,11 @@ def _build_tensorrt(cfg: BuildConfig, calib, folder: Path, engine_file: Path, pl
                       "dla_core": opts.dla_core, "int8_from": opts.int8_from if calib is not None else None,
                       "strongly_typed": feat.strongly_typed, "build_seconds": round(result.seconds, 2),
                       "layers": result.layers, "warnings": plan["warnings"] + result.warnings,
-                      "timing_cache": result.timing_cache, "source_onnx": source.name, "trtexec": trtexec},
+                      "timing_cache": result.timing_cache, "source_onnx": source.name, "trtexec": trtexec,
+                      "batch_profile": {"min": low, "opt": opt, "max": high}, "dla": result.dla},
         input_info={"name": input_name, "shape": [-1, *dims[1:]],
-                    "dtype": "uint8" if cfg.normalize_in_network else "float32", "max_batch": cfg.max_batch},
+                    "dtype": "uint8" if cfg.normalize_in_network else "float32", "max_batch": high,
+                    "min_batch": low, "opt_batch": opt},  # opt: the batch TensorRT tuned the engine for
         export=export | {"path": None},
     )
     manifest["device"].update(gpu=facts.get("gpu"), compute_capability=facts.get("compute_capability"),

@@ -160,6 +160,7 @@ def summary_table(report: dict) -> str:
         lines.append(f"Jetson {jetson.get('model')}, L4T {jetson.get('l4t')}, power mode {power.get('name')} "
                      f"(id {power.get('id')}), clocks locked: {locked}")
     lines.append(report.get("model_line", ""))
+    lines.append(tuning_line(report))
     head = ["engine", "build s", "MiB", "top-1 %", "agree %", "mean |dp|", "max |dlogit|", "check",
             "b1 host p50 ms", "b1 GPU p50 ms", f"b{report.get('throughput_batch', 32)} img/s"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -175,6 +176,19 @@ def summary_table(report: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append(f"verdict: {'PASS' if report['passed'] else 'FAIL'}")
     return "\n".join(line for line in lines if line)
+
+
+def tuning_line(report: dict) -> str:
+    """Which batch the TensorRT engines were tuned for (their ``--opt-batch``), so the latency and throughput
+    columns are read against it; '' when no row says."""
+    tuned = sorted({r["tuned_batch"] for r in report["rows"] if r.get("tuned_batch") is not None})
+    if not tuned:
+        return ""
+    batch = report.get("throughput_batch", 32)
+    text = f"TensorRT engines tuned for batch {', '.join(map(str, tuned))} (--opt-batch)"
+    if batch not in tuned:
+        text += f"; the b{batch} column runs the same engines outside their tuned shape"
+    return text
 
 
 def _f(value, digits: int) -> str:
@@ -194,7 +208,7 @@ def _engine_row(name: str, folder: Path, images: np.ndarray, labels: np.ndarray,
     m = engine.manifest
     row = {"name": name, "precision": precision, "reference": reference is None,
            "build_seconds": m["backend"].get("build_seconds", m.get("build_seconds")),
-           "size_mib": m["engine"]["size"] / 2**20}
+           "size_mib": m["engine"]["size"] / 2**20, "tuned_batch": m["input"].get("opt_batch")}
     with engine:
         logits = runner_logits(engine.runner, images)
         row["latency"] = time_runner(engine.runner, images[:1], cfg.duration)

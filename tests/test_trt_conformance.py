@@ -23,6 +23,7 @@ VAR_CLASS = {
     "builder": "Builder", "network": "INetworkDefinition", "config": "IBuilderConfig", "parser": "OnnxParser",
     "profile": "IOptimizationProfile", "runtime": "Runtime", "engine": "ICudaEngine", "context": "IExecutionContext",
     "tensor": "ITensor", "error": "ParserError", "inspector": "EngineInspector", "tcache": "ITimingCache",
+    "layer": "ILayer",
 }
 # Classes the backend subclasses: the methods it overrides must exist on the base.
 SUBCLASSED = {"IInt8EntropyCalibrator2", "ILogger"}
@@ -89,6 +90,20 @@ def test_source_scan_finds_the_backend_calls():
     for name in ("Builder.create_network", "IExecutionContext.execute_async_v3", "BuilderFlag.GPU_FALLBACK",
                  "IInt8EntropyCalibrator2.read_calibration_cache", "ParserError.node_name", "ITimingCache.serialize"):
         assert name in found, name
+
+
+def test_source_scan_covers_the_dla_count_inspector_and_checked_calls():
+    """The calls issue 18 added or now checks: the DLA core count from a Runtime (no Builder), the builder's DLA
+    placement, the engine inspector, and every call whose False the runner checks."""
+    found = used_in_source()
+    for name in ("Runtime.num_DLA_cores", "IBuilderConfig.can_run_on_DLA", "INetworkDefinition.num_layers",
+                 "INetworkDefinition.get_layer", "ILayer.name", "ICudaEngine.create_engine_inspector",
+                 "EngineInspector.get_engine_information", "LayerInformationFormat.JSON",
+                 "IExecutionContext.set_input_shape", "IExecutionContext.set_tensor_address",
+                 "IExecutionContext.get_tensor_shape", "IBuilderConfig.create_timing_cache",
+                 "IBuilderConfig.set_timing_cache"):
+        assert name in found, name
+    assert "Builder.num_DLA_cores" not in found  # a Builder per open_engine on a Jetson is gone
 
 
 def test_every_used_name_is_declared_in_versions():

@@ -171,3 +171,121 @@ def test_engine_built_elsewhere_gets_every_difference_and_the_rebuild_command(tm
     assert "built with TensorRT 10.3.0, this machine has 8.6.2" in text
     assert "built on L4T 36.4.0 (JetPack), this machine has L4T 36.3.0" in text
     assert "rebuild it with: edgeres build --backend tensorrt" in text
+
+
+class TimingCacheConfig:
+    """An IBuilderConfig double for the timing-cache calls, answering as TensorRT's bindings do:
+    ``create_timing_cache`` gives None for bytes that are not a timing cache, ``set_timing_cache`` takes the cache
+    by reference (None is a TypeError in pybind11) and returns False for a cache from another version or GPU."""
+
+    def __init__(self):
+        self.attached = None
+
+    def create_timing_cache(self, data: bytes):
+        if data and not data.startswith(b"TCACHE"):
+            return None
+        return {"data": bytes(data)}
+
+    def set_timing_cache(self, cache, ignore_mismatch):
+        if cache is None:
+            raise TypeError("set_timing_cache(): incompatible function arguments")
+        if cache["data"].startswith(b"TCACHE-other-gpu"):
+            return False
+        self.attached = cache
+        return True
+
+
+def test_corrupt_timing_cache_gives_a_warning_and_a_fresh_cache(tmp_path):
+    path = tmp_path / "timing.cache"
+    path.write_bytes(b"\x00\x01 truncated garbage")
+    config = TimingCacheConfig()
+    warnings, cache = loader._load_timing_cache(config, path)
+    assert warnings == [f"timing cache {path} is not a TensorRT timing cache (corrupt or truncated); started a new one "
+                        "(it is rewritten after this build)"]
+    assert config.attached is cache and cache == {"data": b""}
+
+
+def test_timing_cache_from_another_gpu_or_version_is_replaced(tmp_path):
+    path = tmp_path / "timing.cache"
+    path.write_bytes(b"TCACHE-other-gpu")
+    config = TimingCacheConfig()
+    warnings, _ = loader._load_timing_cache(config, path)
+    assert "from another TensorRT version or GPU; started a new one" in warnings[0]
+    assert config.attached == {"data": b""}
+    path.write_bytes(b"TCACHE-this-gpu")
+    assert loader._load_timing_cache(config, path) == ([], {"data": b"TCACHE-this-gpu"})
+    assert loader._load_timing_cache(config, None) == ([], None)
+
+
+class FakeTrtModule:
+    """Just enough of the tensorrt module for the logger and the DLA count (no TensorRT here)."""
+
+    class ILogger:
+        ERROR, INTERNAL_ERROR, WARNING = 1, 0, 2
+
+        def __init__(self):
+            pass
+
+    def __init__(self, dla_cores: int = 2):
+        self.loggers = []
+        self.dla_cores = dla_cores
+
+    def Builder(self, logger):
+        raise AssertionError("a Builder is not needed to count DLA cores")
+
+    def Runtime(self, logger):
+        self.loggers.append(logger)
+        return type("Runtime", (), {"num_DLA_cores": self.dla_cores})()
+
+
+def test_one_logger_for_every_builder_and_runtime(monkeypatch):
+    monkeypatch.setattr(loader, "_LOGGER", None)
+    trt = FakeTrtModule()
+    first = loader.shared_logger(trt)
+    assert loader.shared_logger(trt) is first
+    mark = len(first.errors)
+    first.log(trt.ILogger.ERROR, "deserialization failed: version tag mismatch")
+    first.log(trt.ILogger.WARNING, "only printed")
+    assert loader.errors_since(first, mark) == "deserialization failed: version tag mismatch"
+    assert loader.errors_since(first, len(first.errors)) == ""
+
+
+def test_dla_cores_come_from_a_runtime_with_the_shared_logger(monkeypatch):
+    import edgeres.sysinfo
+
+    monkeypatch.setattr(loader, "_LOGGER", None)
+    monkeypatch.setattr(edgeres.sysinfo, "jetson_facts", lambda: {"l4t": "36.4.0"})
+    trt = FakeTrtModule(dla_cores=2)
+    assert loader.dla_core_count(trt) == 2
+    assert trt.loggers == [loader.shared_logger(trt)]
+    monkeypatch.setattr(edgeres.sysinfo, "jetson_facts", lambda: None)
+    assert loader.dla_core_count(trt) == 0
+
+
+class Layer:
+    def __init__(self, name, on_dla):
+        self.name, self.on_dla = name, on_dla
+
+
+def test_dla_placement_and_fallback_warning():
+    layers = [Layer("conv1", True), Layer("relu", True), Layer("pool", True), Layer("flatten", False),
+              Layer("fc", False)]
+    network = type("Network", (), {"num_layers": len(layers), "get_layer": lambda self, i: layers[i]})()
+    config = type("Config", (), {"can_run_on_DLA": lambda self, layer: layer.on_dla})()
+    dla = loader.dla_placement(network, config)
+    assert dla == {"network_layers": 5, "gpu_layers": ["flatten", "fc"]}
+    inspector = loader.summarize_layers(json.dumps({"Layers": [
+        {"Name": "{ForeignNode[conv1...pool]}", "LayerType": "DLA", "Inputs": [], "Outputs": []},
+        {"Name": "fc", "LayerType": "CaskGemmMatrixMultiply", "Inputs": [], "Outputs": []}]}), "fp16")
+    warnings = loader.dla_warnings(dla, inspector)
+    assert warnings == ["2 of 5 layers fall back from DLA to the GPU (e.g. flatten, fc); they run on the GPU, not on "
+                        "DLA"]
+    none_on_dla = loader.summarize_layers(json.dumps({"Layers": [{"Name": "fc", "LayerType": "Gemm"}]}), "fp16")
+    assert "no layer on DLA" in loader.dla_warnings({"network_layers": 1, "gpu_layers": []}, none_on_dla)[0]
+    lines = loader.describe_build({"backend": {"build_seconds": 3.0, "dla_core": 0, "dla": dla, "layers": inspector,
+                                               "batch_profile": {"min": 4, "opt": 4, "max": 4}, "warnings": warnings,
+                                               "trtexec": "trtexec ..."}})
+    assert "DLA core 0: one fixed batch of 4 (DLA has no dynamic shapes" in lines[2]
+    assert lines[3] == "3 of 5 network layers can run on DLA, 2 on the GPU (builder's can_run_on_DLA)"
+    assert lines[4] == "engine inspector: 1 of 2 engine layers on DLA, the rest on the GPU"
+    assert lines[5].startswith("warning: 2 of 5 layers fall back from DLA")

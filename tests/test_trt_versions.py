@@ -65,7 +65,7 @@ def test_implicit_int8_on_11_points_to_qdq():
 
 
 @pytest.mark.parametrize(("version", "kwargs", "message"), [
-    ("11.4.0", {"dla_core": 0, "dla_cores": 2}, "does not support DLA"),
+    ("11.4.0", {"dla_core": 0, "dla_cores": 2}, "has no DLA"),
     ("10.3.0", {"dla_core": 0, "dla_cores": 0}, "has no DLA"),
     ("10.3.0", {"dla_core": 2, "dla_cores": 2}, "does not exist"),
     ("10.3.0", {"dla_core": 0, "dla_cores": 2, "version_compatible": True}, "cannot be version"),
@@ -112,8 +112,44 @@ def test_compat_without_tensorrt():
 def test_version_compatible_engines_run_on_later_same_major():
     m = _manifest(version_compatible=True)
     assert compat_problems(m, ORIN_10_3 | {"backend_version": "10.7.0", "l4t": "36.5.0"}) == []
-    assert "from 10.3 on" in compat_problems(m, ORIN_10_3 | {"backend_version": "10.2.0"})[0]
-    assert compat_problems(m, ORIN_10_3 | {"backend_version": "11.0.0"})
+    assert "from 10.3 on, and 11.x" in compat_problems(m, ORIN_10_3 | {"backend_version": "10.2.0"})[0]
+
+
+@pytest.mark.parametrize(("built", "here", "runs"), [
+    ("10.3.0", "11.0.0", True),  # TensorRT's support matrix: 10 -> 11
+    ("10.3.0", "11.4.0", True),
+    ("8.6.1", "10.3.0", True),  # 8 -> 10
+    ("8.6.1", "8.6.2", True),
+    ("8.6.1", "11.0.0", False),  # "a TensorRT 8 engine cannot run with a TensorRT 11 runtime"
+    ("11.0.0", "10.16.1", False),  # never older
+    ("10.7.0", "10.3.0", False),
+    ("8.5.2", "8.6.1", False),  # version compatibility starts at 8.6
+])
+def test_version_compatibility_table(built, here, runs):
+    m = _manifest(version_compatible=True) | {"device": {"gpu": "NVIDIA A10", "compute_capability": "8.6"}}
+    m["backend"]["version"] = built
+    problems = compat_problems(m, {"backend_version": here, "gpu": "NVIDIA A10", "compute_capability": "8.6"})
+    assert (problems == []) is runs, problems
+    assert versions.version_compatible_runs(TrtVersion.parse(built), TrtVersion.parse(here)) is runs
+
+
+def test_without_version_compatibility_the_exact_version_is_needed():
+    m = _manifest()
+    assert "tied to the exact TensorRT version" in compat_problems(m, ORIN_10_3 | {"backend_version": "10.3.1"})[0]
+
+
+def test_hardware_compatible_engine_built_on_a_jetson_is_held_to_its_gpu():
+    m = _manifest(hardware_compat="ampere_plus")  # an old manifest: built on a Jetson (L4T) before this was refused
+    problems = compat_problems(m, {"backend_version": "10.3.0", "gpu": "NVIDIA A10", "compute_capability": "8.6"})
+    assert any("hardware-compatible engines do not cover Jetsons" in p for p in problems), problems
+    assert compat_problems(m, ORIN_10_3) == []  # on the Orin it was built on, it runs
+
+
+def test_hardware_compatible_desktop_engine_is_not_claimed_for_a_jetson():
+    m = _manifest(hardware_compat="ampere_plus")
+    m["device"] = {"gpu": "NVIDIA A10", "compute_capability": "8.6", "l4t": None}
+    problems = compat_problems(m, ORIN_10_3)
+    assert any("do not cover Jetsons" in p for p in problems), problems
 
 
 def test_hardware_compatible_engines_need_ampere_plus():
@@ -129,16 +165,20 @@ def test_dla_engines_need_the_core_and_a_dla_version():
     assert "1 DLA core" in compat_problems(m, ORIN_10_3 | {"dla_cores": 1})[0]  # Orin NX 8GB has one
 
 
-def test_trtexec_command_per_version():
+def test_trtexec_command_per_version(tmp_path):
     common = {"onnx": "m.source.onnx", "engine": "m.plan", "input_name": "input", "dims": [3, 32, 32],
               "min_batch": 1, "opt_batch": 8, "max_batch": 32}
-    cmd = versions.trtexec_command(features("10.3.0"), precision="int8", workspace_mib=1024, timing_cache="t.cache",
-                                   builder_opt_level=4, dla_core=0, calib_cache="m.calib.cache", **common)
-    assert cmd.startswith("trtexec --onnx=m.source.onnx --saveEngine=m.plan --minShapes=input:1x3x32x32 "
+    engine_dir = tmp_path / "engines" / "m"
+    cmd = versions.trtexec_command(features("10.3.0"), precision="int8", workspace_mib=1024,
+                                   timing_cache=str(tmp_path / "engines" / "t.cache"), builder_opt_level=4,
+                                   calib_cache="m.calib.cache", engine_dir=engine_dir, **common)
+    # trtexec saves beside edgeres' engine, never over m.plan (whose hash the manifest checks)
+    assert cmd.startswith("trtexec --onnx=m.source.onnx --saveEngine=m.trtexec.plan --minShapes=input:1x3x32x32 "
                           "--optShapes=input:8x3x32x32 --maxShapes=input:32x3x32x32 --int8")
-    for part in ("--calib=m.calib.cache", "--memPoolSize=workspace:1024", "--timingCacheFile=t.cache",
-                 "--builderOptimizationLevel=4", "--useDLACore=0 --allowGPUFallback"):
+    for part in ("--calib=m.calib.cache", "--memPoolSize=workspace:1024", "--timingCacheFile=../t.cache",
+                 "--builderOptimizationLevel=4", "--profilingVerbosity=detailed"):
         assert part in cmd
+    assert str(tmp_path) not in cmd  # relative to the engine folder, as the docstring says
     cmd11 = versions.trtexec_command(features("11.4.0"), precision="fp16", version_compatible=True,
                                      hardware_compat="ampere_plus", **common)
     assert "--fp16" not in cmd11 and "--int8" not in cmd11  # 11: the FP16-typed ONNX carries the precision
@@ -146,3 +186,72 @@ def test_trtexec_command_per_version():
     assert "--int8" in versions.trtexec_command(features("8.6.1"), precision="mixed", **common)
     with pytest.raises(EdgeresError, match="mixed keeps layers float"):
         check_request(features("10.3.0"), "mixed", int8_source="cache")
+
+
+def test_trtexec_command_for_dla_has_one_fixed_shape():
+    common = {"onnx": "m.source.onnx", "engine": "m.plan", "input_name": "input", "dims": [3, 32, 32]}
+    low, opt, high = versions.batch_profile(None, None, 4, dla=True)
+    cmd = versions.trtexec_command(features("10.3.0"), precision="int8", min_batch=low, opt_batch=opt, max_batch=high,
+                                   dla_core=0, calib_cache="m.calib.cache", **common)
+    for part in ("--minShapes=input:4x3x32x32", "--optShapes=input:4x3x32x32", "--maxShapes=input:4x3x32x32",
+                 "--useDLACore=0 --allowGPUFallback", "--calib=m.calib.cache"):
+        assert part in cmd
+    with pytest.raises(EdgeresError, match="one fixed batch"):
+        versions.trtexec_command(features("10.3.0"), precision="fp16", min_batch=1, opt_batch=1, max_batch=4,
+                                 dla_core=0, **common)
+
+
+def test_batch_profile_tunes_for_batch_1_by_default():
+    assert versions.batch_profile(None, None, 32) == (1, 1, 32)
+    assert versions.batch_profile(2, None, 32) == (2, 2, 32)  # opt follows the minimum
+    assert versions.batch_profile(None, 16, 32) == (1, 16, 32)
+    with pytest.raises(EdgeresError, match="1 <= --min-batch <= --opt-batch <= --max-batch; got 1 / 64 / 32"):
+        versions.batch_profile(None, 64, 32)
+
+
+def test_dla_batch_profile_is_one_fixed_batch():
+    assert versions.batch_profile(None, None, 8, dla=True) == (8, 8, 8)
+    assert versions.batch_profile(8, 8, 8, dla=True) == (8, 8, 8)
+    with pytest.raises(EdgeresError, match=r"DLA has no dynamic shapes.*--max-batch 8, but --min-batch 1 asked"):
+        versions.batch_profile(1, None, 8, dla=True)
+
+
+@pytest.mark.parametrize(("precision", "source", "message"), [
+    ("int8", "qdq", "DLA runs INT8 only from a calibration cache.*add --int8-from cache"),
+    ("mixed", "qdq", "mixed is a Q/DQ model.*--precision int8 --int8-from cache"),
+])
+def test_dla_refuses_qdq_int8_with_the_working_alternative(precision, source, message):
+    with pytest.raises(EdgeresError, match=message):
+        check_request(features("10.3.0"), precision, int8_source=source, dla_core=0, dla_cores=2,
+                      compute_capability="8.7", jetson=True)
+
+
+def test_dla_accepts_the_calibration_cache_and_fp16():
+    for precision, source in (("int8", "cache"), ("fp16", "qdq")):
+        assert check_request(features("8.6.1"), precision, int8_source=source, dla_core=1, dla_cores=2,
+                             compute_capability="8.7", jetson=True) == []
+
+
+@pytest.mark.parametrize(("version", "dla"), [
+    ("8.6.1", True), ("10.3.0", True), ("10.7.0", True), ("10.8.0", False), ("10.16.1", False),
+    ("11.0.0", False), ("11.4.0", False), ("11.4.1", True),
+])
+def test_dla_version_gating_follows_tensorrts_notes(version, dla):
+    assert features(version).dla is dla
+
+
+def test_dla_refusals_name_the_versions_that_have_it():
+    with pytest.raises(EdgeresError, match=r"10.7 was the last 10.x release with DLA"):
+        check_request(features("10.16.1"), "fp16", dla_core=0, dla_cores=2)
+    with pytest.raises(EdgeresError, match=r"11.4.1, on JetPack 7.2.2 or later"):
+        check_request(features("11.4.0"), "fp16", dla_core=0, dla_cores=2)
+    assert check_request(features("11.4.1"), "fp16", dla_core=0, dla_cores=2, jetson=True) == []
+    with pytest.raises(EdgeresError, match=r"INT8 on DLA needs a calibration cache.*--precision fp16"):
+        check_request(features("11.4.1"), "int8", dla_core=0, dla_cores=2, jetson=True)
+
+
+def test_hardware_compat_is_refused_on_a_jetson():
+    with pytest.raises(EdgeresError, match=r"not supported on a Jetson.*not JetPack or DRIVE OS"):
+        check_request(features("10.3.0"), "fp16", hardware_compat="ampere_plus", compute_capability="8.7",
+                      jetson=True)
+    assert check_request(features("10.3.0"), "fp16", hardware_compat="ampere_plus", compute_capability="8.6") == []

@@ -81,6 +81,10 @@ def print_bench(report: dict) -> None:
                 f"{lat['postprocess']['p50']:.3f}", f"{r['throughput_ips']:.1f}", f"{row['peak_rss_mb']:.0f}",
             )
     console.print(table)
+    from edgeres.bench import tuning_notes
+
+    for note in tuning_notes(report["engines"]):
+        console.print(f"  note: {note}", highlight=False)
     if env.get("jetson"):
         j = env["jetson"]
         mode = (j.get("power_mode") or {}).get("name")

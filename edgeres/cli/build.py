@@ -63,16 +63,21 @@ def build(
     val_data: Path = typer.Option(None, "--val-data", help="mixed: labelled images for the sensitivity."),
     force: bool = typer.Option(False, "--force", help="Replace an existing engine folder."),
     workspace: int = typer.Option(None, "--workspace", min=1, help="TensorRT: builder memory pool, MiB."),
-    min_batch: int = typer.Option(None, "--min-batch", min=1, help="TensorRT: profile minimum batch [1]."),
-    opt_batch: int = typer.Option(None, "--opt-batch", min=1, help="TensorRT: batch to tune for [--max-batch]."),
+    min_batch: int = typer.Option(None, "--min-batch", min=1, help="TensorRT: profile minimum batch [1; DLA: fixed]."),
+    opt_batch: int = typer.Option(
+        None, "--opt-batch", min=1, help="TensorRT: batch to tune for, recorded in the manifest [--min-batch, so 1]."),
     timing_cache: str = typer.Option(
         None, "--timing-cache", help="TensorRT: timing cache file, or 'off' [engines/timing.trt<ver>.sm<cc>.cache]."),
     builder_opt_level: int = typer.Option(None, "--builder-opt-level", help="TensorRT: 0-5 [3]."),
-    dla_core: int = typer.Option(None, "--dla-core", min=0, help="TensorRT <= 10 on Orin: DLA core, GPU fallback."),
+    dla_core: int = typer.Option(
+        None, "--dla-core", min=0,
+        help="TensorRT 8.6/10.3 on Orin: DLA core, GPU fallback; one fixed batch (--max-batch), INT8 via --int8-from "
+             "cache."),
     version_compatible: bool = typer.Option(
         False, "--version-compatible", help="TensorRT: runs on later TensorRT of the same major version."),
     hardware_compat: HardwareCompat = typer.Option(
-        None, "--hardware-compat", help="TensorRT: ampere_plus runs on any Ampere-or-newer GPU [none]."),
+        None, "--hardware-compat",
+        help="TensorRT: ampere_plus runs on any Ampere-or-newer discrete GPU (not on Jetson) [none]."),
     int8_from: Int8From = typer.Option(
         None, "--int8-from", help="TensorRT INT8: qdq (Q/DQ artifact) or cache (implicit, TensorRT <= 10) [qdq]."),
 ) -> None:

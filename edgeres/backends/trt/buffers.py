@@ -114,16 +114,41 @@ class CudaPython:
         self._call("cudaEventDestroy", self.rt.cudaEventDestroy(event))
 
     def capture(self, stream, enqueue) -> object:
-        """Capture what ``enqueue()`` puts on ``stream`` into an executable CUDA graph."""
+        """Capture what ``enqueue()`` puts on ``stream`` into an executable CUDA graph.
+
+        ``enqueue`` returns False (TensorRT's ``execute_async_v3`` does when it cannot enqueue, e.g. an operation
+        not allowed under capture) or raises: then the capture is ended and its partial graph destroyed, the CUDA
+        error state cleared, and the failure raised; an error from ending the capture never hides it (as
+        trtexec's ``endCaptureOnError``).
+
+        Raises:
+            EdgeresError: the capture failed (nothing is returned to replay).
+        """
         mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         self._call("cudaStreamBeginCapture", self.rt.cudaStreamBeginCapture(stream, mode))
         try:
-            enqueue()
+            ok = enqueue()
+        except BaseException:
+            self._end_capture_on_error(stream)
+            raise
+        if ok is False:
+            self._end_capture_on_error(stream)
+            raise EdgeresError("TensorRT could not enqueue the engine during CUDA-graph capture (execute_async_v3 "
+                               "returned False)")
+        graph = self._call("cudaStreamEndCapture", self.rt.cudaStreamEndCapture(stream))
+        try:
+            graph_exec = self._call("cudaGraphInstantiate", self.rt.cudaGraphInstantiate(graph, 0))
         finally:
-            graph = self._call("cudaStreamEndCapture", self.rt.cudaStreamEndCapture(stream))
-        graph_exec = self._call("cudaGraphInstantiate", self.rt.cudaGraphInstantiate(graph, 0))
-        self._call("cudaGraphDestroy", self.rt.cudaGraphDestroy(graph))
+            self._call("cudaGraphDestroy", self.rt.cudaGraphDestroy(graph))
         return graph_exec
+
+    def _end_capture_on_error(self, stream) -> None:
+        """End a failed capture without raising: destroy what it captured, clear the sticky error."""
+        result = self.rt.cudaStreamEndCapture(stream)
+        result = result if isinstance(result, tuple) else (result,)
+        if result[0] == self.rt.cudaError_t.cudaSuccess and len(result) > 1:  # TensorRT refused: a graph was made
+            self.rt.cudaGraphDestroy(result[1])
+        self.rt.cudaGetLastError()  # an invalidated capture leaves an error that the next call would report
 
     def launch(self, graph_exec, stream) -> None:
         self._call("cudaGraphLaunch", self.rt.cudaGraphLaunch(graph_exec, stream))

@@ -29,8 +29,9 @@ class TrtBuildOptions:
 
     Args:
         workspace_mib: memory-pool limit for builder tactics (None: TensorRT's default, the device memory).
-        min_batch: optimization profile minimum for the batch axis.
-        opt_batch: the batch TensorRT tunes for (None: the maximum batch).
+        min_batch: optimization profile minimum for the batch axis (None: 1; DLA: the one fixed batch).
+        opt_batch: the batch TensorRT tunes for (None: the minimum batch, so batch 1 by default: the camera loop's
+            batch and the one latency is measured at; DLA: the one fixed batch). Recorded in the manifest.
         timing_cache: timing-cache file (None: ``engines/timing.trt<ver>.sm<cc>.cache`` next to the engines;
             "off": no cache).
         builder_opt_level: 0-5 (None: TensorRT's default, 3).
@@ -41,7 +42,7 @@ class TrtBuildOptions:
     """
 
     workspace_mib: int | None = None
-    min_batch: int = 1
+    min_batch: int | None = None
     opt_batch: int | None = None
     timing_cache: str | None = None
     builder_opt_level: int | None = None
@@ -57,6 +58,7 @@ class BuildResult:
 
     seconds: float
     layers: dict = field(default_factory=dict)  # summarize_layers()
+    dla: dict | None = None  # dla_placement(): network layers DLA can run, for a DLA build
     warnings: list[str] = field(default_factory=list)
     timing_cache: str | None = None
     trtexec: str = ""
@@ -147,19 +149,19 @@ def summarize_layers(info_json: str, precision: str) -> dict:
         layers = json.loads(info_json).get("Layers", [])
     except (ValueError, AttributeError):
         layers = []
-    detailed = [layer for layer in layers if isinstance(layer, dict)]
+    detailed = [item for item in layers if isinstance(item, dict)]
     off, compute, dla = [], 0, 0
-    for layer in detailed:
-        kind = str(layer.get("LayerType", ""))
-        if "dla" in (kind + str(layer.get("TacticName", ""))).lower():
+    for item in detailed:
+        kind = str(item.get("LayerType", ""))
+        if "dla" in (kind + str(item.get("TacticName", ""))).lower():
             dla += 1
         if not any(t in kind.lower() for t in COMPUTE_LAYER_TYPES):
             continue
         compute += 1
-        got = next((p for p in map(_precision_of, layer.get("Inputs", [])) if p), None) or next(
-            (p for p in map(_precision_of, layer.get("Outputs", [])) if p), None)
+        got = next((p for p in map(_precision_of, item.get("Inputs", [])) if p), None) or next(
+            (p for p in map(_precision_of, item.get("Outputs", [])) if p), None)
         if got is not None and got != expected:
-            off.append({"name": str(layer.get("Name", "?")), "type": kind, "precision": got})
+            off.append({"name": str(item.get("Name", "?")), "type": kind, "precision": got})
     return {"layers": len(layers), "compute_layers": compute, "expected": expected, "off_precision": off,
             "dla_layers": dla, "known": bool(detailed)}
 
@@ -178,10 +180,54 @@ def describe_build(manifest: dict) -> list[str]:
     else:
         lines.append(f"all {layers['compute_layers']} conv/gemm layers run in {layers['expected']}")
     if backend.get("dla_core") is not None:
-        lines.append(f"DLA core {backend['dla_core']}: {layers.get('dla_layers', 0)} DLA layer(s), the rest on the GPU")
+        lines += dla_lines(backend)
     lines += [f"warning: {w}" for w in backend.get("warnings", [])]
     lines.append(f"reproduce with NVIDIA's tool (in the engine folder): {backend.get('trtexec')}")
     return lines
+
+
+def dla_lines(backend: dict) -> list[str]:
+    """What a DLA build reports: the fixed batch, how many network layers DLA runs and how many fall back to the
+    GPU (the builder's own ``can_run_on_DLA``), and the engine inspector's DLA layers."""
+    dla = backend.get("dla") or {}
+    layers = backend.get("layers") or {}
+    batches = backend.get("batch_profile") or {}
+    lines = [f"DLA core {backend['dla_core']}: one fixed batch of {batches.get('max', '?')} (DLA has no dynamic "
+             "shapes; every call must feed exactly that many images)"]
+    if dla.get("network_layers"):
+        gpu = dla["gpu_layers"]
+        lines.append(f"{dla['network_layers'] - len(gpu)} of {dla['network_layers']} network layers can run on DLA, "
+                     f"{len(gpu)} on the GPU (builder's can_run_on_DLA)")
+    if layers.get("known"):
+        lines.append(f"engine inspector: {layers.get('dla_layers', 0)} of {layers['layers']} engine layers on DLA, "
+                     "the rest on the GPU")
+    return lines
+
+
+def dla_placement(network, config) -> dict:
+    """Which network layers the builder says DLA can run (``IBuilderConfig.can_run_on_DLA``), before the build.
+
+    Returns:
+        ``{"network_layers": n, "gpu_layers": [names of layers that fall back to the GPU]}``.
+    """
+    gpu = []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if not config.can_run_on_DLA(layer):
+            gpu.append(str(layer.name))
+    return {"network_layers": int(network.num_layers), "gpu_layers": gpu}
+
+
+def dla_warnings(dla: dict | None, layers: dict) -> list[str]:
+    """Warnings for a DLA build whose layers (some or all) run on the GPU instead."""
+    warnings = []
+    if dla and dla["gpu_layers"]:
+        shown = ", ".join(dla["gpu_layers"][:5])
+        warnings.append(f"{len(dla['gpu_layers'])} of {dla['network_layers']} layers fall back from DLA to the GPU "
+                        f"(e.g. {shown}); they run on the GPU, not on DLA")
+    if layers.get("known") and layers.get("dla_layers", 0) == 0:
+        warnings.append("the engine inspector shows no layer on DLA: this engine runs on the GPU")
+    return warnings
 
 
 def default_timing_cache(engines_dir: Path, version: str, compute_capability: str | None) -> Path:
@@ -204,11 +250,12 @@ def gpu_identity() -> dict:
 
 def trt_current_facts() -> dict:
     """This machine's facts a TensorRT engine depends on: GPU name and compute capability (CUDA runtime, as
-    recorded at build time), L4T release and DLA core count (0 off a Jetson)."""
+    recorded at build time), L4T release, DLA core count (0 off a Jetson) and whether it is a Jetson."""
     from edgeres.sysinfo import jetson_facts
 
     jetson = jetson_facts()
-    return gpu_identity() | {"l4t": jetson["l4t"] if jetson else None, "dla_cores": dla_core_count() if jetson else 0}
+    return gpu_identity() | {"l4t": jetson["l4t"] if jetson else None, "dla_cores": dla_core_count() if jetson else 0,
+                             "jetson": jetson is not None}
 
 
 def dla_core_count(trt=None) -> int | None:
@@ -219,14 +266,34 @@ def dla_core_count(trt=None) -> int | None:
         return 0
     try:
         trt = trt or require("tensorrt", "tensorrt")
-        builder = trt.Builder(trt.Logger(trt.Logger.WARNING))
-        return int(builder.num_DLA_cores)
+        # A Runtime is cheap next to a Builder (which loads the builder resources), and this runs on every
+        # open_engine on a Jetson.
+        runtime = trt.Runtime(shared_logger(trt))
+        return int(runtime.num_DLA_cores)
     except Exception:
         return None
 
 
+_LOGGER = None  # the one logger every Builder, Runtime and refitter gets
+
+
+def shared_logger(trt):
+    """The process's one TensorRT logger: prints warnings and keeps errors, so a failed build or deserialization
+    can say why.
+
+    TensorRT keeps the logger it was first given for everything the process creates (older headers: "the logger
+    is internally considered a singleton, multiple instances of IRuntime and/or IBuilder must all use the same
+    logger"), so a second logger made per call would never see the errors of, say, the deserialization inside a
+    build. One module-level logger also outlives every object made with it, as TensorRT requires.
+    """
+    global _LOGGER
+    if _LOGGER is None:
+        _LOGGER = make_logger(trt)
+    return _LOGGER
+
+
 def make_logger(trt):
-    """A TensorRT logger that prints warnings and keeps errors, so a failed build can say why."""
+    """A TensorRT logger that prints warnings and keeps errors (use ``shared_logger``; this makes a new one)."""
 
     class KeepErrors(trt.ILogger):
         def __init__(self):
@@ -242,7 +309,12 @@ def make_logger(trt):
     return KeepErrors()
 
 
-def _parse(trt, feat, network, logger, onnx_path: Path):
+def errors_since(logger, mark: int) -> str:
+    """The last errors ``logger`` kept after ``mark`` (an earlier ``len(logger.errors)``), joined; '' if none."""
+    return "; ".join(logger.errors[mark:][-3:])
+
+
+def _parse(trt, feat, network, logger, onnx_path: Path, mark: int = 0):
     parser = trt.OnnxParser(network, logger)
     if parser.parse_from_file(str(onnx_path)):
         return parser
@@ -253,11 +325,11 @@ def _parse(trt, feat, network, logger, onnx_path: Path):
                        "node_name": error.node_name() if feat.parser_node_names else None,
                        "node_operator": error.node_operator() if feat.parser_node_names else None})
     node_names, _ = onnx_names(onnx_path)
-    reason = format_parser_errors(errors, node_names) or "; ".join(logger.errors[-3:]) or "no reason given"
+    reason = format_parser_errors(errors, node_names) or errors_since(logger, mark) or "no reason given"
     raise EdgeresError(f"TensorRT {feat.version} cannot parse {onnx_path.name}: {reason}")
 
 
-def build_plan(onnx_path: Path, precision: str, opts: TrtBuildOptions, max_batch: int,
+def build_plan(onnx_path: Path, precision: str, opts: TrtBuildOptions, batches: tuple[int, int, int],
                timing_cache: Path | None, calib_cache: Path | None = None) -> tuple[bytes, BuildResult]:
     """Build a serialized engine (plan) from an ONNX file.
 
@@ -266,7 +338,7 @@ def build_plan(onnx_path: Path, precision: str, opts: TrtBuildOptions, max_batch
             the calibration cache's tensor names refer to (implicit INT8).
         precision: fp32, fp16, int8 or mixed.
         opts: build options (already checked with ``versions.check_request``).
-        max_batch: the optimization profile's maximum batch.
+        batches: (min, opt, max) of the batch axis, from ``versions.batch_profile`` (one batch for DLA).
         timing_cache: read (if present) and written back after the build; None for no cache.
         calib_cache: the calibration cache of an implicit INT8 build.
 
@@ -275,18 +347,19 @@ def build_plan(onnx_path: Path, precision: str, opts: TrtBuildOptions, max_batch
     """
     trt = require("tensorrt", "tensorrt")
     feat = versions.features(trt.__version__)
-    logger = make_logger(trt)
+    logger = shared_logger(trt)
+    mark = len(logger.errors)
     builder = trt.Builder(logger)
     network = builder.create_network(versions.network_flags(feat, trt))
-    parser = _parse(trt, feat, network, logger, Path(onnx_path))  # kept alive: the network refers to its weights
+    parser = _parse(trt, feat, network, logger, Path(onnx_path), mark)  # kept alive: the network uses its weights
     config = builder.create_builder_config()
     if opts.workspace_mib:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(opts.workspace_mib) << 20)
     tensor = network.get_input(0)
     dims = list(tensor.shape)[1:]
+    low, opt, high = batches
     profile = builder.create_optimization_profile()
-    opt = opts.opt_batch or max_batch
-    profile.set_shape(tensor.name, [opts.min_batch, *dims], [opt, *dims], [max_batch, *dims])
+    profile.set_shape(tensor.name, [low, *dims], [opt, *dims], [high, *dims])
     config.add_optimization_profile(profile)
     for flag in versions.precision_flags(feat, precision, trt):
         config.set_flag(flag)
@@ -297,6 +370,9 @@ def build_plan(onnx_path: Path, precision: str, opts: TrtBuildOptions, max_batch
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = int(opts.dla_core)
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+        dla = dla_placement(network, config)
+    else:
+        dla = None
     if opts.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     if opts.hardware_compat == "ampere_plus":
@@ -304,20 +380,20 @@ def build_plan(onnx_path: Path, precision: str, opts: TrtBuildOptions, max_batch
     if opts.builder_opt_level is not None:
         config.builder_optimization_level = int(opts.builder_opt_level)
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    warnings = _load_timing_cache(config, timing_cache)
+    warnings, tcache = _load_timing_cache(config, timing_cache)
     start = time.perf_counter()
     plan = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - start
     del calibrator, parser
     if plan is None:
         raise EdgeresError(f"TensorRT {feat.version} could not build {Path(onnx_path).name}: "
-                           + ("; ".join(logger.errors[-3:]) or "no reason given"))
+                           + (errors_since(logger, mark) or "no reason given"))
     plan = bytes(plan)
     if timing_cache is not None:
         from edgeres.fileio import atomic_path
 
         timing_cache.parent.mkdir(parents=True, exist_ok=True)
-        tcache = config.get_timing_cache()
+        tcache = config.get_timing_cache() or tcache
         with atomic_path(timing_cache) as tmp:
             Path(tmp).write_bytes(bytes(tcache.serialize()))
     runtime, engine = deserialize(plan, {"version_compatible": opts.version_compatible, "dla_core": opts.dla_core},
@@ -325,7 +401,10 @@ def build_plan(onnx_path: Path, precision: str, opts: TrtBuildOptions, max_batch
     inspector = engine.create_engine_inspector()
     info = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
     del inspector, engine, runtime
-    return plan, BuildResult(seconds=seconds, layers=summarize_layers(info, precision), warnings=warnings,
+    layers = summarize_layers(info, precision)
+    if opts.dla_core is not None:
+        warnings += dla_warnings(dla, layers)
+    return plan, BuildResult(seconds=seconds, layers=layers, warnings=warnings, dla=dla,
                              timing_cache=str(timing_cache) if timing_cache else None)
 
 
@@ -342,15 +421,33 @@ def _use_cache(trt, feat, builder, config, input_name: str, dims: list, onnx_pat
     return calibrator
 
 
-def _load_timing_cache(config, path: Path | None) -> list[str]:
+def _load_timing_cache(config, path: Path | None) -> tuple[list[str], object]:
+    """Attach the timing cache at ``path`` to ``config``, or a fresh one (with a warning saying why).
+
+    ``create_timing_cache`` returns None for bytes that are not a timing cache (a truncated or corrupt file), and
+    ``set_timing_cache`` refuses (False) a cache from another TensorRT version or GPU; either way the build goes on
+    with a new, empty cache, which is written back afterwards.
+
+    Returns:
+        (warnings, the attached ITimingCache: keep it alive until the build ends, as TensorRT requires).
+    """
     if path is None:
-        return []
+        return [], None
     data = Path(path).read_bytes() if Path(path).is_file() else b""
+    if not data:
+        fresh = config.create_timing_cache(b"")
+        config.set_timing_cache(fresh, False)
+        return [], fresh
     cache = config.create_timing_cache(data)
-    if config.set_timing_cache(cache, False):
-        return []
-    config.set_timing_cache(config.create_timing_cache(b""), False)
-    return [f"timing cache {path} is from another TensorRT version or GPU; started a new one"]
+    if cache is not None and config.set_timing_cache(cache, False):
+        return [], cache
+    why = ("is not a TensorRT timing cache (corrupt or truncated)" if cache is None
+           else "is from another TensorRT version or GPU")
+    fresh = config.create_timing_cache(b"")
+    if fresh is None or not config.set_timing_cache(fresh, False):
+        raise EdgeresError(f"TensorRT could not create an empty timing cache (after {path} {why}); build with "
+                           "--timing-cache off")
+    return [f"timing cache {path} {why}; started a new one (it is rewritten after this build)"], fresh
 
 
 def load_plan(path: Path, sha256: str | None) -> bytes:
@@ -379,7 +476,8 @@ def deserialize(plan: bytes, backend_info: dict, trt=None):
     """
     trt = trt or require("tensorrt", "tensorrt")
     feat = versions.features(trt.__version__)
-    logger = make_logger(trt)
+    logger = shared_logger(trt)
+    mark = len(logger.errors)
     runtime = trt.Runtime(logger)
     if backend_info.get("version_compatible"):
         runtime.engine_host_code_allowed = True  # the lean runtime inside a version-compatible plan
@@ -388,5 +486,5 @@ def deserialize(plan: bytes, backend_info: dict, trt=None):
     engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
         raise EdgeresError(f"TensorRT {feat.version} could not deserialize the engine: "
-                           + ("; ".join(logger.errors[-3:]) or "no reason given"))
+                           + (errors_since(logger, mark) or "no reason given"))
     return runtime, engine

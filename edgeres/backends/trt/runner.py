@@ -3,8 +3,13 @@
 Each ``infer`` records four events (before the host-to-device copy, before and after the engine, after
 the device-to-host copy), so ``last_device_times`` holds the GPU compute time apart from the copies, as
 trtexec reports it; ``last_inference_time`` (from the base class) is the end-to-end host time. With
-``cuda_graph=True`` the engine's kernels for each batch size are captured once into a CUDA graph and
-replayed (lower batch-1 latency).
+``cuda_graph=True`` the engine's kernels are captured into a CUDA graph and replayed (lower batch-1 latency).
+
+Every TensorRT call that reports failure with ``False`` is checked, as Polygraphy's runner does:
+``set_tensor_address``, ``set_input_shape`` (a batch outside the engine's profile is an error, never a run with
+the previous shape) and ``execute_async_v3``. A captured graph holds the execution context's state at capture
+(input shapes, tensor addresses), so the runner keeps one graph, for the batch the context is set to, and captures
+again when the batch changes; a failed capture is dropped, never replayed.
 """
 
 from __future__ import annotations
@@ -66,7 +71,8 @@ class TensorRTRunner(BaseRunner):
         self.host: dict[str, np.ndarray] = {}
         self.device: dict[str, int] = {}
         self.events: list = []
-        self.graphs: dict[int, object] = {}
+        self.graphs: dict[int, object] = {}  # at most one: {batch the context is set to: graph}
+        self.profiles: dict[str, tuple[int, int]] = {}  # input name -> (min, max) batch of profile 0
 
     def activate_impl(self) -> None:
         from edgeres.backends.trt.buffers import load_cuda
@@ -100,9 +106,25 @@ class TensorRTRunner(BaseRunner):
                                                                    for d in self.shapes[n])
             self.host[n] = self.cuda.host_empty(shape, self.dtypes[n])
             self.device[n] = self.cuda.malloc(self.host[n].nbytes)
-            self.context.set_tensor_address(n, self.device[n])
+            self._set_address(n, self.device[n])
+        self.profiles = {n: (int(engine.get_tensor_profile_shape(n, 0)[0][0]), profile_max[n][0])
+                         for n in self.input_names}
         self.stream = self.cuda.stream()
         self.events = [self.cuda.event() for _ in range(4)]
+
+    def _set_address(self, name: str, ptr: int) -> None:
+        if not self.context.set_tensor_address(name, ptr):
+            raise EdgeresError(f"TensorRT refused the device address of tensor '{name}' (set_tensor_address returned "
+                               "False); see the TensorRT messages above")
+
+    def _set_shape(self, name: str, shape: tuple) -> None:
+        """Set an input shape when it differs from the context's (set_input_shape's False is an error)."""
+        if tuple(self.context.get_tensor_shape(name)) == shape:
+            return
+        low, high = self.profiles.get(name, (None, None))
+        if not self.context.set_input_shape(name, shape):
+            raise EdgeresError(f"TensorRT refused input '{name}' of shape {shape} (set_input_shape returned False); "
+                               f"the engine's batch profile is {low}..{high}")
 
     def _check_feed(self, feed: dict[str, np.ndarray]) -> None:
         if set(feed) != set(self.input_names):
@@ -112,13 +134,18 @@ class TensorRTRunner(BaseRunner):
             if tuple(x.shape[1:]) != want and all(d >= 0 for d in want):
                 raise EdgeresError(f"input '{name}' has shape {tuple(x.shape)}; the engine takes (N, "
                                    f"{', '.join(map(str, want))})")
+            low, high = self.profiles.get(name, (1, self.max_batch))
+            if not low <= x.shape[0] <= high:
+                fixed = "a DLA engine runs one fixed batch; " if low == high else ""
+                raise EdgeresError(f"batch {x.shape[0]} is outside this engine's batch profile {low}..{high} "
+                                   f"({fixed}rebuild with --min-batch/--max-batch covering {x.shape[0]})")
 
     def infer_impl(self, feed: dict[str, np.ndarray]) -> OrderedDict[str, np.ndarray]:
         self._check_feed(feed)
         cuda, stream, ev = self.cuda, self.stream, self.events
         batch = next(iter(feed.values())).shape[0]
         for name, x in feed.items():
-            self.context.set_input_shape(name, tuple(x.shape))
+            self._set_shape(name, tuple(x.shape))
             np.copyto(self.host[name][:batch], x, casting="same_kind")
         cuda.record(ev[0], stream)
         for name, x in feed.items():
@@ -137,27 +164,41 @@ class TensorRTRunner(BaseRunner):
         return OrderedDict((n, self.host[n].reshape(-1)[: int(np.prod(shapes[n]))].reshape(shapes[n]).copy())
                            for n in self.output_names)
 
+    def _enqueue(self, handle: int) -> None:
+        if not self.context.execute_async_v3(handle):
+            raise EdgeresError("TensorRT could not enqueue the engine (execute_async_v3 returned False); see the "
+                               "TensorRT messages above")
+
     def _execute(self, batch: int) -> None:
         handle = self.cuda.handle(self.stream)
         if not self.cuda_graph:
-            if not self.context.execute_async_v3(handle):
-                raise EdgeresError("TensorRT could not enqueue the engine (execute_async_v3 returned False)")
+            self._enqueue(handle)
             return
         if batch not in self.graphs:
+            # The context's shape changed since the last capture: that graph holds the old shape; drop it.
+            self._drop_graphs()
             # One ordinary run first lets TensorRT finish shape-dependent setup outside the capture.
-            if not self.context.execute_async_v3(handle):
-                raise EdgeresError("TensorRT could not enqueue the engine (execute_async_v3 returned False)")
+            self._enqueue(handle)
             self.cuda.synchronize(self.stream)
-            self.graphs[batch] = self.cuda.capture(self.stream, lambda: self.context.execute_async_v3(handle))
+            try:
+                graph = self.cuda.capture(self.stream, lambda: self.context.execute_async_v3(handle))
+            except EdgeresError as exc:
+                raise EdgeresError(f"CUDA-graph capture of the engine failed for batch {batch}: {exc}; run without "
+                                   "--cuda-graph") from None
+            self.graphs[batch] = graph
         self.cuda.launch(self.graphs[batch], self.stream)
+
+    def _drop_graphs(self) -> None:
+        for graph in self.graphs.values():
+            self.cuda.destroy_graph(graph)
+        self.graphs.clear()
 
     def deactivate_impl(self) -> None:
         cuda = self.cuda
         if cuda is not None:
             if self.stream is not None:
                 cuda.synchronize(self.stream)
-            for graph in self.graphs.values():
-                cuda.destroy_graph(graph)
+            self._drop_graphs()
             for event in self.events:
                 cuda.destroy_event(event)
             for ptr in self.device.values():

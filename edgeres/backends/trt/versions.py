@@ -6,9 +6,16 @@
 | FP16 | ``BuilderFlag.FP16`` | ``BuilderFlag.FP16`` | an FP16-typed ONNX (no precision flags) |
 | INT8 from the Q/DQ ONNX | ``BuilderFlag.INT8`` | ``BuilderFlag.INT8`` | as typed in the ONNX |
 | INT8 from a calibration cache | calibrator | calibrator | removed: a clear error |
-| DLA (Orin) with GPU fallback | yes | yes | removed: a clear error |
+| DLA (Orin) with GPU fallback | yes | up to 10.7 (JetPack 6: 10.3) | 11.4.1+ (JetPack 7.2.2+), FP16 only |
+| DLA INT8 | from a calibration cache | from a calibration cache | refused (no calibration caches) |
 | parser errors name the node | index only (names from the ONNX) | ``node_name()`` | ``node_name()`` |
-| version-compatible / hardware-compatible engines | yes | yes | yes |
+| version-compatible engines run on | 8.x (>= build), 10.x | 10.x (>= build), 11.x | 11.x (>= build) |
+| hardware-compatible engines | discrete GPUs | discrete GPUs | discrete GPUs (never JetPack) |
+
+DLA rules, from TensorRT's "Working with DLA" pages: DLA has no dynamic shapes (the profile's min, opt and max
+must be equal and the runtime shape equal to them), and on 8.6/10.x DLA runs INT8 only from a calibration cache
+(implicit quantization): Q/DQ layers fall back to the GPU. TensorRT 10.7 was the last release with DLA before
+11.4.1 brought it back on JetPack 7.2.2 or later (Jetson AGX Orin; not Thor, not DRIVE OS).
 
 Nothing here imports tensorrt: callers pass the version string, or the module when a TensorRT
 object is needed. ``used_names`` lists every TensorRT attribute the backend touches for a version;
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 from edgeres.errors import EdgeresError
 
@@ -63,7 +71,7 @@ class Features:
     precision_flags: bool  # weakly typed builds with BuilderFlag.FP16/INT8 (<= 10)
     strongly_typed: bool  # 11: every network is strongly typed; precision comes from the ONNX types
     implicit_int8: bool  # a calibrator serving a calibration cache (<= 10)
-    dla: bool  # DLA cores with GPU fallback (<= 10; JetPack's 8.6 and 10.3 on Orin)
+    dla: bool  # DLA cores with GPU fallback: 8.6, 10.0-10.7 (JetPack 6: 8.6, 10.3), 11.4.1+ (JetPack 7.2.2+)
     parser_node_names: bool  # ParserError.node_name() (>= 10)
 
 
@@ -78,7 +86,52 @@ def features(version: str | TrtVersion) -> Features:
         raise EdgeresError(f"TensorRT {v} is not supported; supported: {SUPPORTED} (JetPack 6 ships 8.6 or 10.3)")
     le10 = v.major <= 10
     return Features(version=v, explicit_batch_flag=v.major == 8, precision_flags=le10, strongly_typed=not le10,
-                    implicit_int8=le10, dla=le10, parser_node_names=v.major >= 10)
+                    implicit_int8=le10, dla=_has_dla(v), parser_node_names=v.major >= 10)
+
+
+def _has_dla(v: TrtVersion) -> bool:
+    """DLA per TensorRT's own notes: 8.6 and 10.0-10.7 (10.7 was the last release with DLA), then 11.4.1 and
+    later (Jetson AGX Orin on JetPack 7.2.2 or later); not 10.8-10.x nor 11.0-11.4.0."""
+    if v.major == 8:
+        return True
+    if v.major == 10:
+        return v.minor <= 7
+    return (v.major, v.minor, v.patch) >= (11, 4, 1)
+
+
+def no_dla_reason(v: TrtVersion) -> str:
+    """Why this TensorRT version cannot build DLA engines (for a version where ``features(v).dla`` is False)."""
+    if v.major == 10:
+        return (f"TensorRT {v} has no DLA: 10.7 was the last 10.x release with DLA (JetPack 6 ships 8.6 or 10.3, "
+                "which have it)")
+    return (f"TensorRT {v} has no DLA: TensorRT 11 brought DLA back in 11.4.1, on JetPack 7.2.2 or later (Jetson AGX "
+            "Orin); JetPack 6's TensorRT 8.6 or 10.3 have it")
+
+
+def batch_profile(min_batch: int | None, opt_batch: int | None, max_batch: int, dla: bool = False) -> tuple:
+    """The optimization profile of the batch axis as (min, opt, max).
+
+    GPU engines: min defaults to 1 and opt to min, so the engine is tuned for the batch a camera loop and batch-1
+    latency use; ``--opt-batch`` tunes for larger batches. DLA engines: one fixed batch, ``--max-batch``, because
+    DLA has no dynamic shapes (TensorRT requires min = opt = max, and the runtime shape equal to them).
+
+    Raises:
+        EdgeresError: the batches are out of order, or differ for a DLA engine.
+    """
+    if dla:
+        given = {"--min-batch": min_batch, "--opt-batch": opt_batch}
+        differ = [f"{flag} {value}" for flag, value in given.items() if value is not None and value != max_batch]
+        if differ:
+            raise EdgeresError(f"DLA has no dynamic shapes: a DLA engine runs one fixed batch, --max-batch "
+                               f"{max_batch}, but {' and '.join(differ)} asked for a range; drop them, or build one "
+                               "fixed batch with --max-batch N (--max-batch 1 for a camera)")
+        return max_batch, max_batch, max_batch
+    low = 1 if min_batch is None else min_batch
+    opt = low if opt_batch is None else opt_batch
+    if not 1 <= low <= opt <= max_batch:
+        raise EdgeresError(f"the batch profile needs 1 <= --min-batch <= --opt-batch <= --max-batch; got "
+                           f"{low} / {opt} / {max_batch}")
+    return low, opt, max_batch
 
 
 def network_flags(feat: Features, trt) -> int:
@@ -118,7 +171,8 @@ def fast_precisions(compute_capability: str | None) -> dict:
 
 def check_request(feat: Features, precision: str, int8_source: str = "qdq", dla_core: int | None = None,
                   dla_cores: int | None = None, version_compatible: bool = False, hardware_compat: str = "none",
-                  builder_opt_level: int | None = None, compute_capability: str | None = None) -> list[str]:
+                  builder_opt_level: int | None = None, compute_capability: str | None = None,
+                  jetson: bool = False) -> list[str]:
     """Refuse what this version or device cannot build; return warnings for what it builds slowly.
 
     Args:
@@ -131,6 +185,7 @@ def check_request(feat: Features, precision: str, int8_source: str = "qdq", dla_
         hardware_compat: ``none`` or ``ampere_plus``.
         builder_opt_level: 0-5, or None for TensorRT's default (3).
         compute_capability: of the build GPU, like "8.7".
+        jetson: the build machine is a Jetson (JetPack, integrated GPU).
 
     Raises:
         EdgeresError: a combination this version or device cannot build.
@@ -151,10 +206,13 @@ def check_request(feat: Features, precision: str, int8_source: str = "qdq", dla_
                            f"{', '.join(HARDWARE_COMPAT)}")
     if builder_opt_level is not None and not 0 <= builder_opt_level <= 5:
         raise EdgeresError(f"--builder-opt-level must be 0-5 (TensorRT's default is 3), got {builder_opt_level}")
+    if hardware_compat != "none" and jetson:
+        raise EdgeresError("--hardware-compat ampere_plus is not supported on a Jetson: TensorRT's hardware "
+                           "compatibility is for discrete Ampere-or-newer GPUs, not JetPack or DRIVE OS; drop "
+                           "--hardware-compat and build on the device that runs the engine")
     if dla_core is not None:
         if not feat.dla:
-            raise EdgeresError(f"TensorRT {v} does not support DLA; DLA engines need TensorRT 8.6 or 10.x "
-                               "(JetPack 6 on a Jetson Orin); drop --dla-core")
+            raise EdgeresError(f"{no_dla_reason(v)}; drop --dla-core")
         if dla_cores == 0:
             raise EdgeresError(f"--dla-core {dla_core} asked, but this device has no DLA (DLA cores are on Jetson "
                                "AGX Orin and Orin NX); drop --dla-core")
@@ -166,6 +224,16 @@ def check_request(feat: Features, precision: str, int8_source: str = "qdq", dla_
         if version_compatible or hardware_compat != "none":
             raise EdgeresError("DLA engines cannot be version- or hardware-compatible; drop --version-compatible "
                                "and --hardware-compat with --dla-core")
+        if precision in ("int8", "mixed") and not feat.implicit_int8:
+            raise EdgeresError(f"INT8 on DLA needs a calibration cache, and TensorRT {v} has none (removed in 11); "
+                               "build the DLA engine with --precision fp16")
+        if precision == "mixed":
+            raise EdgeresError("--precision mixed is a Q/DQ model, and DLA runs INT8 only from a calibration cache "
+                               "(its Q/DQ layers would run on the GPU); for DLA use --precision int8 --int8-from cache")
+        if precision == "int8" and int8_source == "qdq":
+            raise EdgeresError("DLA runs INT8 only from a calibration cache (implicit quantization): with the Q/DQ "
+                               "model its layers would fall back to the GPU; add --int8-from cache (same activation "
+                               "ranges, from the scales JSON), or build --precision fp16")
     if hardware_compat == "ampere_plus" and _cc(compute_capability) is not None and _cc(compute_capability) < (8, 0):
         raise EdgeresError(f"--hardware-compat ampere_plus needs an Ampere or newer GPU to build on (compute "
                            f"capability >= 8.0); this one is {compute_capability}")
@@ -178,6 +246,19 @@ def check_request(feat: Features, precision: str, int8_source: str = "qdq", dla_
         warnings.append(f"this GPU (compute capability {compute_capability}) has no fast FP16; FP16 will not be "
                         "faster than FP32 here")
     return warnings
+
+
+# Version-compatible engines across a major version, as TensorRT's support matrix lists them (8 -> 9 exists too, but
+# edgeres does not run on 9). No other cross-major combination is supported (an 8.x engine never runs on 11).
+VERSION_COMPAT_NEXT_MAJOR = {8: 10, 10: 11}
+
+
+def version_compatible_runs(built: TrtVersion, here: TrtVersion) -> bool:
+    """Whether a version-compatible engine built with ``built`` runs on ``here`` (TensorRT's documented rule:
+    from 8.6 on, on the same major version at or after the build, and 8 -> 10, 10 -> 11)."""
+    if (built.major, built.minor) < (8, 6) or here < built:
+        return False
+    return here.major == built.major or VERSION_COMPAT_NEXT_MAJOR.get(built.major) == here.major
 
 
 def compat_problems(manifest: dict, current: dict) -> list[str]:
@@ -195,15 +276,23 @@ def compat_problems(manifest: dict, current: dict) -> list[str]:
         return [f"built with TensorRT {built}, this machine has no TensorRT installed"]
     b, h = TrtVersion.parse(built), TrtVersion.parse(here)
     if backend.get("version_compatible"):
-        if h.major != b.major or h < b:
-            problems.append(f"built version-compatible with TensorRT {built}: it runs on TensorRT {b.major}.x from "
-                            f"{b.major}.{b.minor} on; this machine has {here}")
+        if not version_compatible_runs(b, h):
+            later = VERSION_COMPAT_NEXT_MAJOR.get(b.major)
+            runs_on = f"TensorRT {b.major}.x from {b.major}.{b.minor} on" + (f", and {later}.x" if later else "")
+            problems.append(f"built version-compatible with TensorRT {built}: it runs on {runs_on}; this machine has "
+                            f"{here}")
     elif str(built) != str(here):
         problems.append(f"built with TensorRT {built}, this machine has {here} (engines are tied to the exact "
                         "TensorRT version unless built with --version-compatible)")
     cc_built, cc_here = device.get("compute_capability"), current.get("compute_capability")
     level = backend.get("hardware_compat", "none")
-    if level == "ampere_plus":
+    if level == "ampere_plus" and (device.get("l4t") or current.get("l4t")):
+        # Hardware compatibility is not supported on JetPack: such an engine is held to the GPU it was built on.
+        if (device.get("gpu"), cc_built) != (current.get("gpu"), cc_here):
+            problems.append(f"built for GPU {device.get('gpu')} (sm {cc_built}), this machine has "
+                            f"{current.get('gpu') or 'no GPU'} (sm {cc_here}); hardware-compatible engines do not "
+                            "cover Jetsons (TensorRT supports hardware compatibility on discrete GPUs only)")
+    elif level == "ampere_plus":
         if _cc(cc_here) is None or _cc(cc_here) < (8, 0):
             problems.append(f"built hardware-compatible for Ampere and newer GPUs; this machine has "
                             f"{current.get('gpu') or 'no GPU'} (sm {cc_here})")
@@ -245,6 +334,7 @@ COMMON_NAMES = frozenset({
     "ICudaEngine.create_execution_context", "TensorIOMode.INPUT",
     "IExecutionContext.set_input_shape", "IExecutionContext.get_tensor_shape", "IExecutionContext.set_tensor_address",
     "IExecutionContext.execute_async_v3",
+    "INetworkDefinition.num_layers", "INetworkDefinition.get_layer", "ILayer.name",
 })
 FEATURE_NAMES = {
     "explicit_batch_flag": frozenset({"NetworkDefinitionCreationFlag.EXPLICIT_BATCH"}),
@@ -257,7 +347,8 @@ FEATURE_NAMES = {
         "IBuilderConfig.int8_calibrator", "IBuilderConfig.set_calibration_profile",
     }),
     "dla": frozenset({"DeviceType.DLA", "IBuilderConfig.default_device_type", "IBuilderConfig.DLA_core",
-                      "BuilderFlag.GPU_FALLBACK", "Runtime.DLA_core", "Builder.num_DLA_cores"}),
+                      "BuilderFlag.GPU_FALLBACK", "Runtime.DLA_core", "Runtime.num_DLA_cores",
+                      "IBuilderConfig.can_run_on_DLA"}),
     "parser_node_names": frozenset({"ParserError.node_name", "ParserError.node_operator"}),
 }
 
@@ -271,22 +362,37 @@ def used_names(feat: Features) -> set[str]:
     return names
 
 
+def trtexec_engine_name(engine: str) -> str:
+    """``r18.plan`` -> ``r18.trtexec.plan``: trtexec saves beside edgeres' engine, never over it (the manifest
+    checks that file's hash)."""
+    path = PurePosixPath(engine)
+    return str(path.with_name(path.stem + ".trtexec" + (path.suffix or ".plan")))
+
+
 def trtexec_command(feat: Features, onnx: str, engine: str, input_name: str, dims: list, precision: str,
                     min_batch: int, opt_batch: int, max_batch: int, workspace_mib: int | None = None,
                     timing_cache: str | None = None, builder_opt_level: int | None = None,
                     dla_core: int | None = None, version_compatible: bool = False, hardware_compat: str = "none",
-                    calib_cache: str | None = None) -> str:
-    """The ``trtexec`` command line that builds the same engine with NVIDIA's own tool.
+                    calib_cache: str | None = None, engine_dir: str | Path | None = None) -> str:
+    """The ``trtexec`` command line that builds the same engine with NVIDIA's own tool, run in the engine folder.
 
-    Paths are given as they should appear (relative to the engine folder, where the source ONNX is kept).
+    Args:
+        onnx, engine, calib_cache: file names in the engine folder; the engine is edgeres' ``.plan``, and trtexec
+            saves to ``trtexec_engine_name(engine)`` beside it.
+        min_batch, opt_batch, max_batch: the profile the build used (``batch_profile``; one batch for DLA).
+        timing_cache: the timing-cache path; written relative to ``engine_dir`` when that is given.
+        engine_dir: the engine folder the command is run in.
     """
+    import os
     import shlex
 
     def shape(batch: int) -> str:
         return f"{input_name}:" + "x".join(str(d) for d in (batch, *dims))
 
-    args = ["trtexec", f"--onnx={onnx}", f"--saveEngine={engine}", f"--minShapes={shape(min_batch)}",
-            f"--optShapes={shape(opt_batch)}", f"--maxShapes={shape(max_batch)}"]
+    if dla_core is not None and not min_batch == opt_batch == max_batch:
+        raise EdgeresError(f"a DLA engine has one fixed batch; got the profile {min_batch}/{opt_batch}/{max_batch}")
+    args = ["trtexec", f"--onnx={onnx}", f"--saveEngine={trtexec_engine_name(engine)}",
+            f"--minShapes={shape(min_batch)}", f"--optShapes={shape(opt_batch)}", f"--maxShapes={shape(max_batch)}"]
     if feat.precision_flags:
         args += {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8"], "mixed": ["--int8"]}[precision]
     if calib_cache:
@@ -294,6 +400,8 @@ def trtexec_command(feat: Features, onnx: str, engine: str, input_name: str, dim
     if workspace_mib:
         args.append(f"--memPoolSize=workspace:{workspace_mib}")  # MiB in 8.6, 10 and 11
     if timing_cache:
+        if engine_dir is not None and os.path.isabs(timing_cache):
+            timing_cache = os.path.relpath(timing_cache, engine_dir)
         args.append(f"--timingCacheFile={timing_cache}")
     if builder_opt_level is not None:
         args.append(f"--builderOptimizationLevel={builder_opt_level}")
@@ -303,4 +411,5 @@ def trtexec_command(feat: Features, onnx: str, engine: str, input_name: str, dim
         args.append("--versionCompatible")
     if hardware_compat == "ampere_plus":
         args.append("--hardwareCompatibilityLevel=ampere+")
+    args.append("--profilingVerbosity=detailed")  # as edgeres builds: the engine inspector reports layer precisions
     return shlex.join(args)
