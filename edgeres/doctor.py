@@ -75,7 +75,8 @@ def judge(facts: dict) -> list[Check]:
     elif trt is None:
         verdict = "warn" if gpu_present else "info"
         checks.append(Check("tensorrt", verdict, "not installed: only ONNX Runtime (CPU) engines can be built",
-                            "pip install 'edgeres[tensorrt]' on a GPU desktop; JetPack's TensorRT on a Jetson"
+                            "pip install 'edgeres[tensorrt]' on a GPU desktop (CUDA 12 driver; "
+                            "'edgeres[tensorrt-cu13]' for CUDA 13); JetPack's TensorRT on a Jetson"
                             if gpu_present else ""))
     else:
         try:
