@@ -173,16 +173,26 @@ def bench_checkpoint(checkpoint, cfg: BenchConfig) -> dict:
     from edgeres.data.samples import camera_frames
     from edgeres.models.checkpoint import load_checkpoint
 
-    config = load_checkpoint(checkpoint).config
+    ckpt = load_checkpoint(checkpoint)
+    config = ckpt.config
     before = rss_mb()
     frames = camera_frames()
-    with TorchRunner(ModelLoader(checkpoint, threads=cfg.threads)) as runner:
+    if ckpt.is_onnx:  # an ONNX model from elsewhere: its reference is ONNX Runtime FP32, not torch eager
+        from edgeres.backends.onnxrt.loader import SessionLoader
+        from edgeres.backends.onnxrt.runner import OnnxRuntimeRunner
+
+        reference = OnnxRuntimeRunner(SessionLoader(ckpt.onnx_path, threads=cfg.threads))
+        name, backend = "onnx-source", "onnxruntime"
+    else:
+        reference = TorchRunner(ModelLoader(checkpoint, threads=cfg.threads))
+        name, backend = "torch-eager", "torch"
+    with reference as runner:
         post = postprocess_for(config.task, config.preprocess, config.class_names)
         results = [bench_runner(runner, config.preprocess, frames, b, cfg.duration, cfg.warmup, cfg.min_iterations,
                                 post) for b in cfg.batches]
         loaded = rss_mb()
     return {
-        "name": "torch-eager", "engine": str(checkpoint), "backend": "torch", "precision": "fp32",
+        "name": name, "engine": str(checkpoint), "backend": backend, "precision": "fp32",
         "arch": config.arch, "input_size": list(config.preprocess.input_size), "load_seconds": None,
         "rss_increase_mb": loaded - before, "peak_rss_mb": peak_rss_mb(), "engine_size_mb": None, "results": results,
     }

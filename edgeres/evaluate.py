@@ -116,7 +116,13 @@ def evaluate_checkpoint(ckpt_path, data_dir, batch_size: int = 64, arch: str | N
     ckpt = load_checkpoint(ckpt_path, arch=arch, class_names=images.class_names)
     require_matching_classes(ckpt.config, images.class_names, f"data folder {data_dir}")
     data = EvalImages(images, ckpt.config.preprocess)
-    logits = predict_logits(torch_predict_fn(ckpt.build_model()), data, batch_size, progress=progress)
+    if ckpt.is_onnx:  # an ONNX model from elsewhere: ONNX Runtime (CPU, FP32) is its reference
+        from edgeres.models.onnx_source import onnx_predict_fn
+
+        predict = onnx_predict_fn(ckpt.onnx_path)
+    else:
+        predict = torch_predict_fn(ckpt.build_model())
+    logits = predict_logits(predict, data, batch_size, progress=progress)
     metrics = classification_metrics(data.labels, logits, images.class_names)
     metrics["model"] = str(ckpt_path)
     metrics["predictions"] = logits.argmax(1).tolist()

@@ -169,8 +169,42 @@ def export_checkpoint(checkpoint: Path, out: Path, opset: int = DEFAULT_OPSET, e
 
     ckpt = load_checkpoint(checkpoint)
     config = ckpt.config
+    if ckpt.is_onnx:
+        return copy_checked_onnx(ckpt.onnx_path, out, normalize_in_network, force)
     if normalize_in_network:
         config = ModelConfig(config.arch, config.class_names, config.task,
                              replace(config.preprocess, normalize_in_network=True))
     return export_model(ckpt.build_model(), config, out, opset=opset, exporter=exporter, tolerance=tolerance,
                         force=force)
+
+
+def copy_checked_onnx(source: Path, out: Path, normalize_in_network: bool = False, force: bool = False) -> ExportResult:
+    """"Export" of an ONNX model from elsewhere: the file the model resolver checked and cleaned, run once more in
+    ONNX Runtime on real images. There is no torch to compare with, so the recorded difference is 0 by definition
+    (the resolver already checked batch consistency and finite outputs)."""
+    import shutil
+
+    import onnx
+
+    from edgeres.models.onnx_source import INPUT_NAME as ONNX_INPUT
+    from edgeres.models.onnx_source import onnx_predict_fn, read_edgeres_onnx
+
+    if normalize_in_network:
+        raise EdgeresError(f"--uint8-input rebuilds the network in torch; {source} is an ONNX model without torch "
+                           "weights: build it with float input")
+    out = Path(out)
+    check_writable(out, force)
+    config, _ = read_edgeres_onnx(source)
+    with atomic_path(out) as tmp:
+        shutil.copyfile(source, tmp)
+        from edgeres.data.samples import reference_images
+        from edgeres.processing import preprocess
+
+        images = reference_images()
+        logits = onnx_predict_fn(tmp)(preprocess(images, config.preprocess))
+        if not np.isfinite(logits).all():
+            raise EdgeresError(f"{source} gives non-finite outputs on real images")
+    opset = next((o.version for o in onnx.load(str(out), load_external_data=False).opset_import
+                  if o.domain in ("", "ai.onnx")), 0)
+    return ExportResult(str(out), "external", opset, 0.0, 0.0, len(images), ONNX_INPUT, output_names(config.task),
+                        False)

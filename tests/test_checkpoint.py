@@ -185,9 +185,12 @@ def test_corrupt_files_are_checkpoint_errors(tmp_path, model):
         assert "\n" not in str(err.value) and name in str(err.value)
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "absent.safetensors")
-    (tmp_path / "model.onnx").write_bytes(b"x")
-    with pytest.raises(CheckpointError, match=r"unsupported checkpoint type '\.onnx'"):
+    (tmp_path / "model.onnx").write_bytes(b"x")  # ONNX models are read too (see test_model_sources.py)
+    with pytest.raises(CheckpointError, match="corrupt or unreadable ONNX file"):
         load_checkpoint(tmp_path / "model.onnx")
+    (tmp_path / "model.h5").write_bytes(b"x")
+    with pytest.raises(CheckpointError, match=r"unsupported model file type '\.h5'.*\.onnx"):
+        load_checkpoint(tmp_path / "model.h5")
 
 
 def test_state_dict_of_non_tensors_is_refused(tmp_path):

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from edgeres.cli.model_source import model_options
+
 
 def parse_batches(text: str) -> list[int]:
     from edgeres.errors import EdgeresError
@@ -20,9 +22,11 @@ def parse_batches(text: str) -> list[int]:
     return batches
 
 
+@model_options
 def bench(
     engine: list[Path] = typer.Option(None, "--engine", help="Engine file/manifest/folder (repeatable)."),
-    model: Path = typer.Option(None, "--model", help="Also time this checkpoint in torch eager (the reference)."),
+    model: Path = typer.Option(None, "--model", help="Also time this model's reference: a checkpoint or .pth in "
+                               "torch eager, an .onnx in ONNX Runtime."),
     batch: str = typer.Option("1", "--batch", help="Batch sizes, e.g. 1,8,32."),
     threads: int = typer.Option(None, "--threads", min=1, help="Intra-op threads [default: runtime's choice]."),
     duration: float = typer.Option(10.0, "--duration", min=0.1, help="Seconds measured per engine and batch."),
@@ -30,18 +34,21 @@ def bench(
     no_spin: bool = typer.Option(False, "--no-spin", help="Don't let idle ONNX Runtime threads spin."),
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="TensorRT engines: replay CUDA graphs."),
     json_out: bool = typer.Option(False, "--json", help="Print results as JSON."),
+    request=None,
 ) -> None:
     """Time pre-process, inference and post-process on real 640x480 frames."""
     from edgeres.bench import BenchConfig, bench_checkpoint, bench_engine, bench_environment
+    from edgeres.cli.model_source import resolve_for_command
     from edgeres.errors import EdgeresError
 
-    if not engine and model is None:
+    if not engine and not request.given:
         raise EdgeresError("nothing to benchmark: give --engine ENGINE (repeatable) and/or --model CKPT")
+    reference = resolve_for_command(request, quiet=json_out).path if request.given else None
     cfg = BenchConfig(batches=parse_batches(batch), threads=threads, duration=duration, warmup=warmup,
                       spinning=not no_spin, cuda_graph=cuda_graph)
     rows = [bench_engine(e, cfg) for e in engine or []]
-    if model is not None:
-        rows.append(bench_checkpoint(model, cfg))
+    if reference is not None:
+        rows.append(bench_checkpoint(reference, cfg))
     for row in rows:
         for r in row["results"]:
             r.pop("samples_ms", None)  # per-iteration times stay in reports; the summary is what bench prints

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from edgeres.cli.model_source import model_options
+
 
 class Precision(str, Enum):
     fp32 = "fp32"
@@ -38,8 +40,10 @@ class Int8From(str, Enum):
     cache = "cache"
 
 
+@model_options
 def build(
-    model: Path = typer.Option(None, "--model", help="Checkpoint [default: the workspace's model]."),
+    model: Path = typer.Option(None, "--model", help="Checkpoint, .pth state dict or .onnx [default: the "
+                               "workspace's model]."),
     precision: Precision = typer.Option(Precision.fp32, "--precision"),
     backend: Backend = typer.Option(
         None, "--backend", show_default=False,
@@ -80,27 +84,35 @@ def build(
         help="TensorRT: ampere_plus runs on any Ampere-or-newer discrete GPU (not on Jetson) [none]."),
     int8_from: Int8From = typer.Option(
         None, "--int8-from", help="TensorRT INT8: qdq (Q/DQ artifact) or cache (implicit, TensorRT <= 10) [qdq]."),
+    request=None,
 ) -> None:
     """Build an engine and its manifest."""
+    from dataclasses import replace
+
     from edgeres.build import BuildConfig, build_engine, pick_backend
     from edgeres.cli.console import make_console
+    from edgeres.cli.model_source import resolve_for_command
+    from edgeres.cli.notices import printed_warnings
     from edgeres.engine import command_line
-    from edgeres.workspace import default_engine_dir, find_workspace, model_or_workspace_default
+    from edgeres.workspace import default_engine_dir, find_workspace
 
     if qat is not None:
         from edgeres.errors import EdgeresError
         from edgeres.quant.qat import qat_calibration_folder
 
-        if model is not None or calib is not None or precision.value not in ("int8", "mixed"):
+        if request.given or calib is not None or precision.value not in ("int8", "mixed"):
             raise EdgeresError("--qat CKPT is the model and its calibration: use it with --precision int8 and "
                                "without --model/--calib")
-        model, calib = qat, qat_calibration_folder(qat)
-    ckpt = model_or_workspace_default(model)
+        calib = qat_calibration_folder(qat)
+        request = replace(request, model=qat)
+    resolved = resolve_for_command(request)
+    ckpt = resolved.path
     out = out or default_engine_dir(ckpt, precision.value)
     ws = find_workspace()  # edgeres.toml's [build] backend applies unless --backend is given
     chosen = pick_backend(backend.value if backend is not None else ws.default("build", "backend", "auto") if ws
                           else "auto")
-    args = ["build", "--model", str(ckpt.resolve()), "--precision", precision.value, "--backend", chosen,
+    source_args = request.cli_args() if resolved.foreign else ["--model", str(ckpt.resolve())]
+    args = ["build", *source_args, "--precision", precision.value, "--backend", chosen,
             "--out", str(out.resolve()), "--opset", str(opset), "--exporter", exporter, "--max-batch", str(max_batch),
             "--opt-level", opt_level.value, *(["--uint8-input"] if uint8_input else []), "--force"]
     trt_opts, trt_args = tensorrt_options(chosen, workspace=workspace, min_batch=min_batch, opt_batch=opt_batch,
@@ -118,7 +130,8 @@ def build(
                       max_batch=max_batch, opt_level=opt_level.value, normalize_in_network=uint8_input, force=force,
                       build_command=command_line(args), calib=calib, calib_data=calib_data, calib_method=calib_method,
                       max_drop=max_drop, val_data=val_data, tensorrt=trt_opts)
-    engine_file, manifest = build_engine(cfg)
+    with printed_warnings(notes_only=True):
+        engine_file, manifest = build_engine(cfg)
     detail = (f"calibration {manifest['calibration']['method']} ({manifest['calibration']['images']} images)"
               if "calibration" in manifest else f"export max abs diff {manifest['export']['max_abs_diff']:.1e}")
     make_console().print(

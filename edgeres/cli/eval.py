@@ -7,27 +7,50 @@ from pathlib import Path
 
 import typer
 
+from edgeres.cli.model_source import model_options
 
+
+@model_options
 def evaluate(
-    model: Path = typer.Option(None, "--model", help="Checkpoint (.safetensors, or .pth with --arch)."),
+    model: Path = typer.Option(None, "--model", help="Checkpoint, .pth state dict (with --arch) or .onnx."),
     engine: Path = typer.Option(None, "--engine", help="Or an engine (file, manifest or folder)."),
     data: Path = typer.Option(
         ..., "--data", help="classify: DIR/val/<class> or DIR/<class>; detect: a COCO or YOLO split (or DIR/val)."
     ),
-    arch: str = typer.Option(None, "--arch", help="Architecture of a .pth state dict without metadata."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    request=None,
 ) -> None:
     """Classifiers: top-1, top-5, per-class accuracy, confusion matrix. Detectors: COCO mAP and per-class AP."""
+    from edgeres.cli.model_source import resolve_for_command
     from edgeres.errors import EdgeresError
     from edgeres.evaluate import evaluate_checkpoint, evaluate_engine
 
-    if (model is None) == (engine is None):
-        raise EdgeresError("give exactly one of --model CKPT or --engine ENGINE")
+    if request.given == (engine is not None):
+        raise EdgeresError("give exactly one of --model CKPT (or --weights NAME) or --engine ENGINE")
     if engine is not None:
+        if request.describing_options() or request.arch:
+            raise EdgeresError(
+                "--arch, --classes, --img-size and the like describe a --model; an engine's manifest "
+                "already records them"
+            )
         metrics = evaluate_engine(engine, data, batch_size=batch_size, progress=not json_out)
     else:
-        metrics = evaluate_checkpoint(model, data, batch_size=batch_size, arch=arch, progress=not json_out)
+        if request.classes is None and request.num_classes is None:  # a foreign model's classes: the data's
+            from dataclasses import replace
+
+            from edgeres.data.imagefolder import load_eval_split
+            from edgeres.models.checkpoint import checkpoint_task
+
+            if request.model is None or checkpoint_task(request.model) == "classify":
+                request = replace(
+                    request,
+                    class_names=tuple(load_eval_split(data).class_names),
+                    class_names_from=f"the data folder {data}",
+                )
+        resolved = resolve_for_command(request, quiet=json_out)
+        metrics = evaluate_checkpoint(resolved.path, data, batch_size=batch_size, progress=not json_out)
+        metrics["model"] = resolved.source
     if json_out:
         print(json.dumps(metrics, indent=2))
     else:

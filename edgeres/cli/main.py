@@ -8,8 +8,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from edgeres.cli import bench, build, calibrate, data, demo, export, info, predict, workspace
+from edgeres.cli import bench, build, calibrate, data, demo, export, import_model, info, predict, workspace
 from edgeres.cli import camera as camera_cmd
+from edgeres.cli import deploy as deploy_cmd
 from edgeres.cli import doctor as doctor_cmd
 from edgeres.cli import eval as eval_cmd
 from edgeres.cli import qat as qat_cmd
@@ -33,6 +34,7 @@ app.command("train")(train_cmd.train)
 app.command("eval")(eval_cmd.evaluate)
 app.command("init")(workspace.init)
 app.command("export")(export.export)
+app.command("import")(import_model.import_model)
 app.command("calibrate")(calibrate.calibrate)
 app.command("qat")(qat_cmd.qat)
 app.command("build")(build.build)
@@ -40,6 +42,7 @@ app.command("predict")(predict.predict)
 app.command("bench")(bench.bench)
 app.command("report")(report_cmd.report)
 app.command("camera")(camera_cmd.camera)
+app.add_typer(deploy_cmd.app, name="deploy")
 app.command("doctor")(doctor_cmd.doctor)
 app.command("selftest")(selftest_cmd.selftest)
 

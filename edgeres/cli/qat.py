@@ -6,9 +6,13 @@ from pathlib import Path
 
 import typer
 
+from edgeres.cli.model_source import model_options
 
+
+@model_options
 def qat(
-    model: Path = typer.Option(None, "--model", help="FP32 checkpoint [default: the workspace's model]."),
+    model: Path = typer.Option(None, "--model", help="FP32 checkpoint or .pth state dict [default: the workspace's "
+                               "model]."),
     data: Path = typer.Option(
         ..., "--data", help="Training data (the model's classes): DIR/train, DIR/val (ImageFolder; COCO/YOLO for a "
         "detector)."
@@ -23,14 +27,18 @@ def qat(
     seed: int = typer.Option(0, "--seed"),
     force: bool = typer.Option(False, "--force"),
     quiet: bool = typer.Option(False, "--quiet"),
+    request=None,
 ) -> None:
     """Fine-tune with fake quantization; then: edgeres build --precision int8 --qat OUT/best.safetensors."""
     from edgeres.cli.console import make_console
+    from edgeres.cli.model_source import resolve_for_command
+    from edgeres.models.sources import require_torch_weights
     from edgeres.quant.qat import QatConfig
     from edgeres.quant.qat import qat as run_qat
-    from edgeres.workspace import model_or_workspace_default
 
-    summary = run_qat(QatConfig(model=model_or_workspace_default(model), data=data, out=out, epochs=epochs, lr=lr,
+    resolved = resolve_for_command(request)
+    require_torch_weights(resolved, "qat (fine-tuning)")
+    summary = run_qat(QatConfig(model=resolved.path, data=data, out=out, epochs=epochs, lr=lr,
                                 batch_size=batch_size, calib=calib, method=method, max_steps_per_epoch=max_steps,
                                 seed=seed, force=force, progress=not quiet))
     if summary:

@@ -6,12 +6,16 @@ from pathlib import Path
 
 import typer
 
+from edgeres.cli.model_source import model_options
 
+
+@model_options
 def report(
     engines: list[Path] = typer.Option(..., "--engines", help="Engines to compare (repeat --engines for each)."),
     data: Path = typer.Option(..., "--data", help="Labelled images: DIR/val/<class> or DIR/<class>."),
     out: Path = typer.Option(Path("reports/report"), "--out", help="Folder for report.md/.html/.json."),
-    model: Path = typer.Option(None, "--model", help="Torch FP32 reference [default: the engines' checkpoint]."),
+    model: Path = typer.Option(None, "--model", help="FP32 reference: checkpoint, .pth or .onnx [default: the "
+                               "engines' source model]."),
     batch: int = typer.Option(1, "--batch", min=1),
     duration: float = typer.Option(5.0, "--duration", min=0.1, help="Seconds timed per engine."),
     warmup: float = typer.Option(1.0, "--warmup", min=0.0),
@@ -20,15 +24,18 @@ def report(
     max_top1_drop: float = typer.Option(0.5, "--max-top1-drop", help="Regression: top-1 points lost vs baseline."),
     max_latency_increase: float = typer.Option(0.25, "--max-latency-increase", help="Regression: relative p50 rise."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing report."),
+    request=None,
 ) -> None:
     """Evaluate (as edgeres eval) and time (as edgeres bench) every engine; write report.md, .html and .json."""
     from edgeres.cli.console import make_console
+    from edgeres.cli.model_source import resolve_for_command
     from edgeres.fileio import check_writable
     from edgeres.report import ReportConfig, build_report, compare_to_baseline, load_baseline, write_report
 
     if (Path(out) / "report.json").exists():
         check_writable(Path(out) / "report.json", force)
     old = load_baseline(baseline) if baseline is not None else None
+    model = resolve_for_command(request).path if request.given else None
     cfg = ReportConfig(engines=engines, data=data, out=out, model=model, batch=batch, duration=duration,
                        warmup=warmup, threads=threads, baseline=baseline, max_top1_drop=max_top1_drop,
                        max_latency_increase=max_latency_increase, force=force)

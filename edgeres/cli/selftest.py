@@ -8,21 +8,28 @@ from pathlib import Path
 
 import typer
 
+from edgeres.cli.model_source import model_options
 
+
+@model_options
 def selftest(
-    model: Path = typer.Option(None, "--model", help="Use this checkpoint instead of training a digits model."),
+    model: Path = typer.Option(None, "--model", help="Use this model (checkpoint, .pth or .onnx) instead of training "
+                               "a digits model."),
     out: Path = typer.Option(Path("selftest"), "--out", help="Working folder (data, model, engines)."),
     precisions: str = typer.Option("fp32,fp16,int8", "--precisions", help="Comma-separated precisions to build."),
     duration: float = typer.Option(3.0, "--duration", min=0.1, help="Seconds of timing per engine."),
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Time batch 1 with CUDA-graph replay."),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON instead of the table."),
+    request=None,
 ) -> None:
     """Check TensorRT end to end on this device and print a table to paste into a bug report."""
     import json
 
     from edgeres.cli.console import make_console
+    from edgeres.cli.model_source import resolve_for_command
     from edgeres.selftest import SelftestConfig, parse_precisions, run_selftest, summary_table, unavailable_reason
 
+    model = resolve_for_command(request, quiet=json_out).path if request.given else None
     cfg = SelftestConfig(out=out, model=model, precisions=parse_precisions(precisions), duration=duration,
                          cuda_graph=cuda_graph)
     reason = unavailable_reason()

@@ -27,10 +27,21 @@ class Checkpoint:
     state_dict: dict
     summary: dict = field(default_factory=dict)
     path: Path | None = None
+    onnx_path: Path | None = None  # an ONNX model (no torch weights): state_dict is empty
+
+    @property
+    def is_onnx(self) -> bool:
+        return self.onnx_path is not None
 
     def build_model(self):
         """Instantiate the registered architecture and load these weights (eval mode)."""
         from edgeres.models.registry import get_model
+
+        if self.is_onnx:
+            raise CheckpointError(
+                f"{self.path} is an ONNX model without torch weights; this step needs them: use the checkpoint or "
+                ".pth it was exported from (--model FILE.pth --arch ARCH)"
+            )
 
         model = get_model(self.config.arch, num_classes=self.config.num_classes)
         load_weights(model, self.state_dict, self.config.arch, source=str(self.path))
@@ -80,13 +91,15 @@ def load_checkpoint(path: Path, arch: str | None = None, class_names: list[str] 
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return _load_edgeres_onnx(path, arch)
     if suffix == ".safetensors":
         state, meta = _read_safetensors(path)
     elif suffix in (".pth", ".pt", ".bin"):
         state, meta = load_state_dict_file(path), None
     else:
         raise CheckpointError(
-            f"unsupported checkpoint type '{path.suffix}' ({path}); accepted: .safetensors, .pth, .pt"
+            f"unsupported model file type '{path.suffix}' ({path}); accepted: .safetensors, .pth, .pt, .onnx"
         )
     if meta is not None:
         config = ModelConfig.from_dict(meta["config"])
@@ -94,9 +107,7 @@ def load_checkpoint(path: Path, arch: str | None = None, class_names: list[str] 
             raise CheckpointError(f"{path} is a {config.arch} checkpoint, but --arch {arch} was given")
         return Checkpoint(config=config, state_dict=state, summary=meta.get("summary", {}), path=path)
     if arch is None:
-        raise CheckpointError(
-            f"{path} has no edgeres metadata; say which architecture it is (e.g. --arch resnet18)"
-        )
+        raise CheckpointError(f"{path} has no edgeres metadata; say which architecture it is (e.g. --arch resnet18)")
     head = state.get("fc.weight")
     if head is None:
         raise CheckpointError(f"{path} has no 'fc.weight': not a torchvision ResNet classifier state dict")
@@ -106,6 +117,22 @@ def load_checkpoint(path: Path, arch: str | None = None, class_names: list[str] 
         raise CheckpointError(f"{path} has {n} outputs but {len(names)} class names were given")
     config = ModelConfig(arch=arch, class_names=names, preprocess=PreprocessConfig())
     return Checkpoint(config=config, state_dict=state, summary={}, path=path)
+
+
+def _load_edgeres_onnx(path: Path, arch: str | None) -> Checkpoint:
+    """An ONNX model that carries edgeres metadata (written by the model resolver or ``edgeres import``)."""
+    from edgeres.models.onnx_source import read_edgeres_onnx
+
+    found = read_edgeres_onnx(path)
+    if found is None:
+        raise CheckpointError(
+            f"{path} is an ONNX file without edgeres metadata; give its classes and input "
+            "(--classes FILE or --num-classes N, --img-size, --mean, --std) or run 'edgeres import' on it"
+        )
+    config, meta = found
+    if arch is not None and arch != config.arch:
+        raise CheckpointError(f"{path} is a {config.arch} model, but --arch {arch} was given")
+    return Checkpoint(config=config, state_dict={}, summary=meta.get("summary", {}), path=path, onnx_path=path)
 
 
 def checkpoint_task(path: Path) -> str:
@@ -147,6 +174,16 @@ def _read_safetensors(path: Path) -> tuple[dict, dict | None]:
 
 def load_state_dict_file(path: Path) -> dict:
     """Load a ``.pth``/``.pt`` state dict safely (``weights_only=True``), unwrapping common nestings."""
+    return read_state_dict_file(path)[0]
+
+
+def read_state_dict_file(path: Path) -> tuple[dict, list[str]]:
+    """``load_state_dict_file`` and what the unwrapping did ("weights read from its 'state_dict' entry", "DDP
+    'module.' prefix removed"), for the import summary."""
+    if Path(path).suffix.lower() == ".safetensors":  # bare weights: safe by construction
+        state, _ = _read_safetensors(Path(path))
+        notes = ["DDP 'module.' prefix removed"] if any(k.startswith("module.") for k in state) else []
+        return {k.removeprefix("module."): v for k, v in state.items()}, notes
     torch = require("torch", "desktop")
     import pickle
     import re
@@ -159,6 +196,13 @@ def load_state_dict_file(path: Path) -> dict:
     except pickle.UnpicklingError as exc:
         # torch's message is a paragraph; the line that matters names the refused import, if there is one.
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found and _is_pickled_module(path):
+            raise CheckpointError(
+                f"refusing to load {path}: it is a whole pickled model ({found.group(1)}), which only running code "
+                "from the file could read; save its state dict instead (in Python, from a file you trust): "
+                f"model = torch.load('{path}', weights_only=False); "
+                f"torch.save(model.state_dict(), '{path.with_suffix('')}.state_dict.pth')"
+            ) from None
         if found:
             reason = f"it is a pickle that would import and run {found.group(1)}"
         else:
@@ -171,12 +215,30 @@ def load_state_dict_file(path: Path) -> dict:
     except Exception as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "the file ends early"
         raise CheckpointError(f"corrupt or unreadable checkpoint {path}: {type(exc).__name__}: {detail}") from None
+    notes = []
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
+            notes.append(f"weights read from its '{key}' entry")
     if not isinstance(obj, dict) or not all(hasattr(v, "shape") for v in obj.values()):
         raise CheckpointError(f"{path} does not hold a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    if any(str(k).startswith("module.") for k in obj):
+        notes.append("DDP 'module.' prefix removed")
+    return {k.removeprefix("module."): v for k, v in obj.items()}, notes
+
+
+def _is_pickled_module(path: Path) -> bool:
+    """True for ``torch.save(model)`` files: their pickle holds a ``torch.nn.Module``'s own attribute names.
+    Read as bytes only: nothing is unpickled."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+            raw = archive.read(name) if name else b""
+    except (zipfile.BadZipFile, OSError):
+        raw = Path(path).read_bytes()[: 1 << 20]
+    return b"_modules" in raw and b"_parameters" in raw
 
 
 def load_weights(model, state_dict: dict, arch: str, source: str = "checkpoint") -> None:
@@ -197,9 +259,7 @@ def load_weights(model, state_dict: dict, arch: str, source: str = "checkpoint")
             detail.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
         if wrong:
             detail.append(f"{len(wrong)} with other shapes (e.g. {wrong[0]})")
-        raise CheckpointError(
-            f"{source} does not fit {arch} with {_num_classes(own)} classes: " + "; ".join(detail)
-        )
+        raise CheckpointError(f"{source} does not fit {arch} with {_num_classes(own)} classes: " + "; ".join(detail))
     model.load_state_dict(state_dict, strict=True)
 
 

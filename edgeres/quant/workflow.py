@@ -24,6 +24,11 @@ SCALES_FILE = "scales.json"
 FP32_FILE = "model.fp32.onnx"
 QDQ_FILE = "model.qdq.onnx"
 RECOMMENDED_IMAGES = 500
+DEFAULT_MAX_IMAGES = 512  # the default --num-images is min(this, the images there are)
+
+
+class CalibrationNote(UserWarning):
+    """Something calibration chose that the user should see (not a problem): which folder it read."""
 
 
 @dataclass
@@ -33,7 +38,7 @@ class CalibConfig:
     out: Path
     method: str = "entropy"
     percentile: float = 99.99
-    num_images: int = 512
+    num_images: int | None = None  # None: min(DEFAULT_MAX_IMAGES, images available)
     batch_size: int = 32
     seed: int = 0
     force: bool = False
@@ -60,23 +65,50 @@ def find_images(folder: Path) -> list[Path]:
     """Every image file under ``folder`` (ImageFolder trees and flat folders alike), sorted."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"calibration data folder not found: {folder}; calibration needs real images "
-                        "(an ImageFolder tree or a folder of images)")
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+        raise DataError(
+            f"calibration data folder not found: {folder}; calibration needs real images "
+            "(an ImageFolder tree or a folder of images)"
+        )
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
-def select_images(folder: Path, num_images: int, seed: int = 0) -> list[Path]:
-    """A fixed, seeded choice of ``num_images`` images; fewer than asked is an error, never a fallback."""
+def calibration_folder(data: Path) -> Path:
+    """The folder calibration reads: ``data/train`` when ``data`` holds ``train/`` and ``val/`` (val images are for
+    measuring accuracy; calibrating on them would flatter it), else ``data``; the choice is announced."""
+    data = Path(data)
+    if (data / "train").is_dir() and (data / "val").is_dir():
+        warnings.warn(
+            f"calibrating on {data / 'train'}: {data} has train/ and val/, and val/ stays unseen for evaluation",
+            CalibrationNote,
+            stacklevel=2,
+        )
+        return data / "train"
+    return data
+
+
+def select_images(folder: Path, num_images: int | None = None, seed: int = 0) -> list[Path]:
+    """A fixed, seeded choice of ``num_images`` images (None: min(512, all there are)); asking for more than exist
+    is an error, never a fallback."""
     images = find_images(folder)
     if not images:
         raise DataError(f"no images in {folder}; calibration needs real images ({', '.join(IMAGE_EXTENSIONS)})")
+    if num_images is None:
+        num_images = min(DEFAULT_MAX_IMAGES, len(images))
     if len(images) < num_images:
-        raise DataError(f"{folder} has {len(images)} images but --num-images {num_images} was asked; "
-                        f"pass --num-images {len(images)} or add images")
+        raise DataError(
+            f"{folder} has {len(images)} images but --num-images {num_images} was asked; "
+            f"pass --num-images {len(images)} or add images"
+        )
     if num_images < RECOMMENDED_IMAGES:
-        warnings.warn(f"calibrating on {num_images} images; {RECOMMENDED_IMAGES}+ real images give steadier ranges",
-                      stacklevel=2)
+        warnings.warn(
+            f"calibrating on {num_images} images; {RECOMMENDED_IMAGES}+ real images give steadier ranges", stacklevel=2
+        )
     picks = np.random.default_rng(seed).permutation(len(images))[:num_images]
     return [images[i] for i in sorted(picks)]
 
@@ -89,12 +121,15 @@ def check_calibration_image(path: Path, image: np.ndarray, input_size: tuple[int
     raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if raw is not None and (raw.dtype != np.uint8 or (raw.ndim == 3 and raw.shape[2] not in (3, 4))):
         channels = 1 if raw.ndim == 2 else raw.shape[2]
-        raise DataError(f"calibration image {path} is {raw.dtype} with {channels} channels; accepted: "
-                        "8-bit grayscale, RGB or RGBA")
+        raise DataError(
+            f"calibration image {path} is {raw.dtype} with {channels} channels; accepted: 8-bit grayscale, RGB or RGBA"
+        )
     h, w = image.shape[:2]
     if h * 2 < input_size[0] or w * 2 < input_size[1]:
-        raise DataError(f"calibration image {path} is {w}x{h}, less than half the network input "
-                        f"{input_size[1]}x{input_size[0]}; calibrate with images like the ones the engine will see")
+        raise DataError(
+            f"calibration image {path} is {w}x{h}, less than half the network input "
+            f"{input_size[1]}x{input_size[0]}; calibrate with images like the ones the engine will see"
+        )
 
 
 def run_calibration(cfg: CalibConfig) -> CalibResult:
@@ -111,21 +146,28 @@ def run_calibration(cfg: CalibConfig) -> CalibResult:
         cache_header(cfg.trt_version)
     ckpt = load_checkpoint(cfg.model)
     model_sha = file_sha256(Path(cfg.model))
-    paths = select_images(cfg.data, cfg.num_images, cfg.seed)
-    data_sha = data_hash(paths, Path(cfg.data))
+    data = calibration_folder(cfg.data)
+    paths = select_images(data, cfg.num_images, cfg.seed)
+    data_sha = data_hash(paths, data)
     out = Path(cfg.out)
     existing = out / SCALES_FILE
     if existing.is_file():
         old = Scales.load(existing)
-        same = (old.model.get("sha256") == model_sha and old.data.get("sha256") == data_sha
-                and old.method == cfg.method and (cfg.method != "percentile" or old.percentile == cfg.percentile))
+        same = (
+            old.model.get("sha256") == model_sha
+            and old.data.get("sha256") == data_sha
+            and old.method == cfg.method
+            and (cfg.method != "percentile" or old.percentile == cfg.percentile)
+        )
         if same and (out / QDQ_FILE).is_file() and (out / FP32_FILE).is_file():
             if cfg.trt_version:
                 _write_cache(old, cfg.trt_version, out)
             return CalibResult(out, old, reused=True)
         if not cfg.force:
-            raise EdgeresError(f"{out} holds a calibration of another model, data or method; pass --force to "
-                               "replace it or choose another --out")
+            raise EdgeresError(
+                f"{out} holds a calibration of another model, data or method; pass --force to "
+                "replace it or choose another --out"
+            )
 
     pre = ckpt.config.preprocess
     images = []
@@ -138,20 +180,24 @@ def run_calibration(cfg: CalibConfig) -> CalibResult:
         from edgeres.processing import preprocess
 
         for start in range(0, len(images), cfg.batch_size):
-            yield preprocess(images[start:start + cfg.batch_size], pre)
+            yield preprocess(images[start : start + cfg.batch_size], pre)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     tmp.chmod(0o755)
     try:
         export_checkpoint(cfg.model, tmp / FP32_FILE)
-        scales = calibrate_onnx(tmp / FP32_FILE, batches, cfg.method, cfg.percentile, count=len(images),
-                                progress=cfg.progress)
-        scales.model = {"checkpoint": str(Path(cfg.model).resolve()), "sha256": model_sha,
-                        "onnx_sha256": file_sha256(tmp / FP32_FILE), "arch": ckpt.config.arch,
-                        "class_names": ckpt.config.class_names}
-        scales.data = {"folder": str(Path(cfg.data).resolve()), "sha256": data_sha, "images": len(paths),
-                       "seed": cfg.seed}
+        scales = calibrate_onnx(
+            tmp / FP32_FILE, batches, cfg.method, cfg.percentile, count=len(images), progress=cfg.progress
+        )
+        scales.model = {
+            "checkpoint": str(Path(cfg.model).resolve()),
+            "sha256": model_sha,
+            "onnx_sha256": file_sha256(tmp / FP32_FILE),
+            "arch": ckpt.config.arch,
+            "class_names": ckpt.config.class_names,
+        }
+        scales.data = {"folder": str(data.resolve()), "sha256": data_sha, "images": len(paths), "seed": cfg.seed}
         scales.save(tmp / SCALES_FILE)
         write_qdq_file(tmp / FP32_FILE, scales, tmp / QDQ_FILE)
         if cfg.trt_version:
