@@ -287,3 +287,138 @@ def decodes_cleanly(path: Path) -> None:
     proc = subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
+
+
+RTSP_RECORD_SERVER = r'''
+import sys
+import gi
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer
+
+Gst.init(None)
+port, out, lifetime = sys.argv[1], sys.argv[2], int(sys.argv[3])
+server = GstRtspServer.RTSPServer()
+server.set_address("127.0.0.1")
+server.set_service(port)
+factory = GstRtspServer.RTSPMediaFactory()
+escaped = out.replace("\\", "\\\\").replace('"', '\\"')
+factory.set_launch(f'( rtph264depay name=depay0 ! h264parse ! matroskamux ! filesink location="{escaped}" )')
+factory.set_transport_mode(GstRtspServer.RTSPTransportMode.RECORD)  # clients push (ANNOUNCE/RECORD), like mediamtx
+factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
+server.get_mount_points().add_factory("/live", factory)
+if server.attach(None) == 0:
+    sys.exit("cannot listen on 127.0.0.1:" + port)
+loop = GLib.MainLoop()
+GLib.timeout_add_seconds(lifetime, loop.quit)
+print("ready", flush=True)
+loop.run()
+'''
+
+
+@contextlib.contextmanager
+def rtsp_record_server(out: Path, tmp: Path, lifetime: int = 60):
+    """GStreamer's RTSP server on 127.0.0.1 taking pushed H.264 (RECORD mode) at /live into ``out`` (Matroska);
+    yields the URL to push to."""
+    python = gst_rtsp_python()
+    script = tmp / "rtsp_record_server.py"
+    script.write_text(RTSP_RECORD_SERVER)
+    port = free_port()
+    proc = subprocess.Popen([python, str(script), str(port), str(out), str(lifetime)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: is_listening(port) or proc.poll() is not None, 20, "the RTSP record server to listen")
+        assert proc.poll() is None, proc.communicate(timeout=10)
+        yield f"rtsp://{LOOPBACK}:{port}/live"
+    finally:
+        proc.send_signal(signal.SIGINT)  # the muxer is finalized on EOS only when GLib gets to run; then kill
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=3)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def chromium_binary() -> str:
+    """Debian's chromium (fails on CI without it, skips elsewhere)."""
+    for name in ("chromium", "chromium-browser"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return require_tool("chromium")
+
+
+class HeadlessChromium:
+    """Debian's Chromium, headless, driven over the DevTools protocol on a loopback port: open a page, run
+    JavaScript in it, take a screenshot. A fresh profile, no network services of its own."""
+
+    FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-default-apps",
+             "--hide-scrollbars", "--mute-audio")
+
+    def __init__(self, tmp: Path, size: tuple[int, int] = (1400, 900)):
+        self.binary = chromium_binary()
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [self.binary, *self.FLAGS, f"--user-data-dir={tmp / 'chromium-profile'}",
+             f"--remote-debugging-port={self.port}", "--remote-debugging-address=127.0.0.1",
+             f"--window-size={size[0]},{size[1]}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: is_listening(self.port) or self.proc.poll() is not None, 60, "Chromium's DevTools port")
+        assert self.proc.poll() is None, "chromium exited at start"
+        self._next_id = 0
+
+    def session(self, steps):
+        """Run ``await steps(call)`` against the first page; ``call(method, params)`` returns CDP results."""
+        import asyncio
+
+        import aiohttp
+
+        async def main():
+            async with aiohttp.ClientSession() as http:
+                deadline = time.monotonic() + 30
+                while True:
+                    async with http.get(f"http://{LOOPBACK}:{self.port}/json/list") as r:
+                        pages = [t for t in await r.json() if t.get("type") == "page"]
+                    if pages or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.2)
+                assert pages, "no page target in Chromium"
+                async with http.ws_connect(pages[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                    async def call(method: str, params: dict | None = None) -> dict:
+                        self._next_id += 1
+                        my_id = self._next_id
+                        await ws.send_json({"id": my_id, "method": method, "params": params or {}})
+                        while True:
+                            msg = await asyncio.wait_for(ws.receive_json(), 60)
+                            if msg.get("id") == my_id:
+                                assert "error" not in msg, msg
+                                return msg["result"]
+                    return await steps(call)
+
+        return asyncio.run(main())
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+class StreamServers:
+    """Several ``FfmpegTcpServer`` on free loopback ports serving the same H.264 video (one client each)."""
+
+    def __init__(self, video: Path, count: int, lifetime: float = 90.0):
+        self.servers = [FfmpegTcpServer(video, free_port(), lifetime) for _ in range(count)]
+
+    def __enter__(self) -> list[FfmpegTcpServer]:
+        try:
+            for server in self.servers:
+                server.start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self.servers
+
+    def __exit__(self, *exc) -> None:
+        for server in self.servers:
+            server.kill()

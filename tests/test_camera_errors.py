@@ -60,7 +60,7 @@ def test_csi_camera_without_one_says_which_pipeline_was_tried(camera_engine):
 
 
 def test_jetson_decoding_without_gstreamer_is_a_clear_error(camera_engine, digits_video):
-    from edgeres.camera.sources import machine_facts
+    from edgeres.camera.pipelines import machine_facts
 
     if machine_facts().gstreamer:
         pytest.skip("this OpenCV has GStreamer: the hardware pipeline would really be attempted")

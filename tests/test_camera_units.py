@@ -10,20 +10,14 @@ import time
 import numpy as np
 import pytest
 
-from edgeres.camera.loop import FrameSlot, LoopConfig, SlotClosed, make_postprocess
+from edgeres.camera.loop import LoopConfig
 from edgeres.camera.overlays import Hud, OverlayConfig, draw_boxes, draw_topk, render
+from edgeres.camera.pipelines import Facts, csi_pipeline, jetson_decode_pipeline, open_plan
+from edgeres.camera.readers import ImageFolderReader, VideoReader
+from edgeres.camera.results import make_postprocess
 from edgeres.camera.sinks import VideoRecorder, Window, gui_available
-from edgeres.camera.sources import (
-    Facts,
-    ImageFolderReader,
-    SourceConfig,
-    SourceOpenError,
-    VideoReader,
-    csi_pipeline,
-    jetson_decode_pipeline,
-    open_plan,
-    parse_source,
-)
+from edgeres.camera.slots import FrameSlot, SlotClosed
+from edgeres.camera.sources import SourceConfig, SourceOpenError, parse_source
 from edgeres.errors import EdgeresError
 
 

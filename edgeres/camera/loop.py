@@ -1,24 +1,22 @@
-"""The pipelined camera loop: capture | pre-process + inference | post-process + render + sinks.
+"""The pipelined camera loop over one or many streams: capture | batched inference | per-stream results.
 
-Three threads, joined by one-slot hand-offs:
+- capture: one thread per stream (``edgeres.camera.capture``) with its own newest-frame-wins slot (or a
+  blocking slot for files and image folders, so every frame is processed), reconnects and pacing.
+- inference: one thread (``edgeres.camera.inference``) takes the newest unprocessed frame of each stream,
+  pre-processes them (the shared ``edgeres.processing`` code) and runs them through the engine as one batch;
+  it also notices streams that stay silent longer than ``stall_timeout``.
+- results: the calling thread (``edgeres.camera.results``) post-processes each frame, draws its stream's
+  overlays and feeds the sinks, so a window lives on the main thread and signal handlers run promptly.
 
-- capture (its own thread) reads frames. Live sources (and files with ``realtime``) put them in a slot
-  where the newest frame wins: an unread frame is replaced and counted as dropped, so latency never
-  grows. Files and image folders otherwise block until the slot is free: every frame is processed.
-  A live stream or camera that stops delivering is reopened with exponential backoff.
-- inference takes the newest frame, pre-processes it (the shared ``edgeres.processing`` code) and runs
-  the engine; it also watches for a source that stays silent longer than ``stall_timeout``.
-- the calling thread post-processes (softmax + top-k), draws overlays and feeds the sinks, so a
-  window lives on the main thread and signal handlers run promptly.
-
-Stopping (max frames, duration, end of a file, Ctrl-C/SIGTERM through ``stop_on_signals``, a window's q)
-sets one event; every wait is bounded, the threads are joined with deadlines, and the sinks are always
-closed, so a recording is finalized however the loop ends.
+Stopping (max frames, duration, the end of every source, Ctrl-C/SIGTERM through ``stop_on_signals``, a
+window's q) sets one event; every wait is bounded, the threads are joined with deadlines, and the sinks are
+always closed, so recordings are finalized however the loop ends.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import threading
 import time
@@ -26,27 +24,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from edgeres.camera.overlays import Hud, OverlayConfig, render
-from edgeres.camera.sources import SourceConfig, SourceOpenError, make_reader, opencv_log_level, parse_source
+from edgeres.camera.capture import CaptureWorker, EventFn, Frame
+from edgeres.camera.inference import Batching, InferenceWorker, Lane, StallError, batching_for, zero_batch
+from edgeres.camera.overlays import OverlayConfig
+from edgeres.camera.readers import make_reader, opencv_log_level
+from edgeres.camera.results import STAGES, TASKS, ResultStage, make_postprocess
+from edgeres.camera.slots import FrameSlot, SlotClosed, Stopper
+from edgeres.camera.sources import SourceConfig, SourceOpenError, Stream, plan_streams
 from edgeres.errors import EdgeresError
-from edgeres.processing import preprocess, softmax, topk
 
-STAGES = ("capture_wait", "preprocess", "inference", "postprocess", "render")
-TASKS = ("classify", "detect")
-EventFn = Callable[[str, str], None]  # (level: "warning" | "note", message)
-
-
-class StallError(EdgeresError):
-    """The source stopped delivering frames for longer than the stall timeout."""
+__all__ = ["STAGES", "TASKS", "CameraConfig", "EventFn", "Frame", "FrameSlot", "LoopConfig", "Rates", "SlotClosed",
+           "StallError", "Stopper", "make_postprocess", "run_camera", "run_loop", "run_streams", "stop_on_signals"]
 
 
 @dataclass
 class LoopConfig:
-    """When to stop and what to compute; see ``run_loop``."""
+    """When to stop, what to compute and how to batch; see ``run_streams``."""
 
-    max_frames: int | None = None
+    max_frames: int | None = None  # processed frames, all streams together
     duration: float | None = None
     realtime: bool = False
     top_k: int = 5
@@ -54,350 +49,81 @@ class LoopConfig:
     nms_iou: float | None = None
     stall_timeout: float = 20.0  # 0: wait for frames forever
     overlays: OverlayConfig = field(default_factory=OverlayConfig)
+    max_batch_wait: float = 0.01  # seconds to wait for more streams' frames once one is waiting
+    max_batch: int | None = None  # None: the engine's largest batch (never more than the streams)
 
 
-@dataclass
-class Frame:
-    index: int
-    image: np.ndarray
-    source_ts: float
-    captured: float
-    times: dict = field(default_factory=dict)
-    outputs: np.ndarray | None = None
+class Rates(float):
+    """The recording frame rate handed to a sinks factory (the fastest stream's), carrying each stream's own in
+    ``per_stream`` (name -> fps) for sinks that record every stream separately."""
 
+    per_stream: dict[str, float]
 
-class Stopper:
-    """The one stop flag every thread watches, with the reason it was raised first."""
-
-    def __init__(self):
-        self.event = threading.Event()
-        self.reason: str | None = None
-
-    def request(self, reason: str) -> None:
-        if self.reason is None:
-            self.reason = reason
-        self.event.set()
-
-    def is_set(self) -> bool:
-        return self.event.is_set()
-
-    def wait(self, seconds: float) -> bool:
-        return self.event.wait(seconds)
-
-
-class SlotClosed(Exception):
-    """The slot was closed and is empty: no more items will come."""
-
-
-class FrameSlot:
-    """A one-item hand-off between two threads.
-
-    ``newest_wins``: ``put`` replaces an unread item (counted in ``dropped``) and never blocks.
-    Otherwise ``put`` waits until the item was taken (back-pressure: nothing is lost).
-    """
-
-    def __init__(self, newest_wins: bool):
-        self.newest_wins = newest_wins
-        self.dropped = 0
-        self._item = None
-        self._closed = False
-        self._cond = threading.Condition()
-
-    def put(self, item) -> bool:
-        """Hand over an item; False when the slot was closed (the consumer is gone)."""
-        with self._cond:
-            if not self.newest_wins:
-                while self._item is not None and not self._closed:
-                    self._cond.wait(0.1)
-            if self._closed:
-                return False
-            if self._item is not None:
-                self.dropped += 1
-            self._item = item
-            self._cond.notify_all()
-            return True
-
-    def get(self, timeout: float):
-        """The waiting item, or None after ``timeout`` seconds.
-
-        Raises:
-            SlotClosed: the slot is closed and empty.
-        """
-        with self._cond:
-            if self._item is None and not self._closed:
-                self._cond.wait(timeout)
-            item, self._item = self._item, None
-            if item is None and self._closed:
-                raise SlotClosed
-            self._cond.notify_all()
-            return item
-
-    def close(self) -> None:
-        """No more puts; a waiting ``get`` returns what is left, then raises ``SlotClosed``."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-
-class CaptureWorker(threading.Thread):
-    """Reads frames into a slot; reconnects live sources with backoff; paces files in real time."""
-
-    def __init__(self, reader, spec, slot: FrameSlot, stopper: Stopper, pace: bool, on_event: EventFn):
-        super().__init__(name="edgeres-capture", daemon=True)
-        self.reader, self.spec, self.slot, self.stopper = reader, spec, slot, stopper
-        self.pace = pace
-        self.on_event = on_event
-        self.read = 0
-        self.decode_errors = 0
-        self.reconnects = 0
-        self.ended = False  # the source ended (EOF) rather than the loop stopping it
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:  # reported by the loop after shutdown
-            self.error = exc
-        finally:
-            self.slot.close()
-            with contextlib.suppress(Exception):
-                self.reader.close()
-
-    def _run(self) -> None:
-        index = 0
-        t_first = ts_first = None
-        while not self.stopper.is_set():
-            r = self.reader.read()
-            if r.status == "end":
-                if not self.spec.reconnects:
-                    self.ended = True
-                    return
-                if not self._reconnect():
-                    return
-                continue
-            if r.status == "bad":
-                self.decode_errors += 1
-                if self.decode_errors <= 3 or self.decode_errors % 100 == 0:
-                    self.on_event("warning", f"frame {index} of {self.spec.describe()} failed to decode; skipped "
-                                             f"({self.decode_errors} so far)")
-                index += 1
-                continue
-            if self.pace:  # --realtime: each frame is due at its source timestamp
-                if t_first is None:
-                    t_first, ts_first = time.perf_counter(), r.source_ts
-                delay = t_first + (r.source_ts - ts_first) - time.perf_counter()
-                if delay > 0 and self.stopper.wait(delay):
-                    return
-                r.captured = time.perf_counter()  # a paced frame is "captured" when it is due
-            self.read += 1
-            frame = Frame(index, r.image, r.source_ts, r.captured)
-            index += 1
-            if not self.slot.put(frame):
-                return
-
-    def _reconnect(self) -> bool:
-        """Reopen a lost live source with exponential backoff until it works or the loop stops."""
-        lost = time.perf_counter()
-        delay, attempt = 0.5, 0
-        with contextlib.suppress(Exception):
-            self.reader.close()
-        self.on_event("warning", f"lost {self.spec.describe()} after {self.read} frames read; reconnecting "
-                                 "(backoff 0.5 s, doubling up to 8 s)")
-        while not self.stopper.wait(delay):
-            attempt += 1
-            try:
-                self.reader.open()
-            except SourceOpenError as exc:
-                if attempt in (1, 3) or attempt % 10 == 0:
-                    self.on_event("warning", f"reconnect attempt {attempt} failed: {exc}")
-                delay = min(delay * 2, 8.0)
-                continue
-            self.reconnects += 1
-            self.on_event("warning", f"reconnected to {self.spec.describe()} after "
-                                     f"{time.perf_counter() - lost:.1f} s ({attempt} attempt{'s' * (attempt > 1)})")
-            return True
-        return False
-
-
-class InferenceWorker(threading.Thread):
-    """Takes frames, pre-processes them and runs the engine; raises a stall when the source goes quiet."""
-
-    def __init__(self, runner, cfg, in_slot: FrameSlot, out_slot: FrameSlot, stopper: Stopper,
-                 stall_timeout: float, describe: str, capture: CaptureWorker):
-        super().__init__(name="edgeres-inference", daemon=True)
-        self.runner, self.cfg = runner, cfg
-        self.in_slot, self.out_slot, self.stopper = in_slot, out_slot, stopper
-        self.stall_timeout, self.describe, self.capture = stall_timeout, describe, capture
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._run()
-        except SlotClosed:
-            pass
-        except BaseException as exc:
-            self.error = exc
-            self.stopper.request("error")
-        finally:
-            self.out_slot.close()
-
-    def _run(self) -> None:
-        frames = 0
-        while not self.stopper.is_set():
-            start = time.perf_counter()
-            frame = None
-            while frame is None and not self.stopper.is_set():
-                frame = self.in_slot.get(0.1)
-                waited = time.perf_counter() - start
-                if frame is None and self.stall_timeout and waited > self.stall_timeout:
-                    raise StallError(self._stall_message(frames))
-            if frame is None:
-                return
-            t1 = time.perf_counter()
-            x = preprocess([frame.image], self.cfg)
-            t2 = time.perf_counter()
-            frame.outputs = next(iter(self.runner.infer(x).values()))
-            t3 = time.perf_counter()
-            frame.times.update(capture_wait=t1 - start, preprocess=t2 - t1, inference=t3 - t2)
-            frames += 1
-            if not self.out_slot.put(frame):
-                return
-
-    def _stall_message(self, frames: int) -> str:
-        if frames == 0 and self.capture.read == 0:
-            return (f"{self.describe} opened but yielded no frame in {self.stall_timeout:g} s; is it sending? "
-                    "(raise --stall-timeout for slow sources)")
-        trying = " (reconnecting did not bring it back)" if self.capture.spec.reconnects else ""
-        return (f"no frame from {self.describe} for {self.stall_timeout:g} s after {frames} processed "
-                f"frames{trying}; giving up")
-
-
-def make_postprocess(engine, cfg: LoopConfig) -> Callable[[np.ndarray, tuple[int, int]], list[dict]]:
-    """The post-processing for an engine's task: (outputs of one frame, the frame's (h, w)) -> its predictions.
-
-    Classify: the top-k labels. Detect: boxes in frame pixels from the same numpy decoder and NMS as ``predict``
-    and ``eval``, with the manifest's score threshold and NMS IoU unless the config overrides them.
-
-    Raises:
-        EdgeresError: an unknown task, or bad detection settings.
-    """
-    class_names = engine.class_names
-    if engine.task == "classify":
-        def classify(logits: np.ndarray, image_hw: tuple[int, int]) -> list[dict]:
-            idx, val = topk(softmax(logits), cfg.top_k)
-            return [{"label": class_names[i], "index": int(i), "score": float(s)}
-                    for i, s in zip(idx[0], val[0], strict=True)]
-        return classify
-    if engine.task == "detect":
-        from edgeres.evaluate_detect import decode_maps
-        from edgeres.predict import detection_settings, detections_to_json
-
-        settings = detection_settings(engine.manifest, cfg.score_threshold, cfg.nms_iou)
-        input_hw = engine.preprocess.input_size
-
-        def detect(maps: np.ndarray, image_hw: tuple[int, int]) -> list[dict]:
-            return detections_to_json(decode_maps(maps, len(class_names), input_hw, [image_hw], settings)[0],
-                                      class_names)
-        return detect
-    raise EdgeresError(f"unknown engine task '{engine.task}'; accepted: {', '.join(TASKS)}")
-
-
-class ResultStage:
-    """Post-process, draw and feed the sinks, one frame at a time, on the calling thread; keeps the stats."""
-
-    def __init__(self, post: Callable[[np.ndarray], list[dict]], task: str, sinks: list, cfg: LoopConfig):
-        self.post, self.task, self.sinks, self.cfg = post, task, sinks, cfg
-        self.image_sinks = [s for s in sinks if s.needs_image]
-        self.draw = bool(self.image_sinks) and cfg.overlays.any
-        self.hud = Hud()
-        self.lat: dict[str, list[float]] = {s: [] for s in (*STAGES, "capture_to_result")}
-        self.processed = 0
-        self.first_done: float | None = None
-        self.last_done: float | None = None
-
-    def handle(self, frame: Frame) -> None:
-        t0 = time.perf_counter()
-        record = {"frame": frame.index, "source_ts": round(frame.source_ts, 6), "task": self.task,
-                  "predictions": self.post(frame.outputs, frame.image.shape[:2])}
-        t1 = time.perf_counter()
-        image = frame.image
-        if self.draw:
-            image = render(image, record, self.hud, self.cfg.overlays, min(self.cfg.top_k, 5))
-        for sink in self.image_sinks:
-            sink.write(record, image)
-        t2 = time.perf_counter()
-        frame.times.update(postprocess=t1 - t0, render=t2 - t1, capture_to_result=t2 - frame.captured)
-        record["times_ms"] = {k: round(v * 1e3, 3) for k, v in frame.times.items()}
-        for sink in self.sinks:
-            if not sink.needs_image:
-                sink.write(record, None)
-        for k, v in frame.times.items():
-            self.lat[k].append(v)
-        self.hud.update(record["times_ms"], t2)
-        self.processed += 1
-        self.first_done = self.first_done or t2
-        self.last_done = t2
-
-    @property
-    def outputs_closed(self) -> bool:
-        return any(getattr(s, "closed", False) for s in self.sinks)
-
-    @property
-    def fps(self) -> float | None:
-        """Processed frames per second, first result to last (start-up and warm-up left out)."""
-        if self.processed < 2 or self.last_done <= self.first_done:
-            return None
-        return (self.processed - 1) / (self.last_done - self.first_done)
-
-    def close_sinks(self) -> None:
-        """Close every sink (a recording is finalized here), even when one of them fails."""
-        failure = None
-        for sink in self.sinks:
-            try:
-                sink.close()
-            except Exception as exc:
-                failure = failure or exc
-        if failure is not None:
-            raise failure
+    def __new__(cls, per_stream: dict[str, float]):
+        obj = super().__new__(cls, max(per_stream.values()))
+        obj.per_stream = dict(per_stream)
+        return obj
 
 
 def run_loop(engine, reader, spec, sinks: list, cfg: LoopConfig, stopper: Stopper | None = None,
              on_event: EventFn | None = None) -> dict:
-    """Run the loop over an opened source until a stop condition; close the sinks however it ends.
+    """``run_streams`` for one opened source (named cam0)."""
+    return run_streams(engine, [(Stream("cam0", spec), reader)], sinks, cfg, stopper, on_event)
+
+
+def run_streams(engine, opened: list[tuple[Stream, object]], sinks: list, cfg: LoopConfig,
+                stopper: Stopper | None = None, on_event: EventFn | None = None,
+                batching: Batching | None = None) -> dict:
+    """Run the loop over opened sources until a stop condition; close the sinks however it ends.
 
     Args:
         engine: an ``edgeres.engine.Engine`` (not yet activated).
-        reader: the source's reader, already opened (``make_reader(...).open()``).
-        spec: the parsed source.
-        sinks: objects with ``write(record, image)`` / ``close()`` / ``needs_image``; each record is a
-            dict: frame, source_ts, task, predictions, times_ms.
-        cfg: stop conditions, top-k, overlays, realtime pacing.
+        opened: (stream, reader) pairs; a reader is opened (``make_reader(...).open()``), or None-opened live
+            reader whose first open failed (its capture thread starts by reconnecting).
+        sinks: objects with ``write(record, image)`` / ``close()`` / ``needs_image``; each record is a dict:
+            stream, frame, source_ts, task, batch, predictions, times_ms.
+        cfg: stop conditions, top-k, overlays, realtime pacing, batching.
         stopper: set it from elsewhere (signals, another thread) to stop.
-        on_event: called with (level, message) for warnings (reconnects, decode errors).
+        on_event: called with (level, message) for warnings (reconnects, decode errors, stalled streams).
+        batching: how to batch (default: from the engine and ``cfg``).
 
     Returns:
-        The summary: frames read/processed/dropped, decode errors, reconnects, FPS, latency stats (ms) per
-        stage and capture-to-result, and why the loop stopped.
+        The summary: totals over all streams (frames read/processed/dropped, decode errors, reconnects, FPS,
+        latency stats (ms) per stage and capture-to-result), why the loop stopped, the batching, and one row
+        per stream in ``streams`` with the same counts, its FPS and its latency stats.
 
     Raises:
-        StallError: the source stayed silent longer than ``cfg.stall_timeout``.
+        StallError: every source stayed silent longer than ``cfg.stall_timeout``.
         EdgeresError: an unknown-task engine.
     """
     from edgeres.bench import latency_stats
 
     on_event = on_event or (lambda level, message: None)
     stopper = stopper or Stopper()
-    results = ResultStage(make_postprocess(engine, cfg), engine.task, sinks, cfg)
+    names = [stream.name for stream, _ in opened]
+    multi = len(opened) > 1
+    results = ResultStage(make_postprocess(engine, cfg), engine.task, sinks, cfg, names)
+    batching = batching or batching_for(engine, len(opened), cfg.max_batch_wait, cfg.max_batch)
     pcfg = engine.preprocess
-    in_slot, out_slot = FrameSlot(newest_wins=spec.live or cfg.realtime), FrameSlot(newest_wins=False)
+    ready = threading.Event()
+    out_slot = FrameSlot(newest_wins=False)
+    slots = [FrameSlot(newest_wins=stream.spec.live or cfg.realtime, ready=ready) for stream, _ in opened]
 
     with engine, opencv_log_level("ERROR"):
-        engine.runner.infer(preprocess([np.zeros((*pcfg.input_size, 3), np.uint8)], pcfg))  # warm-up, untimed
-        capture = CaptureWorker(reader, spec, in_slot, stopper, cfg.realtime and not spec.live, on_event)
-        infer = InferenceWorker(engine.runner, pcfg, in_slot, out_slot, stopper, cfg.stall_timeout,
-                                spec.describe(), capture)
+        engine.runner.infer(zero_batch(pcfg, batching.max_batch))  # warm-up at the batch used, untimed
+        captures = []
+        for n, ((stream, reader), slot) in enumerate(zip(opened, slots, strict=True)):
+            captures.append(CaptureWorker(reader, stream.spec, slot, stopper, cfg.realtime and not stream.spec.live,
+                                          on_event, stream=n, label=f"{stream.name}: " if multi else "",
+                                          opened=getattr(reader, "is_open", True)))
+        now = time.perf_counter()
+        lanes = [Lane(slot, capture, (f"{stream.name} ({stream.describe()})" if multi else stream.describe()), now)
+                 for (stream, _), slot, capture in zip(opened, slots, captures, strict=True)]
+        infer = InferenceWorker(engine.runner, pcfg, lanes, ready, out_slot, stopper, cfg.stall_timeout, batching,
+                                on_event)
         start = time.perf_counter()
-        capture.start()
+        for capture in captures:
+            capture.start()
         infer.start()
         try:
             while True:
@@ -406,51 +132,74 @@ def run_loop(engine, reader, spec, sinks: list, cfg: LoopConfig, stopper: Stoppe
                 if stopper.is_set():
                     break
                 try:
-                    frame = out_slot.get(0.1)
+                    frames = out_slot.get(0.1)
                 except SlotClosed:
-                    stopper.request("end of source" if capture.ended else "source stopped")
+                    ended = all(c.ended for c in captures)
+                    stopper.request(("end of sources" if multi else "end of source") if ended else "source stopped")
                     break
-                if frame is None:
+                if frames is None:
                     continue
-                results.handle(frame)
+                if cfg.max_frames is not None:
+                    frames = frames[:cfg.max_frames - results.processed]
+                results.handle_batch(frames)
                 if results.outputs_closed:
                     stopper.request("output closed")
                 if cfg.max_frames is not None and results.processed >= cfg.max_frames:
                     stopper.request("max frames")
         finally:
             stopper.request("stopped")
-            in_slot.close()
-            out_slot.close()
+            for slot in (*slots, out_slot):
+                slot.close()
             try:
                 results.close_sinks()  # first: only this thread writes them, and a recording must be finalized
             finally:
                 infer.join(10.0)
-                capture.join(reader.cfg.read_timeout + 2.0)
-                if capture.is_alive():
-                    on_event("warning", f"the capture thread is still blocked reading {spec.describe()}; left to "
-                                        "exit with the process")
+                for (stream, reader), capture in zip(opened, captures, strict=True):
+                    capture.join(reader.cfg.read_timeout + 2.0)
+                    if capture.is_alive():
+                        on_event("warning", f"the capture thread is still blocked reading {stream.describe()}; left "
+                                            "to exit with the process")
     elapsed = time.perf_counter() - start
-    for worker in (infer, capture):
+    for worker in (infer, *captures):
         if worker.error is not None:
             raise worker.error
+
+    def stream_row(stream: Stream, reader, capture: CaptureWorker, slot: FrameSlot, stats) -> dict:
+        return {"name": stream.name, "source": stream.describe(), "opened_with": getattr(reader, "opened_with", None),
+                "frames_read": capture.read, "frames_processed": stats.processed, "frames_dropped": slot.dropped,
+                "decode_errors": capture.decode_errors, "reconnects": capture.reconnects, "fps": stats.fps,
+                "latency_ms": {k: latency_stats(v) for k, v in stats.lat.items() if v}}
+
+    rows = [stream_row(stream, reader, capture, slot, stats) for (stream, reader), capture, slot, stats
+            in zip(opened, captures, slots, results.streams, strict=True)]
+    total = {k: sum(r[k] for r in rows) for k in ("frames_read", "frames_dropped", "decode_errors", "reconnects")}
     return {
-        "source": spec.describe(), "opened_with": getattr(reader, "opened_with", None), "task": engine.task,
-        "engine": str(engine.engine_file), "frames_read": capture.read, "frames_processed": results.processed,
-        "frames_dropped": in_slot.dropped, "decode_errors": capture.decode_errors, "reconnects": capture.reconnects,
-        "seconds": round(elapsed, 3), "fps": results.fps, "stopped_by": stopper.reason,
+        "source": rows[0]["source"] if not multi else f"{len(rows)} streams",
+        "opened_with": rows[0]["opened_with"], "task": engine.task, "engine": str(engine.engine_file),
+        **total, "frames_processed": results.processed, "seconds": round(elapsed, 3), "fps": results.fps,
+        "stopped_by": stopper.reason,
         "latency_ms": {k: latency_stats(v) for k, v in results.lat.items() if v},
+        "batching": {"max_batch": batching.max_batch, "fixed": batching.fixed,
+                     "max_wait_ms": round(batching.max_wait * 1e3, 3), "batches": infer.batches,
+                     "mean_batch": round(infer.batched_frames / infer.batches, 3) if infer.batches else None},
+        "streams": rows,
     }
 
 
 @dataclass
 class CameraConfig:
-    """Everything ``edgeres camera`` needs; the CLI only fills this in."""
+    """Everything ``edgeres camera`` needs; the CLI only fills this in.
+
+    ``source`` holds the options every source is opened with; ``sources`` lists the run's sources
+    (``SOURCE`` or ``NAME=SOURCE``); without it the run reads ``source.source`` alone.
+    """
 
     engine: Path
     source: SourceConfig
     loop: LoopConfig = field(default_factory=LoopConfig)
     threads: int | None = None
     spinning: bool = False  # idle ONNX Runtime threads would take the cores capture and rendering need
+    sources: list[str] | None = None
 
 
 def check_options(spec, cfg: CameraConfig) -> None:
@@ -469,37 +218,98 @@ def check_options(spec, cfg: CameraConfig) -> None:
     for name, value in (("--max-frames", cfg.loop.max_frames), ("--duration", cfg.loop.duration)):
         if value is not None and value <= 0:
             raise EdgeresError(f"{name} must be positive, got {value}")
+    if cfg.loop.max_batch_wait < 0:
+        raise EdgeresError(f"--max-batch-wait must be 0 or more milliseconds, got {cfg.loop.max_batch_wait * 1e3:g}")
+
+
+def plan_run(cfg: CameraConfig) -> list[Stream]:
+    """The run's streams, parsed, named and checked against the options.
+
+    Raises:
+        EdgeresError: a bad or repeated source, or an option that does not apply to one of them.
+    """
+    streams = plan_streams(cfg.sources if cfg.sources else [cfg.source.source])
+    for stream in streams:
+        check_options(stream.spec, cfg)
+    return streams
+
+
+def open_streams(streams: list[Stream], cfg: SourceConfig, on_event: EventFn) -> list[tuple[Stream, object]]:
+    """Open every stream at once (each open has its own deadline, so N dead cameras cost one timeout).
+
+    With several streams, a live stream that can reconnect (camera, network stream, CSI) and fails to open
+    is reported and started reconnecting: the others run. Anything else that fails to open stops the run.
+
+    Raises:
+        SourceOpenError: a source failed to open (the only one, or one that cannot reconnect).
+    """
+    readers = [make_reader(s.spec, dataclasses.replace(cfg, source=s.spec.text)) for s in streams]
+    errors: list[BaseException | None] = [None] * len(streams)
+
+    def open_one(n: int) -> None:
+        try:
+            readers[n].open()
+        except BaseException as exc:
+            errors[n] = exc
+
+    threads = [threading.Thread(target=open_one, args=(n,), name="edgeres-open-all", daemon=True)
+               for n in range(len(streams))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    failed = [(s, e) for s, e in zip(streams, errors, strict=True) if e is not None]
+    fatal = [(s, e) for s, e in failed
+             if len(streams) == 1 or not isinstance(e, SourceOpenError) or not s.spec.reconnects]
+    if fatal:
+        for reader, error in zip(readers, errors, strict=True):
+            if error is None:
+                reader.close()
+        stream, exc = fatal[0]
+        if len(streams) > 1 and isinstance(exc, EdgeresError):
+            raise type(exc)(f"stream '{stream.name}': {exc}") from None
+        raise exc
+    for stream, exc in failed:
+        on_event("warning", f"{stream.name}: {exc}; the other streams start, this one keeps reconnecting")
+    for reader, error in zip(readers, errors, strict=True):
+        reader.is_open = error is None
+    return list(zip(streams, readers, strict=True))
 
 
 def run_camera(cfg: CameraConfig, sinks_factory: Callable[[float], list], stopper: Stopper | None = None,
                on_event: EventFn | None = None) -> dict:
-    """Parse and check the source, open the engine and the source, then ``run_loop``.
+    """Parse and check the sources, open the engine and the sources, then ``run_streams``.
 
     Args:
-        cfg: engine, source and loop settings.
-        sinks_factory: called with the recording frame rate (the source's, or 30) once the source is open;
-            returns the sinks. Sinks that check paths should be built (and checked) before, by the caller.
+        cfg: engine, sources and loop settings.
+        sinks_factory: called once the sources are open with the recording frame rate (a ``Rates``: the
+            fastest stream's rate, or 30; each stream's in ``per_stream``); returns the sinks. Sinks that check
+            paths should be built (and checked) before, by the caller.
         stopper: stop from outside (signals).
         on_event: warnings.
 
     Returns:
-        ``run_loop``'s summary.
+        ``run_streams``'s summary.
     """
     from edgeres.engine import open_engine
 
-    spec = parse_source(cfg.source.source)
-    check_options(spec, cfg)
+    on_event = on_event or (lambda level, message: None)
+    streams = plan_run(cfg)
     engine = open_engine(cfg.engine, threads=cfg.threads, spinning=cfg.spinning)
-    make_postprocess(engine, cfg.loop)  # refuse an unknown task or bad detection settings before opening the source
-    reader = make_reader(spec, cfg.source)
-    reader.open()
+    make_postprocess(engine, cfg.loop)  # refuse an unknown task or bad detection settings before opening a source
+    batching = batching_for(engine, len(streams), cfg.loop.max_batch_wait, cfg.loop.max_batch)
+    if len(streams) > batching.max_batch:
+        on_event("note", f"{len(streams)} streams and batches of at most {batching.max_batch} for {engine.name}: "
+                         f"each round runs {-(-len(streams) // batching.max_batch)} batches, streams taking turns")
+    opened = open_streams(streams, cfg.source, on_event)
     try:
-        fps = cfg.source.fps or getattr(reader, "fps", None) or 30.0
-        sinks = sinks_factory(fps)
+        rates = {s.name: cfg.source.fps or getattr(r, "fps", None) or 30.0 for s, r in opened}
+        sinks = sinks_factory(Rates(rates))
     except BaseException:
-        reader.close()
+        for _, reader in opened:
+            reader.close()
         raise
-    return run_loop(engine, reader, spec, sinks, cfg.loop, stopper, on_event)
+    return run_streams(engine, opened, sinks, cfg.loop, stopper, on_event, batching)
 
 
 @contextlib.contextmanager

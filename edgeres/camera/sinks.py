@@ -116,27 +116,34 @@ class VideoRecorder:
 
 
 class Window:
-    """An OpenCV window; q or Esc asks the loop to stop."""
+    """An OpenCV window per stream (one stream: "edgeres camera"; several: "edgeres camera: NAME"); q or Esc
+    asks the loop to stop."""
 
     needs_image = True
     NAME = "edgeres camera"
 
-    def __init__(self):
-        cv2 = require("cv2", "desktop")
+    def __init__(self, multi: bool = False):
+        require("cv2", "desktop")
         if not gui_available():
             raise EdgeresError("cannot open a window: this OpenCV has no GUI support or no display is set "
-                               "(opencv-python-headless); use --record FILE, --json or --headless")
-        cv2.namedWindow(self.NAME, cv2.WINDOW_NORMAL)
+                               "(opencv-python-headless); use --record FILE, --json, --serve or --headless")
+        self.multi = multi
+        self.opened: list[str] = []
         self.closed = False
 
     def write(self, record: dict, image: np.ndarray | None) -> None:
         cv2 = require("cv2", "desktop")
         if image is None:
             return
-        cv2.imshow(self.NAME, image)
+        name = f"{self.NAME}: {record['stream']}" if self.multi else self.NAME
+        if name not in self.opened:
+            cv2.namedWindow(name, cv2.WINDOW_NORMAL)
+            self.opened.append(name)
+        cv2.imshow(name, image)
         if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
             self.closed = True
 
     def close(self) -> None:
         cv2 = require("cv2", "desktop")
-        cv2.destroyWindow(self.NAME)
+        for name in self.opened:
+            cv2.destroyWindow(name)

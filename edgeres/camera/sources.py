@@ -1,39 +1,24 @@
-"""Video sources: parse ``--source``, plan the ways to open it, open it with timeouts and read frames.
+"""What to read: parse ``--source`` (one source's kind and target) and the list of named streams a run reads
+(``--source`` repeated, or ``--sources FILE``).
 
 Kinds: ``camera`` (an index or /dev/videoN, through V4L2), ``file`` (a video file, FFmpeg), ``stream``
 (rtsp/http/tcp/udp URLs, FFmpeg), ``csi`` (a Jetson CSI camera through an nvarguscamerasrc pipeline),
-``gstreamer`` (a raw pipeline ending in appsink) and ``images`` (a folder, read in name order). On a
-Jetson whose OpenCV has GStreamer, files and rtsp:// streams are tried first through the hardware
-decoder (nvv4l2decoder/nvvidconv into an appsink that keeps one buffer), then through FFmpeg.
-
-Every open has a deadline (FFmpeg's open timeout, and a watchdog around the call for every backend)
-and FFmpeg reads have a read timeout; a read that blocks in another backend is caught by the loop's
-stall timeout. A dead source never hangs the loop.
+``gstreamer`` (a raw pipeline ending in appsink) and ``images`` (a folder, read in name order). How each
+kind is opened is ``edgeres.camera.pipelines``; reading it is ``edgeres.camera.readers``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import glob
-import os
 import re
-import socket
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import numpy as np
-
-from edgeres.errors import DataError, EdgeresError, require
-from edgeres.processing import IMAGE_EXTENSIONS, read_image
+from edgeres.errors import EdgeresError
 
 KINDS = ("camera", "file", "stream", "csi", "gstreamer", "images")
 LIVE_KINDS = ("camera", "stream", "csi", "gstreamer")
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "tcp", "udp")
-DECODERS = ("auto", "cpu", "jetson")
 ACCEPTED = ("a camera index or /dev/videoN, a video file, an rtsp://, rtsps://, http://, https://, tcp:// or udp:// "
             "URL, csi://N, a GStreamer pipeline ending in appsink, or a folder of images")
 
@@ -80,33 +65,6 @@ class SourceSpec:
         names = {"camera": "camera", "file": "video file", "stream": "stream", "csi": "CSI camera",
                  "gstreamer": "GStreamer pipeline", "images": "image folder"}
         return f"{names[self.kind]} '{self.text}'"
-
-
-@dataclass(frozen=True)
-class OpenAttempt:
-    """One way to open a source: a label for messages, an OpenCV backend name and what to pass it."""
-
-    label: str
-    backend: str  # "FFMPEG", "GSTREAMER", "V4L2" or "ANY"
-    target: str | int
-
-
-@dataclass(frozen=True)
-class Facts:
-    """What this machine's OpenCV can do (tests pass their own)."""
-
-    gstreamer: bool
-    jetson: bool
-
-
-@dataclass
-class ReadResult:
-    """One read: ``ok`` with an image, ``bad`` (a frame that failed to decode) or ``end`` (EOF or a lost stream)."""
-
-    status: str
-    image: np.ndarray | None = None
-    source_ts: float = 0.0
-    captured: float = 0.0
 
 
 def parse_source(text: str) -> SourceSpec:
@@ -162,292 +120,90 @@ def _path_source(path_text: str, text: str) -> SourceSpec:
     raise EdgeresError(f"source not found: '{text}' is not an existing file or folder; accepted: {ACCEPTED}")
 
 
-@functools.cache
-def machine_facts() -> Facts:
-    """Whether this OpenCV has GStreamer and whether this is a Jetson (looked up once per process)."""
-    cv2 = require("cv2", "desktop")
-    info = cv2.getBuildInformation()
-    gst = bool(re.search(r"GStreamer:\s+YES", info)) and cv2.videoio_registry.hasBackend(cv2.CAP_GSTREAMER)
-    return Facts(gstreamer=gst, jetson=is_jetson())
+# A stream's name: short, URL-safe (it is a path segment of the live view and a file name of --record DIR).
+_NAMED = re.compile(r"^([A-Za-z][\w.-]{0,31})\s*=\s*(\S.*)$")
 
 
-def is_jetson() -> bool:
-    """True on an NVIDIA Jetson (L4T release file or device-tree model)."""
-    if Path("/etc/nv_tegra_release").exists():
-        return True
-    try:
-        return "jetson" in Path("/proc/device-tree/model").read_text(errors="replace").lower()
-    except OSError:
-        return False
+@dataclass(frozen=True)
+class Stream:
+    """One named source of a run: its name (in JSON lines, the summary, the live view and recordings) and spec."""
+
+    name: str
+    spec: SourceSpec
+
+    def describe(self) -> str:
+        return self.spec.describe()
 
 
-def _gst_quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def split_name(text: str) -> tuple[str | None, str]:
+    """``NAME=SOURCE`` -> (NAME, SOURCE); a source without a name -> (None, source).
 
-
-def appsink(live: bool) -> str:
-    """An appsink that keeps one buffer: live sources drop old buffers, files block (every frame is read)."""
-    return f"appsink drop={'true' if live else 'false'} max-buffers=1 sync=false"
-
-
-_TO_BGR = "nvvidconv ! video/x-raw, format=(string)BGRx ! videoconvert ! video/x-raw, format=(string)BGR"
-
-
-def csi_pipeline(sensor_id: int, size: tuple[int, int] = (1280, 720), fps: int = 30, flip: int = 0) -> str:
-    """The GStreamer pipeline for a Jetson CSI camera (Argus), ending in a one-buffer, dropping appsink.
-
-    Args:
-        sensor_id: the camera's sensor index (csi://N).
-        size: capture (width, height); must be a mode the sensor supports.
-        fps: capture frame rate.
-        flip: nvvidconv flip-method (0: none, 2: rotate 180).
+    A URL's query (``rtsp://host/x?a=b``), a path or a pipeline (``videotestsrc pattern=ball ! ...``) never
+    reads as a name: a name is a single word of letters, digits, ``_ . -`` directly before the ``=``.
     """
-    w, h = size
-    return (f"nvarguscamerasrc sensor-id={int(sensor_id)} ! video/x-raw(memory:NVMM), width=(int){w}, "
-            f"height=(int){h}, framerate=(fraction){int(fps)}/1, format=(string)NV12 ! nvvidconv flip-method={flip} "
-            f"! video/x-raw, format=(string)BGRx ! videoconvert ! video/x-raw, format=(string)BGR ! {appsink(True)}")
+    match = _NAMED.match(text.strip())
+    return (match.group(1), match.group(2).strip()) if match else (None, text.strip())
 
 
-def jetson_decode_pipeline(spec: SourceSpec, open_timeout: float = 10.0) -> str:
-    """Hardware decoding on a Jetson: file or rtsp:// -> parsebin -> nvv4l2decoder -> nvvidconv -> BGR appsink.
-
-    ``parsebin`` finds the container and codec (H.264, H.265, VP8/9, MPEG-4), so no codec has to be named.
+def read_sources_file(path: Path) -> list[str]:
+    """The sources listed in ``--sources FILE``: one per line (``SOURCE`` or ``NAME=SOURCE``); blank lines and
+    lines starting with # are skipped.
 
     Raises:
-        EdgeresError: the source is not a file or an rtsp(s):// stream.
+        EdgeresError: the file is missing, unreadable or lists nothing.
     """
-    if spec.kind == "file":
-        src = f"filesrc location={_gst_quote(str(Path(spec.target).resolve()))}"
-    elif spec.kind == "stream" and spec.target.lower().startswith(("rtsp://", "rtsps://")):
-        us = int(open_timeout * 1e6)
-        src = f"rtspsrc location={_gst_quote(spec.target)} latency=100 protocols=tcp tcp-timeout={us} timeout={us}"
-    else:
-        raise EdgeresError(f"Jetson hardware decoding reads files and rtsp:// streams, not {spec.describe()}")
-    return f"{src} ! parsebin ! nvv4l2decoder ! {_TO_BGR} ! {appsink(spec.live)}"
-
-
-def open_plan(spec: SourceSpec, cfg: SourceConfig, facts: Facts) -> list[OpenAttempt]:
-    """Every way to open ``spec``, in the order they are tried.
-
-    Raises:
-        EdgeresError: ``--decoder`` does not apply to this kind of source.
-    """
-    if cfg.decoder not in DECODERS:
-        raise EdgeresError(f"unknown --decoder '{cfg.decoder}'; accepted: {', '.join(DECODERS)}")
-    hw_ok = spec.kind == "file" or (spec.kind == "stream" and spec.target.lower().startswith(("rtsp://", "rtsps://")))
-    if cfg.decoder == "jetson" and not hw_ok:
-        raise EdgeresError(f"--decoder jetson decodes files and rtsp:// streams in hardware, not {spec.describe()}")
-    if spec.kind == "camera":
-        device = spec.target if spec.target.startswith("/dev/") else f"/dev/video{spec.target}"
-        index = int(spec.target) if spec.target.isdigit() else int(device[len("/dev/video"):])
-        return [OpenAttempt(f"V4L2 {device}", "V4L2", device), OpenAttempt(f"any backend, index {index}", "ANY", index)]
-    if spec.kind == "csi":
-        pipe = csi_pipeline(int(spec.target), cfg.csi_size, cfg.csi_fps)
-        return [OpenAttempt(f"GStreamer Argus pipeline '{pipe}'", "GSTREAMER", pipe)]
-    if spec.kind == "gstreamer":
-        return [OpenAttempt("GStreamer pipeline", "GSTREAMER", spec.target)]
-    plan = []
-    if cfg.decoder == "jetson" or (cfg.decoder == "auto" and hw_ok and facts.jetson and facts.gstreamer):
-        pipe = jetson_decode_pipeline(spec, cfg.open_timeout)
-        plan.append(OpenAttempt(f"GStreamer hardware decode '{pipe}'", "GSTREAMER", pipe))
-    if cfg.decoder != "jetson":
-        plan.append(OpenAttempt("FFmpeg", "FFMPEG", spec.target))
-    return plan
-
-
-def video_devices() -> list[str]:
-    return sorted(glob.glob("/dev/video*"))
-
-
-class VideoReader:
-    """A source read through OpenCV's VideoCapture (every kind but image folders)."""
-
-    def __init__(self, spec: SourceSpec, cfg: SourceConfig, facts: Facts | None = None):
-        self.spec, self.cfg = spec, cfg
-        self.facts = facts
-        self.cap = None
-        self.opened_with: str | None = None
-        self.fps: float | None = None
-        self._t0: float | None = None
-
-    def open(self) -> None:
-        """Open the source, trying each way in ``open_plan``.
-
-        Raises:
-            SourceOpenError: nothing worked; the message lists every attempt and its reason.
-        """
-        cv2 = require("cv2", "desktop")
-        # FFmpeg's own log lines ("[tcp @ 0x...] Connection refused") would break the one-line error
-        # rule; the reasons are reported by edgeres instead. Read once, at the FFmpeg backend's first use.
-        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-        facts = self.facts or machine_facts()
-        reasons = []
-        for attempt in open_plan(self.spec, self.cfg, facts):
-            if attempt.backend == "GSTREAMER" and not facts.gstreamer:
-                reasons.append(f"{attempt.label}: this OpenCV has no GStreamer support ('GStreamer: NO' in "
-                               "cv2.getBuildInformation()); on a Jetson use JetPack's OpenCV")
-                continue
-            cap = _open_with_deadline(cv2, attempt, self.spec, self.cfg)
-            if isinstance(cap, str):
-                reasons.append(f"{attempt.label}: {cap}")
-                continue
-            self.cap, self.opened_with = cap, attempt.label
-            fps = cap.get(cv2.CAP_PROP_FPS)
-            self.fps = float(fps) if 1.0 <= fps <= 1000.0 else None
-            if self.spec.kind == "camera":
-                cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the driver's queue would add frames of latency
-            self._t0 = self._t0 if self._t0 is not None else time.perf_counter()
-            return
-        raise SourceOpenError(f"cannot open {self.spec.describe()}: tried " + "; ".join(reasons))
-
-    def read(self) -> ReadResult:
-        """Grab and decode one frame (blocks at most the read timeout for FFmpeg sources)."""
-        cv2 = require("cv2", "desktop")
-        if self.cap is None or not self.cap.grab():
-            return ReadResult("end")
-        captured = time.perf_counter()
-        ok, image = self.cap.retrieve()
-        if not ok or image is None or image.size == 0:
-            return ReadResult("bad", captured=captured)
-        if image.ndim == 2:
-            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        # Files: the frame's position; live sources: its arrival since the first open (kept across reconnects).
-        ts = captured - self._t0 if self.spec.live else self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-        return ReadResult("ok", image, ts, captured)
-
-    def close(self) -> None:
-        if self.cap is not None:
-            self.cap.release()
-            self.cap = None
-
-
-@contextlib.contextmanager
-def opencv_log_level(level_name: str = "ERROR"):
-    """Set OpenCV's log level while inside (it is process-wide), then put the old level back.
-
-    The loop reports timeouts, lost streams and bad frames itself, once, in its own words; OpenCV's
-    "[ WARN:0@...]" lines for the same events would only add noise to stderr.
-    """
-    cv2 = require("cv2", "desktop")
-    log = cv2.utils.logging
-    old = log.getLogLevel()
-    log.setLogLevel(getattr(log, f"LOG_LEVEL_{level_name}"))
+    path = Path(path)
     try:
-        yield
-    finally:
-        log.setLogLevel(old)
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EdgeresError(f"--sources file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EdgeresError(f"cannot read --sources file {path}: {exc}") from None
+    lines = [line.strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("#")]
+    if not lines:
+        raise EdgeresError(f"--sources file {path} lists no source (one per line: SOURCE or NAME=SOURCE)")
+    return lines
 
 
-def _open_with_deadline(cv2, attempt: OpenAttempt, spec: SourceSpec, cfg: SourceConfig):
-    """Open one attempt in a helper thread: a VideoCapture, or the reason it failed (a string).
-
-    The watchdog matters for backends that ignore OpenCV's open timeout (V4L2, some GStreamer
-    elements): the call is abandoned after the deadline instead of hanging the loop.
-    """
-    api = {"FFMPEG": cv2.CAP_FFMPEG, "GSTREAMER": cv2.CAP_GSTREAMER, "V4L2": cv2.CAP_V4L2, "ANY": cv2.CAP_ANY}
-    # Only FFmpeg is given OpenCV's timeout parameters: a backend that does not know a parameter refuses
-    # to open at all. The others rely on this watchdog (open) and the loop's stall timeout (reads).
-    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(cfg.open_timeout * 1000),
-              cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(cfg.read_timeout * 1000)] if attempt.backend == "FFMPEG" else []
-    box: dict = {}
-
-    def work() -> None:
-        try:
-            with opencv_log_level("SILENT"):  # the reason is reported below, in one line
-                cap = cv2.VideoCapture(attempt.target, api[attempt.backend], params)
-            box["cap"] = cap if cap.isOpened() else None
-        except cv2.error as exc:
-            box["error"] = str(exc).strip().splitlines()[-1]
-
-    thread = threading.Thread(target=work, name="edgeres-open", daemon=True)
-    thread.start()
-    thread.join(cfg.open_timeout + 5.0)
-    if thread.is_alive():
-        return f"did not finish opening within {cfg.open_timeout + 5.0:.0f} s (abandoned)"
-    if box.get("cap") is not None:
-        return box["cap"]
-    return box.get("error") or failure_reason(spec, attempt, cfg)
-
-
-def failure_reason(spec: SourceSpec, attempt: OpenAttempt, cfg: SourceConfig) -> str:
-    """Why an attempt most likely failed, found by looking at the device, file or server afterwards."""
+def _identity(spec: SourceSpec) -> str:
+    """What makes two sources the same device, file or URL (camera 0 is /dev/video0; paths resolved)."""
     if spec.kind == "camera":
-        device = attempt.target if isinstance(attempt.target, str) else f"/dev/video{attempt.target}"
-        if not Path(device).exists():
-            return f"{device} does not exist (video devices here: {', '.join(video_devices()) or 'none'})"
-        if not os.access(device, os.R_OK | os.W_OK):
-            return f"no permission to open {device} (add the user to the 'video' group)"
-        return f"{device} exists but did not open (busy, or not a capture device)"
-    if spec.kind == "file":
-        return "FFmpeg could not read it as a video (not a video file, or a codec this OpenCV's FFmpeg lacks)"
+        return spec.target if spec.target.startswith("/dev/") else f"/dev/video{spec.target}"
+    if spec.kind in ("file", "images"):
+        return str(Path(spec.target).resolve())
     if spec.kind == "stream":
-        return stream_failure_reason(spec.target, cfg.open_timeout)
-    return "the pipeline did not start (check it with gst-launch-1.0)"
+        parts = urlsplit(spec.target)
+        return parts._replace(scheme=parts.scheme.lower(), netloc=parts.netloc.lower()).geturl()
+    return f"{spec.kind}:{spec.target}"
 
 
-def stream_failure_reason(url: str, timeout: float) -> str:
-    """Connect to a TCP-based stream's host to say whether it is refused, silent or just not sending video."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme == "udp":
-        return f"no video arrived on {parts.netloc or url} within {timeout:g} s"
-    default_port = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}.get(scheme)
-    try:
-        port = parts.port or default_port
-    except ValueError:
-        return f"bad port in {url}"
-    if port is None:
-        return f"{url} names no port"
-    try:
-        with socket.create_connection((parts.hostname, port), timeout=min(timeout, 3.0)):
-            pass
-    except socket.gaierror:
-        return f"unknown host '{parts.hostname}'"
-    except ConnectionRefusedError:
-        return f"connection refused by {parts.hostname}:{port} (nothing is serving there)"
-    except OSError as exc:
-        return f"cannot connect to {parts.hostname}:{port} ({exc.strerror or exc})"
-    return f"{parts.hostname}:{port} accepts connections but no video could be read from it within {timeout:g} s"
+def plan_streams(texts: list[str]) -> list[Stream]:
+    """Parse every source of a run and name it (``NAME=SOURCE``, else cam0, cam1, ... by position).
 
-
-class ImageFolderReader:
-    """A folder of images read in name order at ``fps`` frames per (source) second."""
-
-    def __init__(self, spec: SourceSpec, cfg: SourceConfig):
-        self.spec, self.cfg = spec, cfg
-        self.fps = float(cfg.fps or 30.0)
-        self.opened_with = "image folder"
-        self.files: list[Path] = []
-        self.position = 0
-
-    def open(self) -> None:
-        """List the folder's images.
-
-        Raises:
-            SourceOpenError: the folder holds no images.
-        """
-        folder = Path(self.spec.target)
-        self.files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-        if not self.files:
-            raise SourceOpenError(f"image folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-        self.position = 0
-
-    def read(self) -> ReadResult:
-        if self.position >= len(self.files):
-            return ReadResult("end")
-        path = self.files[self.position]
-        ts = self.position / self.fps
-        self.position += 1
-        try:
-            image = read_image(path)
-        except DataError:
-            return ReadResult("bad", source_ts=ts, captured=time.perf_counter())
-        return ReadResult("ok", image, ts, time.perf_counter())
-
-    def close(self) -> None:
-        pass
-
-
-def make_reader(spec: SourceSpec, cfg: SourceConfig, facts: Facts | None = None):
-    """The reader for a parsed source (not opened yet)."""
-    return ImageFolderReader(spec, cfg) if spec.kind == "images" else VideoReader(spec, cfg, facts)
+    Raises:
+        EdgeresError: no source, a bad source, a name used twice, or the same camera, file or URL given twice
+            (a second reader of one camera would only split its frames).
+    """
+    if not texts:
+        raise EdgeresError(f"no source given; pass --source (repeat it for several) or --sources FILE; accepted: "
+                           f"{ACCEPTED}")
+    streams: list[Stream] = []
+    by_name: dict[str, Stream] = {}
+    by_identity: dict[str, Stream] = {}
+    for position, text in enumerate(texts):
+        name, source = split_name(text)
+        spec = parse_source(source)
+        name = name or f"cam{position}"
+        if name in by_name:
+            raise EdgeresError(f"stream name '{name}' is used twice ({by_name[name].spec.text} and {spec.text}); "
+                               "names must be unique")
+        identity = _identity(spec)
+        if identity in by_identity:
+            first = by_identity[identity]
+            raise EdgeresError(f"{spec.describe()} is given twice (streams '{first.name}' and '{name}'); give each "
+                               "source once")
+        stream = Stream(name, spec)
+        by_name[name] = by_identity[identity] = stream
+        streams.append(stream)
+    return streams
