@@ -277,15 +277,15 @@ def test_dla_placement_and_fallback_warning():
     inspector = loader.summarize_layers(json.dumps({"Layers": [
         {"Name": "{ForeignNode[conv1...pool]}", "LayerType": "DLA", "Inputs": [], "Outputs": []},
         {"Name": "fc", "LayerType": "CaskGemmMatrixMultiply", "Inputs": [], "Outputs": []}]}), "fp16")
-    warnings = loader.dla_warnings(dla, inspector)
+    warnings = loader.dla_warnings(dla)
     assert warnings == ["2 of 5 layers fall back from DLA to the GPU (e.g. flatten, fc); they run on the GPU, not on "
                         "DLA"]
-    none_on_dla = loader.summarize_layers(json.dumps({"Layers": [{"Name": "fc", "LayerType": "Gemm"}]}), "fp16")
-    assert "no layer on DLA" in loader.dla_warnings({"network_layers": 1, "gpu_layers": []}, none_on_dla)[0]
+    assert "the whole engine runs on the GPU" in loader.dla_warnings({"network_layers": 2, "gpu_layers": ["a", "b"]})[0]
+    assert loader.dla_warnings({"network_layers": 2, "gpu_layers": []}) == []
     lines = loader.describe_build({"backend": {"build_seconds": 3.0, "dla_core": 0, "dla": dla, "layers": inspector,
                                                "batch_profile": {"min": 4, "opt": 4, "max": 4}, "warnings": warnings,
                                                "trtexec": "trtexec ..."}})
     assert "DLA core 0: one fixed batch of 4 (DLA has no dynamic shapes" in lines[2]
     assert lines[3] == "3 of 5 network layers can run on DLA, 2 on the GPU (builder's can_run_on_DLA)"
-    assert lines[4] == "engine inspector: 1 of 2 engine layers on DLA, the rest on the GPU"
+    assert lines[4] == "engine inspector: 1 of 2 engine layers name DLA in their type or tactic"
     assert lines[5].startswith("warning: 2 of 5 layers fall back from DLA")

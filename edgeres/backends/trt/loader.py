@@ -198,9 +198,9 @@ def dla_lines(backend: dict) -> list[str]:
         gpu = dla["gpu_layers"]
         lines.append(f"{dla['network_layers'] - len(gpu)} of {dla['network_layers']} network layers can run on DLA, "
                      f"{len(gpu)} on the GPU (builder's can_run_on_DLA)")
-    if layers.get("known"):
-        lines.append(f"engine inspector: {layers.get('dla_layers', 0)} of {layers['layers']} engine layers on DLA, "
-                     "the rest on the GPU")
+    if layers.get("known"):  # a DLA subgraph is one engine layer; this counts the layers that name DLA
+        lines.append(f"engine inspector: {layers.get('dla_layers', 0)} of {layers['layers']} engine layers name DLA "
+                     "in their type or tactic")
     return lines
 
 
@@ -218,16 +218,15 @@ def dla_placement(network, config) -> dict:
     return {"network_layers": int(network.num_layers), "gpu_layers": gpu}
 
 
-def dla_warnings(dla: dict | None, layers: dict) -> list[str]:
-    """Warnings for a DLA build whose layers (some or all) run on the GPU instead."""
-    warnings = []
-    if dla and dla["gpu_layers"]:
-        shown = ", ".join(dla["gpu_layers"][:5])
-        warnings.append(f"{len(dla['gpu_layers'])} of {dla['network_layers']} layers fall back from DLA to the GPU "
-                        f"(e.g. {shown}); they run on the GPU, not on DLA")
-    if layers.get("known") and layers.get("dla_layers", 0) == 0:
-        warnings.append("the engine inspector shows no layer on DLA: this engine runs on the GPU")
-    return warnings
+def dla_warnings(dla: dict | None) -> list[str]:
+    """Warnings for a DLA build whose layers (some or all) fall back to the GPU, from the builder's answer."""
+    if not dla or not dla["gpu_layers"]:
+        return []
+    if len(dla["gpu_layers"]) == dla["network_layers"]:
+        return ["no layer of this network can run on DLA: the whole engine runs on the GPU; build without --dla-core"]
+    shown = ", ".join(dla["gpu_layers"][:5])
+    return [f"{len(dla['gpu_layers'])} of {dla['network_layers']} layers fall back from DLA to the GPU (e.g. {shown}); "
+            "they run on the GPU, not on DLA"]
 
 
 def default_timing_cache(engines_dir: Path, version: str, compute_capability: str | None) -> Path:
@@ -403,7 +402,7 @@ def build_plan(onnx_path: Path, precision: str, opts: TrtBuildOptions, batches: 
     del inspector, engine, runtime
     layers = summarize_layers(info, precision)
     if opts.dla_core is not None:
-        warnings += dla_warnings(dla, layers)
+        warnings += dla_warnings(dla)
     return plan, BuildResult(seconds=seconds, layers=layers, warnings=warnings, dla=dla,
                              timing_cache=str(timing_cache) if timing_cache else None)
 
