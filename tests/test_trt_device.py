@@ -52,6 +52,8 @@ def test_engine_matches_onnxruntime(tmp_path, trained_checkpoint, calibration, r
     assert backend["trtexec"].startswith("trtexec --onnx=") and (engine_file.parent / backend["source_onnx"]).is_file()
     assert manifest["device"]["compute_capability"] and backend["layers"]["known"]
     assert any((tmp_path / "engines").glob("timing.trt*.cache"))  # kept next to the engines, reused
+    assert manifest["input"]["opt_batch"] == 1 and manifest["input"]["min_batch"] == 1  # tuned for batch 1
+    assert "--saveEngine=trt-" in backend["trtexec"] and ".trtexec.plan" in backend["trtexec"]
     with open_engine(engine_file.parent) as engine:
         logits = selftest.runner_logits(engine.runner, images)
         assert set(engine.runner.last_device_times) == {"h2d_ms", "compute_ms", "d2h_ms"}
@@ -111,6 +113,8 @@ def test_dla_build_or_a_clear_error(tmp_path, trained_checkpoint):
         return
     _, manifest = _build(tmp_path, trained_checkpoint, "fp16", dla_core=0)
     assert manifest["backend"]["dla_core"] == 0 and "--useDLACore=0" in manifest["backend"]["trtexec"]
+    assert manifest["backend"]["batch_profile"] == {"min": 32, "opt": 32, "max": 32}  # DLA: one fixed batch
+    assert manifest["backend"]["dla"]["network_layers"] > 0
 
 
 def test_selftest_runs_end_to_end(tmp_path, trained_checkpoint):
@@ -119,3 +123,21 @@ def test_selftest_runs_end_to_end(tmp_path, trained_checkpoint):
     text = selftest.summary_table(report)
     assert "tensorrt-int8" in text and json.dumps(report)
     assert report["passed"], text
+
+
+def test_corrupt_timing_cache_is_replaced_with_a_warning(tmp_path, trained_checkpoint):
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"not a timing cache")
+    _, manifest = _build(tmp_path, trained_checkpoint, "fp16", timing_cache=str(cache))
+    assert any("is not a TensorRT timing cache" in w or "another TensorRT version or GPU" in w
+               for w in manifest["backend"]["warnings"]), manifest["backend"]["warnings"]
+    assert cache.read_bytes() != b"not a timing cache"  # rewritten after the build
+
+
+def test_batch_outside_the_profile_is_refused(tmp_path, trained_checkpoint, reference):
+    from edgeres.backends.trt.runner import TensorRTRunner
+    from edgeres.errors import EdgeresError
+
+    engine_file, _ = _build(tmp_path, trained_checkpoint, "fp16", min_batch=2, opt_batch=2)
+    with TensorRTRunner(engine_file) as runner, pytest.raises(EdgeresError, match="outside this engine's batch"):
+        runner.infer(reference[0][:1])
