@@ -94,10 +94,12 @@ def build_engine(cfg: BuildConfig, progress: bool = True) -> tuple[Path, dict]:
         openvino()  # installed? (before minutes of calibration)
     if quantized and cfg.normalize_in_network:
         raise EdgeresError(f"--uint8-input is not supported with --precision {cfg.precision} yet; use float input")
+    trt_plan = None
     if backend == "tensorrt" and (cfg.calib is None or cfg.precision == "mixed"):
         from edgeres.backends.trt.runner import check_tensorrt_available
 
         check_tensorrt_available()  # before minutes of calibration or sensitivity analysis
+        trt_plan = _check_tensorrt_request(cfg)  # so is a request this TensorRT or device refuses (e.g. DLA rules)
     calib = resolve_calibration(cfg) if quantized else None
     plan = plan_mixed_precision(cfg, calib) if cfg.precision == "mixed" else None
     if backend == "tensorrt":
@@ -107,7 +109,7 @@ def build_engine(cfg: BuildConfig, progress: bool = True) -> tuple[Path, dict]:
             check_qdq_for_tensorrt(calib.qdq_onnx)
 
         check_tensorrt_available()
-        trt_plan = _check_tensorrt_request(cfg)  # version, device and option conflicts, before any export
+        trt_plan = trt_plan or _check_tensorrt_request(cfg)  # version, device and option conflicts, before export
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise EdgeresError(f"{out} exists and is not a folder; --out names an engine folder (e.g. engines/NAME)")
