@@ -41,8 +41,9 @@ def collect() -> dict:
     return {
         "packages": packages,
         "gpus": gpu_facts()["gpus"],
-        "cuda": cuda_status() if packages.get("tensorrt") or _has_cuda_binding() else {"binding": None, "device": None,
-                                                                                      "error": "not installed"},
+        "cuda": cuda_status()
+        if packages.get("tensorrt") or _has_cuda_binding()
+        else {"binding": None, "device": None, "error": "not installed"},
         "jetson": jetson,
         "clocks_locked": read_clocks() if jetson else None,
         "cameras": sorted(glob.glob("/dev/video*")),
@@ -65,19 +66,38 @@ def judge(facts: dict) -> list[Check]:
     gpu_present = bool(facts.get("gpus")) or bool(cuda.get("device")) or jetson is not None
     checks = []
     py = tuple(int(x) for x in pkgs["python"].split(".")[:2])
-    checks.append(Check("python", "ok" if py >= (3, 10) else "fail", pkgs["python"],
-                        "" if py >= (3, 10) else "edgeres needs Python >= 3.10 (JetPack 6)"))
+    checks.append(
+        Check(
+            "python",
+            "ok" if py >= (3, 10) else "fail",
+            pkgs["python"],
+            "" if py >= (3, 10) else "edgeres needs Python >= 3.10 (JetPack 6)",
+        )
+    )
     trt = pkgs.get("tensorrt")
     trt_error = pkgs.get("import_errors", {}).get("tensorrt")
     if trt_error:
-        checks.append(Check("tensorrt", "fail", f"installed but fails to import: {trt_error}",
-                            "reinstall TensorRT matching this CUDA/driver (JetPack's on a Jetson)"))
+        checks.append(
+            Check(
+                "tensorrt",
+                "fail",
+                f"installed but fails to import: {trt_error}",
+                "reinstall TensorRT matching this CUDA/driver (JetPack's on a Jetson)",
+            )
+        )
     elif trt is None:
         verdict = "warn" if gpu_present else "info"
-        checks.append(Check("tensorrt", verdict, "not installed: only ONNX Runtime (CPU) engines can be built",
-                            "pip install 'edgeres[tensorrt]' on a GPU desktop (CUDA 12 driver; "
-                            "'edgeres[tensorrt-cu13]' for CUDA 13); JetPack's TensorRT on a Jetson"
-                            if gpu_present else ""))
+        checks.append(
+            Check(
+                "tensorrt",
+                verdict,
+                "not installed: only ONNX Runtime (CPU) engines can be built",
+                "pip install 'edgeres[tensorrt]' on a GPU desktop (CUDA 12 driver; "
+                "'edgeres[tensorrt-cu13]' for CUDA 13); JetPack's TensorRT on a Jetson"
+                if gpu_present
+                else "",
+            )
+        )
     else:
         try:
             feat = features(trt)
@@ -87,15 +107,28 @@ def judge(facts: dict) -> list[Check]:
             checks.append(Check("tensorrt", "fail", f"{trt} is not supported", f"use TensorRT {SUPPORTED}"))
     if cuda.get("device"):
         dev = cuda["device"]
-        checks.append(Check("cuda", "ok", f"{cuda['binding']}: {dev['name']}, compute capability "
-                                          f"{dev['compute_capability']}"))
+        checks.append(
+            Check("cuda", "ok", f"{cuda['binding']}: {dev['name']}, compute capability {dev['compute_capability']}")
+        )
         fast = fast_precisions(dev["compute_capability"])
         if fast["int8"] is False:
-            checks.append(Check("int8 speed", "warn", f"compute capability {dev['compute_capability']} has no fast "
-                                                      "INT8", "prefer --precision fp16 on this GPU"))
+            checks.append(
+                Check(
+                    "int8 speed",
+                    "warn",
+                    f"compute capability {dev['compute_capability']} has no fast INT8",
+                    "prefer --precision fp16 on this GPU",
+                )
+            )
     elif trt is not None or gpu_present:
-        checks.append(Check("cuda", "fail", cuda.get("error") or "no CUDA device",
-                            "pip install 'edgeres[tensorrt]' (cuda-python), and check the NVIDIA driver"))
+        checks.append(
+            Check(
+                "cuda",
+                "fail",
+                cuda.get("error") or "no CUDA device",
+                "pip install 'edgeres[tensorrt]' (cuda-python), and check the NVIDIA driver",
+            )
+        )
     else:
         checks.append(Check("cuda", "info", "no NVIDIA GPU"))
     checks += _judge_jetson(facts)
@@ -110,20 +143,43 @@ def _judge_jetson(facts: dict) -> list[Check]:
     checks = [Check("jetson", "ok", f"{jetson.get('model') or 'Jetson'}, L4T {jetson.get('l4t')}")]
     l4t = jetson.get("l4t") or ""
     if l4t and int(l4t.split(".")[0]) < 36:
-        checks.append(Check("jetpack", "fail", f"L4T {l4t} is JetPack 4/5 (Python 3.6/3.8)",
-                            "edgeres needs JetPack 6 (L4T 36) on a Jetson Orin"))
+        checks.append(
+            Check(
+                "jetpack",
+                "fail",
+                f"L4T {l4t} is JetPack 4/5 (Python 3.6/3.8)",
+                "edgeres needs JetPack 6 (L4T 36) on a Jetson Orin",
+            )
+        )
     power = jetson.get("power_mode")
     if power is None or power.get("name") is None:
-        checks.append(Check("power mode", "warn", "unknown (nvpmodel not found or failed)",
-                            "record 'sudo nvpmodel -q' with any benchmark"))
+        checks.append(
+            Check(
+                "power mode",
+                "warn",
+                "unknown (nvpmodel not found or failed)",
+                "record 'sudo nvpmodel -q' with any benchmark",
+            )
+        )
     else:
         maxed = "MAXN" in str(power["name"]).upper()
-        checks.append(Check("power mode", "ok" if maxed else "warn", f"{power['name']} (id {power.get('id')})",
-                            "" if maxed else "benchmarks depend on it: 'sudo nvpmodel -m 0' for MAXN, and report it"))
+        checks.append(
+            Check(
+                "power mode",
+                "ok" if maxed else "warn",
+                f"{power['name']} (id {power.get('id')})",
+                "" if maxed else "benchmarks depend on it: 'sudo nvpmodel -m 0' for MAXN, and report it",
+            )
+        )
     locked = facts.get("clocks_locked")
-    checks.append(Check("clocks", {True: "ok", False: "warn", None: "warn"}[locked],
-                        {True: "locked (jetson_clocks)", False: "not locked: clocks scale with load",
-                         None: "unknown"}[locked], "" if locked else "'sudo jetson_clocks' before benchmarking"))
+    checks.append(
+        Check(
+            "clocks",
+            {True: "ok", False: "warn", None: "warn"}[locked],
+            {True: "locked (jetson_clocks)", False: "not locked: clocks scale with load", None: "unknown"}[locked],
+            "" if locked else "'sudo jetson_clocks' before benchmarking",
+        )
+    )
     return checks
 
 
@@ -134,16 +190,24 @@ def _judge_cameras(facts: dict) -> list[Check]:
         checks.append(Check("camera", "info", "no /dev/video* device"))
     else:
         denied = [c for c in cams if not access.get(c)]
-        checks.append(Check("camera", "warn" if denied else "ok",
-                            f"{', '.join(cams)}" + (f"; no access to {', '.join(denied)}" if denied else ""),
-                            "add yourself to the 'video' group (sudo usermod -aG video $USER) and log in again"
-                            if denied else ""))
+        checks.append(
+            Check(
+                "camera",
+                "warn" if denied else "ok",
+                f"{', '.join(cams)}" + (f"; no access to {', '.join(denied)}" if denied else ""),
+                "add yourself to the 'video' group (sudo usermod -aG video $USER) and log in again" if denied else "",
+            )
+        )
     if facts.get("jetson") is not None:
         gst = facts["packages"].get("opencv_gstreamer")
-        checks.append(Check("csi camera", "ok" if gst and facts.get("nvargus") else "warn",
-                            f"OpenCV GStreamer {'yes' if gst else 'no'}, nvargus-daemon "
-                            f"{'yes' if facts.get('nvargus') else 'no'}",
-                            "" if gst and facts.get("nvargus") else "use JetPack's OpenCV (GStreamer) for CSI cameras"))
+        checks.append(
+            Check(
+                "csi camera",
+                "ok" if gst and facts.get("nvargus") else "warn",
+                f"OpenCV GStreamer {'yes' if gst else 'no'}, nvargus-daemon {'yes' if facts.get('nvargus') else 'no'}",
+                "" if gst and facts.get("nvargus") else "use JetPack's OpenCV (GStreamer) for CSI cameras",
+            )
+        )
     return checks
 
 
@@ -158,8 +222,14 @@ def judge_engine(target: Path, current: dict | None = None) -> list[Check]:
     except EdgeresError as exc:
         return [Check("engine", "fail", str(exc))]
     backend = manifest["backend"]
-    checks = [Check("engine", "info", f"{engine_file.name}: {backend['name']} {backend.get('version')}, "
-                                      f"{manifest['precision']}, built {manifest.get('created')}")]
+    checks = [
+        Check(
+            "engine",
+            "info",
+            f"{engine_file.name}: {backend['name']} {backend.get('version')}, "
+            f"{manifest['precision']}, built {manifest.get('created')}",
+        )
+    ]
     problems = check_engine(engine_file, manifest, current)
     checks += [Check("engine fits", "fail", p, rebuild_hint(manifest)) for p in problems]
     if not problems:

@@ -30,8 +30,12 @@ class Tolerance:
 
 
 # FP32 engines may use TF32 on Ampere+ (TensorRT's default); FP16 and INT8 round more.
-TOLERANCES = {"fp32": Tolerance(0.995, 0.005), "fp16": Tolerance(0.99, 0.01), "int8": Tolerance(0.97, 0.05),
-              "mixed": Tolerance(0.97, 0.05)}
+TOLERANCES = {
+    "fp32": Tolerance(0.995, 0.005),
+    "fp16": Tolerance(0.99, 0.01),
+    "int8": Tolerance(0.97, 0.05),
+    "mixed": Tolerance(0.97, 0.05),
+}
 
 
 @dataclass
@@ -95,8 +99,11 @@ def compare(reference: np.ndarray, logits: np.ndarray, labels: np.ndarray, preci
     dp = np.abs(softmax(logits) - softmax(reference)).max(axis=1)
     agreement = float((logits.argmax(1) == reference.argmax(1)).mean())
     return {
-        "images": len(labels), "top1": 100.0 * float((logits.argmax(1) == labels).mean()),
-        "agreement": 100.0 * agreement, "mean_prob_diff": float(dp.mean()), "max_prob_diff": float(dp.max()),
+        "images": len(labels),
+        "top1": 100.0 * float((logits.argmax(1) == labels).mean()),
+        "agreement": 100.0 * agreement,
+        "mean_prob_diff": float(dp.mean()),
+        "max_prob_diff": float(dp.max()),
         "max_logit_diff": float(np.abs(logits - reference).max()),
         "passed": agreement >= tol.min_agreement and float(dp.mean()) <= tol.max_mean_prob_diff,
         "tolerance": {"min_agreement": 100.0 * tol.min_agreement, "max_mean_prob_diff": tol.max_mean_prob_diff},
@@ -105,7 +112,7 @@ def compare(reference: np.ndarray, logits: np.ndarray, labels: np.ndarray, preci
 
 def runner_logits(runner, images: np.ndarray, batch: int = 32) -> np.ndarray:
     """(N, classes) logits of an active runner over preprocessed NCHW images."""
-    out = [next(iter(runner.infer(images[i:i + batch]).values())) for i in range(0, len(images), batch)]
+    out = [next(iter(runner.infer(images[i : i + batch]).values())) for i in range(0, len(images), batch)]
     return np.concatenate(out).astype(np.float32)
 
 
@@ -123,9 +130,14 @@ def time_runner(runner, x: np.ndarray, duration: float, warmup: float = 0.5) -> 
         device = getattr(runner, "last_device_times", None)
         if device:
             gpu.append(device["compute_ms"])
-    return {"batch": len(x), "iterations": len(host), "host_p50_ms": float(np.median(host)),
-            "host_p90_ms": float(np.percentile(host, 90)), "gpu_p50_ms": float(np.median(gpu)) if gpu else None,
-            "images_per_s": len(x) * 1e3 / float(np.mean(host))}
+    return {
+        "batch": len(x),
+        "iterations": len(host),
+        "host_p50_ms": float(np.median(host)),
+        "host_p90_ms": float(np.percentile(host, 90)),
+        "gpu_p50_ms": float(np.median(gpu)) if gpu else None,
+        "images_per_s": len(x) * 1e3 / float(np.mean(host)),
+    }
 
 
 def environment() -> dict:
@@ -137,10 +149,17 @@ def environment() -> dict:
 
     pkgs = package_versions()
     gpus = gpu_facts()["gpus"]
-    return {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "edgeres": __version__,
-            "python": platform.python_version(), "tensorrt": pkgs.get("tensorrt"),
-            "onnxruntime": pkgs.get("onnxruntime"), "torch": pkgs.get("torch"), "cuda": cuda_status(),
-            "driver": gpus[0]["driver_version"] if gpus else None, "jetson": jetson_bench_facts()}
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "edgeres": __version__,
+        "python": platform.python_version(),
+        "tensorrt": pkgs.get("tensorrt"),
+        "onnxruntime": pkgs.get("onnxruntime"),
+        "torch": pkgs.get("torch"),
+        "cuda": cuda_status(),
+        "driver": gpus[0]["driver_version"] if gpus else None,
+        "jetson": jetson_bench_facts(),
+    }
 
 
 def summary_table(report: dict) -> str:
@@ -149,20 +168,35 @@ def summary_table(report: dict) -> str:
     cuda = env.get("cuda") or {}
     dev = cuda.get("device") or {}
     jetson = env.get("jetson")
-    lines = [f"edgeres selftest {env.get('date', '')}",
-             f"edgeres {env.get('edgeres')}, Python {env.get('python')}, TensorRT {env.get('tensorrt')}, "
-             f"ONNX Runtime {env.get('onnxruntime')}, torch {env.get('torch')}",
-             f"GPU {dev.get('name', 'none')} (sm {dev.get('compute_capability', '?')}) via {cuda.get('binding')}, "
-             f"driver {env.get('driver') or 'unknown'}"]
+    lines = [
+        f"edgeres selftest {env.get('date', '')}",
+        f"edgeres {env.get('edgeres')}, Python {env.get('python')}, TensorRT {env.get('tensorrt')}, "
+        f"ONNX Runtime {env.get('onnxruntime')}, torch {env.get('torch')}",
+        f"GPU {dev.get('name', 'none')} (sm {dev.get('compute_capability', '?')}) via {cuda.get('binding')}, "
+        f"driver {env.get('driver') or 'unknown'}",
+    ]
     if jetson:
         power = jetson.get("power_mode") or {}
         locked = {True: "yes", False: "no", None: "unknown"}[jetson.get("clocks_locked")]
-        lines.append(f"Jetson {jetson.get('model')}, L4T {jetson.get('l4t')}, power mode {power.get('name')} "
-                     f"(id {power.get('id')}), clocks locked: {locked}")
+        lines.append(
+            f"Jetson {jetson.get('model')}, L4T {jetson.get('l4t')}, power mode {power.get('name')} "
+            f"(id {power.get('id')}), clocks locked: {locked}"
+        )
     lines.append(report.get("model_line", ""))
     lines.append(tuning_line(report))
-    head = ["engine", "build s", "MiB", "top-1 %", "agree %", "mean |dp|", "max |dlogit|", "check",
-            "b1 host p50 ms", "b1 GPU p50 ms", f"b{report.get('throughput_batch', 32)} img/s"]
+    head = [
+        "engine",
+        "build s",
+        "MiB",
+        "top-1 %",
+        "agree %",
+        "mean |dp|",
+        "max |dlogit|",
+        "check",
+        "b1 host p50 ms",
+        "b1 GPU p50 ms",
+        f"b{report.get('throughput_batch', 32)} img/s",
+    ]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report["rows"]:
         c, t1, tn = row.get("compare") or {}, row.get("latency") or {}, row.get("throughput") or {}
@@ -170,9 +204,19 @@ def summary_table(report: dict) -> str:
             cells = [row["name"], "", "", "", "", "", "", "ERROR: " + row["error"][:120], "", "", ""]
         else:
             check = "reference" if row.get("reference") else ("pass" if c.get("passed") else "FAIL")
-            cells = [row["name"], _f(row.get("build_seconds"), 1), _f(row.get("size_mib"), 1), _f(c.get("top1"), 2),
-                     _f(c.get("agreement"), 2), _f(c.get("mean_prob_diff"), 4), _f(c.get("max_logit_diff"), 3), check,
-                     _f(t1.get("host_p50_ms"), 3), _f(t1.get("gpu_p50_ms"), 3), _f(tn.get("images_per_s"), 0)]
+            cells = [
+                row["name"],
+                _f(row.get("build_seconds"), 1),
+                _f(row.get("size_mib"), 1),
+                _f(c.get("top1"), 2),
+                _f(c.get("agreement"), 2),
+                _f(c.get("mean_prob_diff"), 4),
+                _f(c.get("max_logit_diff"), 3),
+                check,
+                _f(t1.get("host_p50_ms"), 3),
+                _f(t1.get("gpu_p50_ms"), 3),
+                _f(tn.get("images_per_s"), 0),
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append(f"verdict: {'PASS' if report['passed'] else 'FAIL'}")
     return "\n".join(line for line in lines if line)
@@ -195,20 +239,34 @@ def _f(value, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _engine_row(name: str, folder: Path, images: np.ndarray, labels: np.ndarray, reference: np.ndarray | None,
-                precision: str, cfg: SelftestConfig, cuda_graph: bool = False) -> dict:
+def _engine_row(
+    name: str,
+    folder: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    reference: np.ndarray | None,
+    precision: str,
+    cfg: SelftestConfig,
+    cuda_graph: bool = False,
+) -> dict:
     """Open an engine folder, take its logits and timings; compare with the reference when given."""
     from edgeres.backends.trt.runner import TensorRTRunner
     from edgeres.engine import open_engine
 
     engine = open_engine(folder)
     if cuda_graph:
-        engine.runner = TensorRTRunner(engine.engine_file, max_batch=engine.runner.max_batch, cuda_graph=True,
-                                       manifest=engine.manifest)
+        engine.runner = TensorRTRunner(
+            engine.engine_file, max_batch=engine.runner.max_batch, cuda_graph=True, manifest=engine.manifest
+        )
     m = engine.manifest
-    row = {"name": name, "precision": precision, "reference": reference is None,
-           "build_seconds": m["backend"].get("build_seconds", m.get("build_seconds")),
-           "size_mib": m["engine"]["size"] / 2**20, "tuned_batch": m["input"].get("opt_batch")}
+    row = {
+        "name": name,
+        "precision": precision,
+        "reference": reference is None,
+        "build_seconds": m["backend"].get("build_seconds", m.get("build_seconds")),
+        "size_mib": m["engine"]["size"] / 2**20,
+        "tuned_batch": m["input"].get("opt_batch"),
+    }
     with engine:
         logits = runner_logits(engine.runner, images)
         row["latency"] = time_runner(engine.runner, images[:1], cfg.duration)
@@ -245,11 +303,16 @@ def run_selftest(cfg: SelftestConfig) -> dict:
         from edgeres.train import TrainConfig, train
 
         start = time.perf_counter()
-        summary = train(TrainConfig(data=digits, out=out / "run", epochs=cfg.epochs, img_size=32, batch_size=128,
-                                    progress=False, force=True))
+        summary = train(
+            TrainConfig(
+                data=digits, out=out / "run", epochs=cfg.epochs, img_size=32, batch_size=128, progress=False, force=True
+            )
+        )
         model = out / "run" / "best.safetensors"
-        model_line = (f"model: resnet18 on the bundled MNIST digits, trained here in "
-                      f"{time.perf_counter() - start:.1f} s, val top-1 {summary['best_top1']:.2f}%")
+        model_line = (
+            f"model: resnet18 on the bundled MNIST digits, trained here in "
+            f"{time.perf_counter() - start:.1f} s, val top-1 {summary['best_top1']:.2f}%"
+        )
     ckpt = load_checkpoint(model)
     model_line = model_line or f"model: {model} ({ckpt.config.arch})"
     val = EvalImages(load_eval_split(digits), ckpt.config.preprocess)
@@ -257,8 +320,9 @@ def run_selftest(cfg: SelftestConfig) -> dict:
     labels = val.labels[: cfg.images]
 
     engines = out / "engines"
-    build_engine(BuildConfig(model=model, out=engines / "onnxruntime-fp32", backend="onnxruntime", force=True),
-                 progress=False)
+    build_engine(
+        BuildConfig(model=model, out=engines / "onnxruntime-fp32", backend="onnxruntime", force=True), progress=False
+    )
     ref = _engine_row("onnxruntime-fp32 (CPU)", engines / "onnxruntime-fp32", images, labels, None, "fp32", cfg)
     rows = [ref]
     for precision in cfg.precisions:
@@ -266,16 +330,34 @@ def run_selftest(cfg: SelftestConfig) -> dict:
         try:
             calib = None
             if precision == "int8":
-                calib = run_calibration(CalibConfig(model=Path(model), data=digits / "train", out=out / "calibration",
-                                                    num_images=512, force=True, progress=False)).folder
-            build_engine(BuildConfig(model=model, out=engines / name, precision=precision, backend="tensorrt",
-                                     calib=calib, force=True), progress=False)
-            rows.append(_engine_row(name, engines / name, images, labels, ref["logits"], precision, cfg,
-                                    cfg.cuda_graph))
+                calib = run_calibration(
+                    CalibConfig(
+                        model=Path(model),
+                        data=digits / "train",
+                        out=out / "calibration",
+                        num_images=512,
+                        force=True,
+                        progress=False,
+                    )
+                ).folder
+            build_engine(
+                BuildConfig(
+                    model=model, out=engines / name, precision=precision, backend="tensorrt", calib=calib, force=True
+                ),
+                progress=False,
+            )
+            rows.append(
+                _engine_row(name, engines / name, images, labels, ref["logits"], precision, cfg, cfg.cuda_graph)
+            )
         except EdgeresError as exc:
             rows.append({"name": name, "precision": precision, "error": str(exc)})
     for row in rows:
         row.pop("logits", None)
     passed = all(not r.get("error") and (r["reference"] or r["compare"]["passed"]) for r in rows)
-    return {"environment": environment(), "model_line": model_line + f"; {len(labels)} validation images; reference "
-            "ONNX Runtime FP32 on the CPU", "rows": rows, "passed": passed, "throughput_batch": 32}
+    return {
+        "environment": environment(),
+        "model_line": model_line + f"; {len(labels)} validation images; reference ONNX Runtime FP32 on the CPU",
+        "rows": rows,
+        "passed": passed,
+        "throughput_batch": 32,
+    }

@@ -55,36 +55,67 @@ class Token(int):
         return self.path
 
 
-def engine_folder(root: Path, name: str = "r18-trt", backend: dict | None = None, device: dict | None = None,
-                  precision: str = "fp16") -> Path:
+def engine_folder(
+    root: Path, name: str = "r18-trt", backend: dict | None = None, device: dict | None = None, precision: str = "fp16"
+) -> Path:
     """A TensorRT-style engine folder (placeholder bytes + a manifest as ``build`` writes it)."""
     folder = Path(root) / name
     folder.mkdir(parents=True)
     plan = folder / f"{name}.plan"
     plan.write_bytes(PLACEHOLDER)
     manifest = {
-        "schema_version": 1, "edgeres_version": "0.1.0", "created": "2026-01-01T00:00:00+00:00",
-        "task": "classify", "arch": "resnet18", "class_names": [str(i) for i in range(10)],
+        "schema_version": 1,
+        "edgeres_version": "0.1.0",
+        "created": "2026-01-01T00:00:00+00:00",
+        "task": "classify",
+        "arch": "resnet18",
+        "class_names": [str(i) for i in range(10)],
         "input": {"name": "input", "shape": [-1, 3, 32, 32], "dtype": "float32", "max_batch": 32},
         "outputs": ["logits"],
-        "preprocess": {"input_size": [32, 32], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-                       "channel_order": "RGB", "layout": "NCHW", "resize": "stretch", "interpolation": "linear",
-                       "normalize_in_network": False},
-        "precision": precision, "source": {"checkpoint": None, "sha256": None},
+        "preprocess": {
+            "input_size": [32, 32],
+            "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225],
+            "channel_order": "RGB",
+            "layout": "NCHW",
+            "resize": "stretch",
+            "interpolation": "linear",
+            "normalize_in_network": False,
+        },
+        "precision": precision,
+        "source": {"checkpoint": None, "sha256": None},
         "engine": {"file": plan.name, "sha256": hashlib.sha256(PLACEHOLDER).hexdigest(), "size": len(PLACEHOLDER)},
         "export": {"output_names": ["logits"]},
-        "backend": {"name": "tensorrt", "version": "10.3.0", "version_compatible": False, "hardware_compat": "none",
-                    "dla_core": None, **(backend or {})},
-        "device": {"cpu_isa": "aarch64-neon-dotprod", "gpu": "Orin", "compute_capability": "8.7", "l4t": "36.4.0",
-                   "dla_core": None, **(device or {})},
+        "backend": {
+            "name": "tensorrt",
+            "version": "10.3.0",
+            "version_compatible": False,
+            "hardware_compat": "none",
+            "dla_core": None,
+            **(backend or {}),
+        },
+        "device": {
+            "cpu_isa": "aarch64-neon-dotprod",
+            "gpu": "Orin",
+            "compute_capability": "8.7",
+            "l4t": "36.4.0",
+            "dla_core": None,
+            **(device or {}),
+        },
         "build_command": "edgeres build --backend tensorrt --precision fp16 --out engines/r18-trt --force",
     }
     (folder / f"{name}.manifest.json").write_text(json.dumps(manifest, indent=2))
     return folder
 
 
-ORIN_10_3 = {"backend_version": "10.3.0", "gpu": "Orin", "compute_capability": "8.7", "l4t": "36.4.0",
-             "dla_cores": 2, "cpu_isa": "aarch64-neon-dotprod"}
+ORIN_10_3 = {
+    "backend_version": "10.3.0",
+    "gpu": "Orin",
+    "compute_capability": "8.7",
+    "l4t": "36.4.0",
+    "dla_cores": 2,
+    "cpu_isa": "aarch64-neon-dotprod",
+}
 
 
 # --- Test doubles for the runner's seams (no GPU or TensorRT here). They record the calls the runner makes and
@@ -169,8 +200,12 @@ class RecordingContext:
 
     def __init__(self, input_shape, output_shape, answers: dict | None = None):
         self.shapes = {"input": tuple(input_shape), "logits": tuple(output_shape)}
-        self.answers = {"set_input_shape": True, "set_tensor_address": True, "execute_async_v3": True,
-                        **(answers or {})}
+        self.answers = {
+            "set_input_shape": True,
+            "set_tensor_address": True,
+            "execute_async_v3": True,
+            **(answers or {}),
+        }
         self.calls: list[tuple] = []
 
     def get_tensor_shape(self, name):

@@ -16,12 +16,31 @@ NO_TRT = importlib.util.find_spec("tensorrt") is None
 
 
 def test_tensorrt_options_become_config_and_command_line():
-    opts, args = tensorrt_options("tensorrt", workspace=2048, min_batch=1, opt_batch=8, timing_cache=None,
-                                  dla_core=0, version_compatible=False, hardware_compat=HardwareCompat.ampere_plus)
-    assert opts == TrtBuildOptions(workspace_mib=2048, min_batch=1, opt_batch=8, dla_core=0,
-                                   hardware_compat="ampere_plus")
-    assert args == ["--workspace", "2048", "--min-batch", "1", "--opt-batch", "8", "--dla-core", "0",
-                    "--hardware-compat", "ampere_plus"]
+    opts, args = tensorrt_options(
+        "tensorrt",
+        workspace=2048,
+        min_batch=1,
+        opt_batch=8,
+        timing_cache=None,
+        dla_core=0,
+        version_compatible=False,
+        hardware_compat=HardwareCompat.ampere_plus,
+    )
+    assert opts == TrtBuildOptions(
+        workspace_mib=2048, min_batch=1, opt_batch=8, dla_core=0, hardware_compat="ampere_plus"
+    )
+    assert args == [
+        "--workspace",
+        "2048",
+        "--min-batch",
+        "1",
+        "--opt-batch",
+        "8",
+        "--dla-core",
+        "0",
+        "--hardware-compat",
+        "ampere_plus",
+    ]
     assert tensorrt_options("onnxruntime", workspace=None, version_compatible=False) == (None, [])
 
 
@@ -31,15 +50,35 @@ def test_tensorrt_options_with_another_backend_are_an_error():
 
 
 def test_cli_tensorrt_option_on_cpu_backend(tmp_path, random_checkpoint):
-    proc = run_cli("build", "--model", random_checkpoint("resnet18"), "--backend", "onnxruntime", "--dla-core", "0",
-                   "--out", tmp_path / "e", cwd=tmp_path)
+    proc = run_cli(
+        "build",
+        "--model",
+        random_checkpoint("resnet18"),
+        "--backend",
+        "onnxruntime",
+        "--dla-core",
+        "0",
+        "--out",
+        tmp_path / "e",
+        cwd=tmp_path,
+    )
     assert_user_error(proc, "--dla-core only apply to TensorRT", "--backend tensorrt")
     assert not (tmp_path / "e").exists()
 
 
 @pytest.mark.skipif(not NO_TRT, reason="TensorRT is installed here")
 def test_cli_tensorrt_build_without_tensorrt_names_the_extra(tmp_path, random_checkpoint):
-    proc = run_cli("build", "--model", random_checkpoint("resnet18"), "--backend", "tensorrt", "--precision", "fp16",
-                   "--out", tmp_path / "e", cwd=tmp_path)
+    proc = run_cli(
+        "build",
+        "--model",
+        random_checkpoint("resnet18"),
+        "--backend",
+        "tensorrt",
+        "--precision",
+        "fp16",
+        "--out",
+        tmp_path / "e",
+        cwd=tmp_path,
+    )
     assert_user_error(proc, "'tensorrt' is not installed", "edgeres[tensorrt]")
     assert not (tmp_path / "e").exists()

@@ -13,8 +13,13 @@ TENSORS = {"input", "/conv1/Conv_output_0", "/relu/Relu_output_0", "logits"}
 
 
 def _scales() -> Scales:
-    return Scales(activations={"input": {"amax": 2.64}, "/conv1/Conv_output_0": {"amax": 5.0},
-                               "/relu/Relu_output_0": {"amax": 4.5}})
+    return Scales(
+        activations={
+            "input": {"amax": 2.64},
+            "/conv1/Conv_output_0": {"amax": 5.0},
+            "/relu/Relu_output_0": {"amax": 4.5},
+        }
+    )
 
 
 @pytest.mark.parametrize("version", ["8.6.1", "10.3.0", "10.16.1"])

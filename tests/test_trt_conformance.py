@@ -20,9 +20,18 @@ from edgeres.backends.trt import versions
 TRT_DIR = Path(versions.__file__).parent
 # Local variable (or self attribute) names the backend uses for TensorRT objects, and their classes.
 VAR_CLASS = {
-    "builder": "Builder", "network": "INetworkDefinition", "config": "IBuilderConfig", "parser": "OnnxParser",
-    "profile": "IOptimizationProfile", "runtime": "Runtime", "engine": "ICudaEngine", "context": "IExecutionContext",
-    "tensor": "ITensor", "error": "ParserError", "inspector": "EngineInspector", "tcache": "ITimingCache",
+    "builder": "Builder",
+    "network": "INetworkDefinition",
+    "config": "IBuilderConfig",
+    "parser": "OnnxParser",
+    "profile": "IOptimizationProfile",
+    "runtime": "Runtime",
+    "engine": "ICudaEngine",
+    "context": "IExecutionContext",
+    "tensor": "ITensor",
+    "error": "ParserError",
+    "inspector": "EngineInspector",
+    "tcache": "ITimingCache",
     "layer": "ILayer",
 }
 # Classes the backend subclasses: the methods it overrides must exist on the base.
@@ -87,8 +96,14 @@ def test_name_lists_are_the_expected_wheels():
 
 def test_source_scan_finds_the_backend_calls():
     found = used_in_source()
-    for name in ("Builder.create_network", "IExecutionContext.execute_async_v3", "BuilderFlag.GPU_FALLBACK",
-                 "IInt8EntropyCalibrator2.read_calibration_cache", "ParserError.node_name", "ITimingCache.serialize"):
+    for name in (
+        "Builder.create_network",
+        "IExecutionContext.execute_async_v3",
+        "BuilderFlag.GPU_FALLBACK",
+        "IInt8EntropyCalibrator2.read_calibration_cache",
+        "ParserError.node_name",
+        "ITimingCache.serialize",
+    ):
         assert name in found, name
 
 
@@ -96,12 +111,21 @@ def test_source_scan_covers_the_dla_count_inspector_and_checked_calls():
     """The calls issue 18 added or now checks: the DLA core count from a Runtime (no Builder), the builder's DLA
     placement, the engine inspector, and every call whose False the runner checks."""
     found = used_in_source()
-    for name in ("Runtime.num_DLA_cores", "IBuilderConfig.can_run_on_DLA", "INetworkDefinition.num_layers",
-                 "INetworkDefinition.get_layer", "ILayer.name", "ICudaEngine.create_engine_inspector",
-                 "EngineInspector.get_engine_information", "LayerInformationFormat.JSON",
-                 "IExecutionContext.set_input_shape", "IExecutionContext.set_tensor_address",
-                 "IExecutionContext.get_tensor_shape", "IBuilderConfig.create_timing_cache",
-                 "IBuilderConfig.set_timing_cache"):
+    for name in (
+        "Runtime.num_DLA_cores",
+        "IBuilderConfig.can_run_on_DLA",
+        "INetworkDefinition.num_layers",
+        "INetworkDefinition.get_layer",
+        "ILayer.name",
+        "ICudaEngine.create_engine_inspector",
+        "EngineInspector.get_engine_information",
+        "LayerInformationFormat.JSON",
+        "IExecutionContext.set_input_shape",
+        "IExecutionContext.set_tensor_address",
+        "IExecutionContext.get_tensor_shape",
+        "IBuilderConfig.create_timing_cache",
+        "IBuilderConfig.set_timing_cache",
+    ):
         assert name in found, name
     assert "Builder.num_DLA_cores" not in found  # a Builder per open_engine on a Jetson is gone
 

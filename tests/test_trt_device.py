@@ -28,8 +28,9 @@ def calibration(tmp_path_factory, trained_checkpoint, digits_data):
     from edgeres.quant.workflow import CalibConfig, run_calibration
 
     out = tmp_path_factory.mktemp("trt_calib") / "calib"
-    return run_calibration(CalibConfig(model=trained_checkpoint, data=digits_data / "train", out=out,
-                                       num_images=256, progress=False)).folder
+    return run_calibration(
+        CalibConfig(model=trained_checkpoint, data=digits_data / "train", out=out, num_images=256, progress=False)
+    ).folder
 
 
 def _build(root, checkpoint, precision, calib=None, **trt):
@@ -37,8 +38,17 @@ def _build(root, checkpoint, precision, calib=None, **trt):
     from edgeres.build import BuildConfig, build_engine
 
     out = root / "engines" / f"trt-{precision}"
-    return build_engine(BuildConfig(model=checkpoint, out=out, precision=precision, backend="tensorrt", calib=calib,
-                                    tensorrt=TrtBuildOptions(**trt) if trt else None), progress=False)
+    return build_engine(
+        BuildConfig(
+            model=checkpoint,
+            out=out,
+            precision=precision,
+            backend="tensorrt",
+            calib=calib,
+            tensorrt=TrtBuildOptions(**trt) if trt else None,
+        ),
+        progress=False,
+    )
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
@@ -46,8 +56,9 @@ def test_engine_matches_onnxruntime(tmp_path, trained_checkpoint, calibration, r
     from edgeres.engine import open_engine
 
     images, labels, ref = reference
-    engine_file, manifest = _build(tmp_path, trained_checkpoint, precision,
-                                   calibration if precision == "int8" else None)
+    engine_file, manifest = _build(
+        tmp_path, trained_checkpoint, precision, calibration if precision == "int8" else None
+    )
     backend = manifest["backend"]
     assert backend["trtexec"].startswith("trtexec --onnx=") and (engine_file.parent / backend["source_onnx"]).is_file()
     assert manifest["device"]["compute_capability"] and backend["layers"]["known"]
@@ -69,8 +80,8 @@ def test_cuda_graph_replay_gives_the_same_outputs(tmp_path, trained_checkpoint, 
     engine_file, _ = _build(tmp_path, trained_checkpoint, "fp32", min_batch=1, opt_batch=1)
     with TensorRTRunner(engine_file) as plain, TensorRTRunner(engine_file, cuda_graph=True) as graph:
         for i in range(3):
-            a = next(iter(plain.infer(images[i:i + 1]).values()))
-            b = next(iter(graph.infer(images[i:i + 1]).values()))
+            a = next(iter(plain.infer(images[i : i + 1]).values()))
+            b = next(iter(graph.infer(images[i : i + 1]).values()))
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
@@ -118,8 +129,7 @@ def test_dla_build_or_a_clear_error(tmp_path, trained_checkpoint):
 
 
 def test_selftest_runs_end_to_end(tmp_path, trained_checkpoint):
-    report = selftest.run_selftest(selftest.SelftestConfig(out=tmp_path / "st", model=trained_checkpoint,
-                                                           duration=0.5))
+    report = selftest.run_selftest(selftest.SelftestConfig(out=tmp_path / "st", model=trained_checkpoint, duration=0.5))
     text = selftest.summary_table(report)
     assert "tensorrt-int8" in text and json.dumps(report)
     assert report["passed"], text
@@ -129,8 +139,10 @@ def test_corrupt_timing_cache_is_replaced_with_a_warning(tmp_path, trained_check
     cache = tmp_path / "timing.cache"
     cache.write_bytes(b"not a timing cache")
     _, manifest = _build(tmp_path, trained_checkpoint, "fp16", timing_cache=str(cache))
-    assert any("is not a TensorRT timing cache" in w or "another TensorRT version or GPU" in w
-               for w in manifest["backend"]["warnings"]), manifest["backend"]["warnings"]
+    assert any(
+        "is not a TensorRT timing cache" in w or "another TensorRT version or GPU" in w
+        for w in manifest["backend"]["warnings"]
+    ), manifest["backend"]["warnings"]
     assert cache.read_bytes() != b"not a timing cache"  # rewritten after the build
 
 

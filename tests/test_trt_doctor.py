@@ -10,8 +10,11 @@ from helpers import run_cli
 from edgeres.doctor import collect, judge, judge_engine, read_clocks
 
 PKGS = {"python": "3.10.12", "tensorrt": "10.3.0", "import_errors": {}, "opencv_gstreamer": True}
-ORIN_CUDA = {"binding": "cuda-python", "device": {"count": 1, "name": "Orin", "compute_capability": "8.7"},
-             "error": None}
+ORIN_CUDA = {
+    "binding": "cuda-python",
+    "device": {"count": 1, "name": "Orin", "compute_capability": "8.7"},
+    "error": None,
+}
 JETSON = {"l4t": "36.4.0", "model": "NVIDIA Jetson AGX Orin Developer Kit", "power_mode": {"name": "MAXN", "id": 0}}
 
 
@@ -20,16 +23,39 @@ def verdicts(checks) -> dict[str, str]:
 
 
 def test_a_well_set_up_orin():
-    facts = {"packages": PKGS, "gpus": [], "cuda": ORIN_CUDA, "jetson": JETSON, "clocks_locked": True,
-             "cameras": ["/dev/video0"], "camera_access": {"/dev/video0": True}, "nvargus": True}
-    assert verdicts(judge(facts)) == {"python": "ok", "tensorrt": "ok", "cuda": "ok", "jetson": "ok",
-                                      "power mode": "ok", "clocks": "ok", "camera": "ok", "csi camera": "ok"}
+    facts = {
+        "packages": PKGS,
+        "gpus": [],
+        "cuda": ORIN_CUDA,
+        "jetson": JETSON,
+        "clocks_locked": True,
+        "cameras": ["/dev/video0"],
+        "camera_access": {"/dev/video0": True},
+        "nvargus": True,
+    }
+    assert verdicts(judge(facts)) == {
+        "python": "ok",
+        "tensorrt": "ok",
+        "cuda": "ok",
+        "jetson": "ok",
+        "power mode": "ok",
+        "clocks": "ok",
+        "camera": "ok",
+        "csi camera": "ok",
+    }
 
 
 def test_an_orin_set_up_for_misleading_benchmarks():
-    facts = {"packages": PKGS | {"opencv_gstreamer": False}, "gpus": [], "cuda": ORIN_CUDA,
-             "jetson": JETSON | {"power_mode": {"name": "15W", "id": 1}}, "clocks_locked": False,
-             "cameras": ["/dev/video0"], "camera_access": {"/dev/video0": False}, "nvargus": True}
+    facts = {
+        "packages": PKGS | {"opencv_gstreamer": False},
+        "gpus": [],
+        "cuda": ORIN_CUDA,
+        "jetson": JETSON | {"power_mode": {"name": "15W", "id": 1}},
+        "clocks_locked": False,
+        "cameras": ["/dev/video0"],
+        "camera_access": {"/dev/video0": False},
+        "nvargus": True,
+    }
     checks = {c.name: c for c in judge(facts)}
     assert checks["power mode"].verdict == "warn" and "nvpmodel -m 0" in checks["power mode"].fix
     assert checks["clocks"].verdict == "warn" and "jetson_clocks" in checks["clocks"].fix
@@ -38,23 +64,38 @@ def test_an_orin_set_up_for_misleading_benchmarks():
 
 
 def test_old_jetpack_and_broken_tensorrt_fail():
-    facts = {"packages": PKGS | {"tensorrt": None, "import_errors": {"tensorrt": "OSError: libnvinfer.so.8"}},
-             "gpus": [], "cuda": {"binding": None, "device": None, "error": "not installed"},
-             "jetson": JETSON | {"l4t": "35.4.1"}, "clocks_locked": None, "cameras": []}
+    facts = {
+        "packages": PKGS | {"tensorrt": None, "import_errors": {"tensorrt": "OSError: libnvinfer.so.8"}},
+        "gpus": [],
+        "cuda": {"binding": None, "device": None, "error": "not installed"},
+        "jetson": JETSON | {"l4t": "35.4.1"},
+        "clocks_locked": None,
+        "cameras": [],
+    }
     v = verdicts(judge(facts))
     assert v["tensorrt"] == "fail" and v["cuda"] == "fail" and v["jetpack"] == "fail" and v["clocks"] == "warn"
 
 
 def test_cpu_box_is_not_a_failure():
-    facts = {"packages": PKGS | {"tensorrt": None}, "gpus": [], "cuda": {"binding": None, "device": None,
-             "error": "x"}, "jetson": None, "cameras": []}
+    facts = {
+        "packages": PKGS | {"tensorrt": None},
+        "gpus": [],
+        "cuda": {"binding": None, "device": None, "error": "x"},
+        "jetson": None,
+        "cameras": [],
+    }
     assert "fail" not in verdicts(judge(facts)).values()
 
 
 def test_int8_without_fast_int8_and_unsupported_tensorrt():
     cuda = ORIN_CUDA | {"device": {"count": 1, "name": "Tesla V100", "compute_capability": "7.0"}}
-    facts = {"packages": PKGS | {"tensorrt": "9.3.0"}, "gpus": [{"name": "Tesla V100"}], "cuda": cuda,
-             "jetson": None, "cameras": []}
+    facts = {
+        "packages": PKGS | {"tensorrt": "9.3.0"},
+        "gpus": [{"name": "Tesla V100"}],
+        "cuda": cuda,
+        "jetson": None,
+        "cameras": [],
+    }
     v = verdicts(judge(facts))
     assert v["int8 speed"] == "warn" and v["tensorrt"] == "fail"
 

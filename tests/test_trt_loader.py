@@ -21,25 +21,37 @@ def tiny_onnx(path, qdq: bool = False):
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w"),
-             numpy_helper.from_array(np.zeros(4, np.float32), "b"),
-             numpy_helper.from_array(rng.normal(size=(4, 5)).astype(np.float32), "fc_w"),
-             numpy_helper.from_array(np.zeros(5, np.float32), "fc_b")]
+    inits = [
+        numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w"),
+        numpy_helper.from_array(np.zeros(4, np.float32), "b"),
+        numpy_helper.from_array(rng.normal(size=(4, 5)).astype(np.float32), "fc_w"),
+        numpy_helper.from_array(np.zeros(5, np.float32), "fc_b"),
+    ]
     nodes, x = [], "input"
     if qdq:
-        inits += [numpy_helper.from_array(np.array(0.02, np.float32), "s"),
-                  numpy_helper.from_array(np.array(0, np.int8), "zp")]
-        nodes += [helper.make_node("QuantizeLinear", ["input", "s", "zp"], ["q"], name="q_in"),
-                  helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["dq"], name="dq_in")]
+        inits += [
+            numpy_helper.from_array(np.array(0.02, np.float32), "s"),
+            numpy_helper.from_array(np.array(0, np.int8), "zp"),
+        ]
+        nodes += [
+            helper.make_node("QuantizeLinear", ["input", "s", "zp"], ["q"], name="q_in"),
+            helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["dq"], name="dq_in"),
+        ]
         x = "dq"
-    nodes += [helper.make_node("Conv", [x, "w", "b"], ["c"], name="conv1", pads=[1, 1, 1, 1]),
-              helper.make_node("Relu", ["c"], ["r"], name="relu"),
-              helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
-              helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
-              helper.make_node("Gemm", ["f", "fc_w", "fc_b"], ["logits"], name="fc")]
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
-                                                                           ["batch", 3, 8, 8])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 5])], inits)
+    nodes += [
+        helper.make_node("Conv", [x, "w", "b"], ["c"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "fc_w", "fc_b"], ["logits"], name="fc"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 5])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
@@ -82,23 +94,44 @@ def test_parser_errors_name_the_node_on_every_version():
     node_names = ["conv1", "relu", "pool"]
     v86 = [{"desc": "Unsupported ONNX data type: UINT8 (2)", "node": 1, "node_name": None, "node_operator": None}]
     assert loader.format_parser_errors(v86, node_names) == "node relu: Unsupported ONNX data type: UINT8 (2)"
-    v10 = [{"desc": "No importer registered for op: Foo", "node": 2, "node_name": "foo_7", "node_operator": "Foo"},
-           {"desc": "graph-level error", "node": -1, "node_name": "", "node_operator": ""}]
+    v10 = [
+        {"desc": "No importer registered for op: Foo", "node": 2, "node_name": "foo_7", "node_operator": "Foo"},
+        {"desc": "graph-level error", "node": -1, "node_name": "", "node_operator": ""},
+    ]
     assert loader.format_parser_errors(v10, node_names) == (
-        "node foo_7 (Foo): No importer registered for op: Foo; graph: graph-level error")
+        "node foo_7 (Foo): No importer registered for op: Foo; graph: graph-level error"
+    )
 
 
 def _layers_json(io_key: str, conv_type: str) -> str:
     def io(text):
         return [{"Name": "t", io_key: text}]
 
-    return json.dumps({"Layers": [
-        {"Name": "conv1 + relu", "LayerType": "CaskConvolution", "Inputs": io(conv_type), "Outputs": io(conv_type)},
-        {"Name": "layer1.0.conv1", "LayerType": "CaskConvolution", "Inputs": io("Row major linear FP32"),
-         "Outputs": io("Row major linear FP32")},
-        {"Name": "pool", "LayerType": "CaskPooling", "Inputs": io("Row major linear FP32"), "Outputs": io("x")},
-        {"Name": "fc", "LayerType": "CaskGemmMatrixMultiply", "Inputs": io(conv_type), "Outputs": io(conv_type)},
-    ]})
+    return json.dumps(
+        {
+            "Layers": [
+                {
+                    "Name": "conv1 + relu",
+                    "LayerType": "CaskConvolution",
+                    "Inputs": io(conv_type),
+                    "Outputs": io(conv_type),
+                },
+                {
+                    "Name": "layer1.0.conv1",
+                    "LayerType": "CaskConvolution",
+                    "Inputs": io("Row major linear FP32"),
+                    "Outputs": io("Row major linear FP32"),
+                },
+                {"Name": "pool", "LayerType": "CaskPooling", "Inputs": io("Row major linear FP32"), "Outputs": io("x")},
+                {
+                    "Name": "fc",
+                    "LayerType": "CaskGemmMatrixMultiply",
+                    "Inputs": io(conv_type),
+                    "Outputs": io(conv_type),
+                },
+            ]
+        }
+    )
 
 
 def test_layer_report_names_layers_off_the_asked_precision():
@@ -113,15 +146,27 @@ def test_layer_report_names_layers_off_the_asked_precision():
 
 def test_layer_report_unknown_without_details():
     report = loader.summarize_layers(json.dumps({"Layers": ["conv1", "fc"]}), "int8")
-    assert report == {"layers": 2, "compute_layers": 0, "expected": "int8", "off_precision": [], "dla_layers": 0,
-                      "known": False}
+    assert report == {
+        "layers": 2,
+        "compute_layers": 0,
+        "expected": "int8",
+        "off_precision": [],
+        "dla_layers": 0,
+        "known": False,
+    }
     assert loader.summarize_layers("not json", "fp32")["known"] is False
 
 
 def test_describe_build_lines():
-    manifest = {"backend": {"build_seconds": 12.5, "dla_core": None, "warnings": ["no fast INT8"],
-                            "trtexec": "trtexec --onnx=m.source.onnx --int8",
-                            "layers": loader.summarize_layers(_layers_json("DataType", "Int8"), "int8")}}
+    manifest = {
+        "backend": {
+            "build_seconds": 12.5,
+            "dla_core": None,
+            "warnings": ["no fast INT8"],
+            "trtexec": "trtexec --onnx=m.source.onnx --int8",
+            "layers": loader.summarize_layers(_layers_json("DataType", "Int8"), "int8"),
+        }
+    }
     lines = loader.describe_build(manifest)
     assert lines[0] == "TensorRT build 12.5 s"
     assert "1 of 3 conv/gemm layers run in another precision than int8: layer1.0.conv1 (fp32)" in lines[1]
@@ -200,8 +245,10 @@ def test_corrupt_timing_cache_gives_a_warning_and_a_fresh_cache(tmp_path):
     path.write_bytes(b"\x00\x01 truncated garbage")
     config = TimingCacheConfig()
     warnings, cache = loader._load_timing_cache(config, path)
-    assert warnings == [f"timing cache {path} is not a TensorRT timing cache (corrupt or truncated); started a new one "
-                        "(it is rewritten after this build)"]
+    assert warnings == [
+        f"timing cache {path} is not a TensorRT timing cache (corrupt or truncated); started a new one "
+        "(it is rewritten after this build)"
+    ]
     assert config.attached is cache and cache == {"data": b""}
 
 
@@ -268,23 +315,47 @@ class Layer:
 
 
 def test_dla_placement_and_fallback_warning():
-    layers = [Layer("conv1", True), Layer("relu", True), Layer("pool", True), Layer("flatten", False),
-              Layer("fc", False)]
+    layers = [
+        Layer("conv1", True),
+        Layer("relu", True),
+        Layer("pool", True),
+        Layer("flatten", False),
+        Layer("fc", False),
+    ]
     network = type("Network", (), {"num_layers": len(layers), "get_layer": lambda self, i: layers[i]})()
     config = type("Config", (), {"can_run_on_DLA": lambda self, layer: layer.on_dla})()
     dla = loader.dla_placement(network, config)
     assert dla == {"network_layers": 5, "gpu_layers": ["flatten", "fc"]}
-    inspector = loader.summarize_layers(json.dumps({"Layers": [
-        {"Name": "{ForeignNode[conv1...pool]}", "LayerType": "DLA", "Inputs": [], "Outputs": []},
-        {"Name": "fc", "LayerType": "CaskGemmMatrixMultiply", "Inputs": [], "Outputs": []}]}), "fp16")
+    inspector = loader.summarize_layers(
+        json.dumps(
+            {
+                "Layers": [
+                    {"Name": "{ForeignNode[conv1...pool]}", "LayerType": "DLA", "Inputs": [], "Outputs": []},
+                    {"Name": "fc", "LayerType": "CaskGemmMatrixMultiply", "Inputs": [], "Outputs": []},
+                ]
+            }
+        ),
+        "fp16",
+    )
     warnings = loader.dla_warnings(dla)
-    assert warnings == ["2 of 5 layers fall back from DLA to the GPU (e.g. flatten, fc); they run on the GPU, not on "
-                        "DLA"]
+    assert warnings == [
+        "2 of 5 layers fall back from DLA to the GPU (e.g. flatten, fc); they run on the GPU, not on DLA"
+    ]
     assert "the whole engine runs on the GPU" in loader.dla_warnings({"network_layers": 2, "gpu_layers": ["a", "b"]})[0]
     assert loader.dla_warnings({"network_layers": 2, "gpu_layers": []}) == []
-    lines = loader.describe_build({"backend": {"build_seconds": 3.0, "dla_core": 0, "dla": dla, "layers": inspector,
-                                               "batch_profile": {"min": 4, "opt": 4, "max": 4}, "warnings": warnings,
-                                               "trtexec": "trtexec ..."}})
+    lines = loader.describe_build(
+        {
+            "backend": {
+                "build_seconds": 3.0,
+                "dla_core": 0,
+                "dla": dla,
+                "layers": inspector,
+                "batch_profile": {"min": 4, "opt": 4, "max": 4},
+                "warnings": warnings,
+                "trtexec": "trtexec ...",
+            }
+        }
+    )
     assert "DLA core 0: one fixed batch of 4 (DLA has no dynamic shapes" in lines[2]
     assert lines[3] == "3 of 5 network layers can run on DLA, 2 on the GPU (builder's can_run_on_DLA)"
     assert lines[4] == "engine inspector: 1 of 2 engine layers name DLA in their type or tactic"

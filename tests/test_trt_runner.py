@@ -79,7 +79,11 @@ def test_one_graph_for_the_batch_the_context_is_set_to():
     assert runner.cuda.destroyed == [1] and runner.graphs == {2: 2}
     runner.infer(batch(1))  # captured again, never the stale graph 1
     assert runner.cuda.destroyed == [1, 2] and runner.graphs == {1: 3}
-    assert [c for c in runner.cuda.calls if c[0] == "launch"] == [("launch", 1), ("launch", 1), ("launch", 2),
-                                                                  ("launch", 3)]
+    assert [c for c in runner.cuda.calls if c[0] == "launch"] == [
+        ("launch", 1),
+        ("launch", 1),
+        ("launch", 2),
+        ("launch", 3),
+    ]
     runner.deactivate()
     assert runner.cuda is None and runner.graphs == {}

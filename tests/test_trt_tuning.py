@@ -21,19 +21,28 @@ def _row(name, tuned, batches):
 
 def test_bench_notes_batches_outside_the_tuned_shape():
     rows = [_row("r18-fp16", 1, [1, 32]), _row("r18-ort", None, [1, 32]), _row("r18-b32", 32, [32])]
-    assert tuning_notes(rows) == ["r18-fp16 was tuned for batch 1 (--opt-batch); its batch 32 timings run outside "
-                                  "the tuned shape: build with --opt-batch 32 to time that batch as TensorRT would "
-                                  "tune it"]
+    assert tuning_notes(rows) == [
+        "r18-fp16 was tuned for batch 1 (--opt-batch); its batch 32 timings run outside "
+        "the tuned shape: build with --opt-batch 32 to time that batch as TensorRT would "
+        "tune it"
+    ]
 
 
 def test_selftest_table_names_the_tuned_batch():
-    rows = [{"name": "onnxruntime-fp32 (CPU)", "reference": True, "tuned_batch": None, "compare": {"top1": 98.0}},
-            {"name": "tensorrt-fp16", "reference": False, "tuned_batch": 1,
-             "compare": {"top1": 98.0, "agreement": 100.0, "mean_prob_diff": 0.0, "max_logit_diff": 0.0,
-                         "passed": True}}]
+    rows = [
+        {"name": "onnxruntime-fp32 (CPU)", "reference": True, "tuned_batch": None, "compare": {"top1": 98.0}},
+        {
+            "name": "tensorrt-fp16",
+            "reference": False,
+            "tuned_batch": 1,
+            "compare": {"top1": 98.0, "agreement": 100.0, "mean_prob_diff": 0.0, "max_logit_diff": 0.0, "passed": True},
+        },
+    ]
     report = {"environment": {}, "rows": rows, "passed": True, "model_line": "model: m", "throughput_batch": 32}
-    line = "TensorRT engines tuned for batch 1 (--opt-batch); the b32 column runs the same engines outside their " \
-           "tuned shape"
+    line = (
+        "TensorRT engines tuned for batch 1 (--opt-batch); the b32 column runs the same engines outside their "
+        "tuned shape"
+    )
     assert tuning_line(report) == line
     assert line in summary_table(report).splitlines()
     assert tuning_line({"rows": rows[:1]}) == ""

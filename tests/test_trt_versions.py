@@ -47,8 +47,15 @@ def test_network_and_precision_flags_use_only_that_versions_names(version):
         if feat.strongly_typed:
             assert got == []  # 11: the ONNX types decide
         else:
-            assert got == {"fp32": [], "fp16": ["BuilderFlag.FP16"], "int8": ["BuilderFlag.INT8"],
-                           "mixed": ["BuilderFlag.INT8"]}[precision]
+            assert (
+                got
+                == {
+                    "fp32": [],
+                    "fp16": ["BuilderFlag.FP16"],
+                    "int8": ["BuilderFlag.INT8"],
+                    "mixed": ["BuilderFlag.INT8"],
+                }[precision]
+            )
 
 
 def test_fast_precisions_by_compute_capability():
@@ -64,15 +71,18 @@ def test_implicit_int8_on_11_points_to_qdq():
     assert check_request(features("10.3.0"), "int8", int8_source="cache", compute_capability="8.7") == []
 
 
-@pytest.mark.parametrize(("version", "kwargs", "message"), [
-    ("11.4.0", {"dla_core": 0, "dla_cores": 2}, "has no DLA"),
-    ("10.3.0", {"dla_core": 0, "dla_cores": 0}, "has no DLA"),
-    ("10.3.0", {"dla_core": 2, "dla_cores": 2}, "does not exist"),
-    ("10.3.0", {"dla_core": 0, "dla_cores": 2, "version_compatible": True}, "cannot be version"),
-    ("10.3.0", {"builder_opt_level": 7}, "0-5"),
-    ("10.3.0", {"hardware_compat": "turing_plus"}, "ampere_plus"),
-    ("10.3.0", {"hardware_compat": "ampere_plus", "compute_capability": "7.5"}, "Ampere or newer"),
-])
+@pytest.mark.parametrize(
+    ("version", "kwargs", "message"),
+    [
+        ("11.4.0", {"dla_core": 0, "dla_cores": 2}, "has no DLA"),
+        ("10.3.0", {"dla_core": 0, "dla_cores": 0}, "has no DLA"),
+        ("10.3.0", {"dla_core": 2, "dla_cores": 2}, "does not exist"),
+        ("10.3.0", {"dla_core": 0, "dla_cores": 2, "version_compatible": True}, "cannot be version"),
+        ("10.3.0", {"builder_opt_level": 7}, "0-5"),
+        ("10.3.0", {"hardware_compat": "turing_plus"}, "ampere_plus"),
+        ("10.3.0", {"hardware_compat": "ampere_plus", "compute_capability": "7.5"}, "Ampere or newer"),
+    ],
+)
 def test_bad_requests_are_refused_with_reason(version, kwargs, message):
     with pytest.raises(EdgeresError, match=message):
         check_request(features(version), "int8", **kwargs)
@@ -86,8 +96,10 @@ def test_dla_refuses_fp32_and_int8_without_fast_int8_warns():
 
 
 def _manifest(**backend):
-    return {"backend": {"name": "tensorrt", "version": "10.3.0", **backend},
-            "device": {"gpu": "Orin", "compute_capability": "8.7", "l4t": "36.4.0"}}
+    return {
+        "backend": {"name": "tensorrt", "version": "10.3.0", **backend},
+        "device": {"gpu": "Orin", "compute_capability": "8.7", "l4t": "36.4.0"},
+    }
 
 
 def test_compat_same_machine_is_fine():
@@ -106,7 +118,8 @@ def test_compat_names_every_difference():
 
 def test_compat_without_tensorrt():
     assert compat_problems(_manifest(), {"backend_version": None}) == [
-        "built with TensorRT 10.3.0, this machine has no TensorRT installed"]
+        "built with TensorRT 10.3.0, this machine has no TensorRT installed"
+    ]
 
 
 def test_version_compatible_engines_run_on_later_same_major():
@@ -115,16 +128,19 @@ def test_version_compatible_engines_run_on_later_same_major():
     assert "from 10.3 on, and 11.x" in compat_problems(m, ORIN_10_3 | {"backend_version": "10.2.0"})[0]
 
 
-@pytest.mark.parametrize(("built", "here", "runs"), [
-    ("10.3.0", "11.0.0", True),  # TensorRT's support matrix: 10 -> 11
-    ("10.3.0", "11.4.0", True),
-    ("8.6.1", "10.3.0", True),  # 8 -> 10
-    ("8.6.1", "8.6.2", True),
-    ("8.6.1", "11.0.0", False),  # "a TensorRT 8 engine cannot run with a TensorRT 11 runtime"
-    ("11.0.0", "10.16.1", False),  # never older
-    ("10.7.0", "10.3.0", False),
-    ("8.5.2", "8.6.1", False),  # version compatibility starts at 8.6
-])
+@pytest.mark.parametrize(
+    ("built", "here", "runs"),
+    [
+        ("10.3.0", "11.0.0", True),  # TensorRT's support matrix: 10 -> 11
+        ("10.3.0", "11.4.0", True),
+        ("8.6.1", "10.3.0", True),  # 8 -> 10
+        ("8.6.1", "8.6.2", True),
+        ("8.6.1", "11.0.0", False),  # "a TensorRT 8 engine cannot run with a TensorRT 11 runtime"
+        ("11.0.0", "10.16.1", False),  # never older
+        ("10.7.0", "10.3.0", False),
+        ("8.5.2", "8.6.1", False),  # version compatibility starts at 8.6
+    ],
+)
 def test_version_compatibility_table(built, here, runs):
     m = _manifest(version_compatible=True) | {"device": {"gpu": "NVIDIA A10", "compute_capability": "8.6"}}
     m["backend"]["version"] = built
@@ -166,21 +182,43 @@ def test_dla_engines_need_the_core_and_a_dla_version():
 
 
 def test_trtexec_command_per_version(tmp_path):
-    common = {"onnx": "m.source.onnx", "engine": "m.plan", "input_name": "input", "dims": [3, 32, 32],
-              "min_batch": 1, "opt_batch": 8, "max_batch": 32}
+    common = {
+        "onnx": "m.source.onnx",
+        "engine": "m.plan",
+        "input_name": "input",
+        "dims": [3, 32, 32],
+        "min_batch": 1,
+        "opt_batch": 8,
+        "max_batch": 32,
+    }
     engine_dir = tmp_path / "engines" / "m"
-    cmd = versions.trtexec_command(features("10.3.0"), precision="int8", workspace_mib=1024,
-                                   timing_cache=str(tmp_path / "engines" / "t.cache"), builder_opt_level=4,
-                                   calib_cache="m.calib.cache", engine_dir=engine_dir, **common)
+    cmd = versions.trtexec_command(
+        features("10.3.0"),
+        precision="int8",
+        workspace_mib=1024,
+        timing_cache=str(tmp_path / "engines" / "t.cache"),
+        builder_opt_level=4,
+        calib_cache="m.calib.cache",
+        engine_dir=engine_dir,
+        **common,
+    )
     # trtexec saves beside edgeres' engine, never over m.plan (whose hash the manifest checks)
-    assert cmd.startswith("trtexec --onnx=m.source.onnx --saveEngine=m.trtexec.plan --minShapes=input:1x3x32x32 "
-                          "--optShapes=input:8x3x32x32 --maxShapes=input:32x3x32x32 --int8")
-    for part in ("--calib=m.calib.cache", "--memPoolSize=workspace:1024", "--timingCacheFile=../t.cache",
-                 "--builderOptimizationLevel=4", "--profilingVerbosity=detailed"):
+    assert cmd.startswith(
+        "trtexec --onnx=m.source.onnx --saveEngine=m.trtexec.plan --minShapes=input:1x3x32x32 "
+        "--optShapes=input:8x3x32x32 --maxShapes=input:32x3x32x32 --int8"
+    )
+    for part in (
+        "--calib=m.calib.cache",
+        "--memPoolSize=workspace:1024",
+        "--timingCacheFile=../t.cache",
+        "--builderOptimizationLevel=4",
+        "--profilingVerbosity=detailed",
+    ):
         assert part in cmd
     assert str(tmp_path) not in cmd  # relative to the engine folder, as the docstring says
-    cmd11 = versions.trtexec_command(features("11.4.0"), precision="fp16", version_compatible=True,
-                                     hardware_compat="ampere_plus", **common)
+    cmd11 = versions.trtexec_command(
+        features("11.4.0"), precision="fp16", version_compatible=True, hardware_compat="ampere_plus", **common
+    )
     assert "--fp16" not in cmd11 and "--int8" not in cmd11  # 11: the FP16-typed ONNX carries the precision
     assert "--versionCompatible" in cmd11 and "--hardwareCompatibilityLevel=ampere+" in cmd11
     assert "--int8" in versions.trtexec_command(features("8.6.1"), precision="mixed", **common)
@@ -191,14 +229,28 @@ def test_trtexec_command_per_version(tmp_path):
 def test_trtexec_command_for_dla_has_one_fixed_shape():
     common = {"onnx": "m.source.onnx", "engine": "m.plan", "input_name": "input", "dims": [3, 32, 32]}
     low, opt, high = versions.batch_profile(None, None, 4, dla=True)
-    cmd = versions.trtexec_command(features("10.3.0"), precision="int8", min_batch=low, opt_batch=opt, max_batch=high,
-                                   dla_core=0, calib_cache="m.calib.cache", **common)
-    for part in ("--minShapes=input:4x3x32x32", "--optShapes=input:4x3x32x32", "--maxShapes=input:4x3x32x32",
-                 "--useDLACore=0 --allowGPUFallback", "--calib=m.calib.cache"):
+    cmd = versions.trtexec_command(
+        features("10.3.0"),
+        precision="int8",
+        min_batch=low,
+        opt_batch=opt,
+        max_batch=high,
+        dla_core=0,
+        calib_cache="m.calib.cache",
+        **common,
+    )
+    for part in (
+        "--minShapes=input:4x3x32x32",
+        "--optShapes=input:4x3x32x32",
+        "--maxShapes=input:4x3x32x32",
+        "--useDLACore=0 --allowGPUFallback",
+        "--calib=m.calib.cache",
+    ):
         assert part in cmd
     with pytest.raises(EdgeresError, match="one fixed batch"):
-        versions.trtexec_command(features("10.3.0"), precision="fp16", min_batch=1, opt_batch=1, max_batch=4,
-                                 dla_core=0, **common)
+        versions.trtexec_command(
+            features("10.3.0"), precision="fp16", min_batch=1, opt_batch=1, max_batch=4, dla_core=0, **common
+        )
 
 
 def test_batch_profile_tunes_for_batch_1_by_default():
@@ -216,26 +268,55 @@ def test_dla_batch_profile_is_one_fixed_batch():
         versions.batch_profile(1, None, 8, dla=True)
 
 
-@pytest.mark.parametrize(("precision", "source", "message"), [
-    ("int8", "qdq", "DLA runs INT8 only from a calibration cache.*add --int8-from cache"),
-    ("mixed", "qdq", "mixed is a Q/DQ model.*--precision int8 --int8-from cache"),
-])
+@pytest.mark.parametrize(
+    ("precision", "source", "message"),
+    [
+        ("int8", "qdq", "DLA runs INT8 only from a calibration cache.*add --int8-from cache"),
+        ("mixed", "qdq", "mixed is a Q/DQ model.*--precision int8 --int8-from cache"),
+    ],
+)
 def test_dla_refuses_qdq_int8_with_the_working_alternative(precision, source, message):
     with pytest.raises(EdgeresError, match=message):
-        check_request(features("10.3.0"), precision, int8_source=source, dla_core=0, dla_cores=2,
-                      compute_capability="8.7", jetson=True)
+        check_request(
+            features("10.3.0"),
+            precision,
+            int8_source=source,
+            dla_core=0,
+            dla_cores=2,
+            compute_capability="8.7",
+            jetson=True,
+        )
 
 
 def test_dla_accepts_the_calibration_cache_and_fp16():
     for precision, source in (("int8", "cache"), ("fp16", "qdq")):
-        assert check_request(features("8.6.1"), precision, int8_source=source, dla_core=1, dla_cores=2,
-                             compute_capability="8.7", jetson=True) == []
+        assert (
+            check_request(
+                features("8.6.1"),
+                precision,
+                int8_source=source,
+                dla_core=1,
+                dla_cores=2,
+                compute_capability="8.7",
+                jetson=True,
+            )
+            == []
+        )
 
 
-@pytest.mark.parametrize(("version", "dla"), [
-    ("8.6.1", True), ("10.3.0", True), ("10.7.0", True), ("10.8.0", False), ("10.16.1", False),
-    ("11.0.0", False), ("11.4.0", False), ("11.4.1", True),
-])
+@pytest.mark.parametrize(
+    ("version", "dla"),
+    [
+        ("8.6.1", True),
+        ("10.3.0", True),
+        ("10.7.0", True),
+        ("10.8.0", False),
+        ("10.16.1", False),
+        ("11.0.0", False),
+        ("11.4.0", False),
+        ("11.4.1", True),
+    ],
+)
 def test_dla_version_gating_follows_tensorrts_notes(version, dla):
     assert features(version).dla is dla
 
@@ -252,6 +333,5 @@ def test_dla_refusals_name_the_versions_that_have_it():
 
 def test_hardware_compat_is_refused_on_a_jetson():
     with pytest.raises(EdgeresError, match=r"not supported on a Jetson.*not JetPack or DRIVE OS"):
-        check_request(features("10.3.0"), "fp16", hardware_compat="ampere_plus", compute_capability="8.7",
-                      jetson=True)
+        check_request(features("10.3.0"), "fp16", hardware_compat="ampere_plus", compute_capability="8.7", jetson=True)
     assert check_request(features("10.3.0"), "fp16", hardware_compat="ampere_plus", compute_capability="8.6") == []

@@ -48,8 +48,9 @@ class CudaPython:
     def __init__(self, cudart=None):
         self.rt = cudart or import_cudart()
         if self.rt is None:
-            raise MissingDependencyError("cuda-python is not installed; install it with: "
-                                         "pip install 'edgeres[tensorrt]'")
+            raise MissingDependencyError(
+                "cuda-python is not installed; install it with: pip install 'edgeres[tensorrt]'"
+            )
 
     def _call(self, what: str, result):
         result = result if isinstance(result, tuple) else (result,)
@@ -133,8 +134,9 @@ class CudaPython:
             raise
         if ok is False:
             self._end_capture_on_error(stream)
-            raise EdgeresError("TensorRT could not enqueue the engine during CUDA-graph capture (execute_async_v3 "
-                               "returned False)")
+            raise EdgeresError(
+                "TensorRT could not enqueue the engine during CUDA-graph capture (execute_async_v3 returned False)"
+            )
         graph = self._call("cudaStreamEndCapture", self.rt.cudaStreamEndCapture(stream))
         try:
             graph_exec = self._call("cudaGraphInstantiate", self.rt.cudaGraphInstantiate(graph, 0))
@@ -169,8 +171,9 @@ class PyCuda:
         try:
             import pycuda.driver as cuda
         except ImportError:
-            raise MissingDependencyError("neither cuda-python nor pycuda is installed; install cuda-python with: "
-                                         "pip install 'edgeres[tensorrt]'") from None
+            raise MissingDependencyError(
+                "neither cuda-python nor pycuda is installed; install cuda-python with: pip install 'edgeres[tensorrt]'"
+            ) from None
         self.cuda = cuda
         try:
             cuda.init()

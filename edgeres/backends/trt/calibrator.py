@@ -42,16 +42,20 @@ def check_cache(path: Path, trt_version: str, tensor_names: set[str]) -> dict[st
             raise EdgeresError(
                 f"calibration cache {path} was written for TensorRT {version_from_code(int(parts[1]))}, this is "
                 f"TensorRT {trt_version}; rewrite it from the scales JSON (edgeres calibrate --trt-version "
-                f"{trt_version}) or build from the Q/DQ ONNX (--int8-from qdq)")
-        raise EdgeresError(f"calibration cache {path} has header '{header}', expected '{want}' "
-                           f"(TensorRT {trt_version}, {ALGORITHM}); rewrite it from the scales JSON")
+                f"{trt_version}) or build from the Q/DQ ONNX (--int8-from qdq)"
+            )
+        raise EdgeresError(
+            f"calibration cache {path} has header '{header}', expected '{want}' "
+            f"(TensorRT {trt_version}, {ALGORITHM}); rewrite it from the scales JSON"
+        )
     if not table:
         raise EdgeresError(f"calibration cache {path} holds no scales")
     unknown = sorted(set(table) - set(tensor_names))
     if unknown:
         raise EdgeresError(
             f"calibration cache {path} is for another model: {len(unknown)} of its {len(table)} tensors are not in "
-            f"this network (e.g. {', '.join(unknown[:3])}); recalibrate this model with 'edgeres calibrate'")
+            f"this network (e.g. {', '.join(unknown[:3])}); recalibrate this model with 'edgeres calibrate'"
+        )
     return table
 
 

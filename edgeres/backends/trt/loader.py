@@ -19,8 +19,19 @@ from edgeres.backends.trt import versions
 from edgeres.errors import EdgeresError, require
 
 COMPUTE_LAYER_TYPES = ("convolution", "gemm", "matrixmultiply", "fullyconnected", "deconvolution")
-_PRECISION_WORDS = {"int8": "int8", "fp16": "fp16", "half": "fp16", "fp32": "fp32", "float": "fp32",
-                    "bf16": "bf16", "fp8": "fp8", "int32": "int32", "int64": "int64", "bool": "bool", "uint8": "uint8"}
+_PRECISION_WORDS = {
+    "int8": "int8",
+    "fp16": "fp16",
+    "half": "fp16",
+    "fp32": "fp32",
+    "float": "fp32",
+    "bf16": "bf16",
+    "fp8": "fp8",
+    "int32": "int32",
+    "int64": "int64",
+    "bool": "bool",
+    "uint8": "uint8",
+}
 
 
 @dataclass
@@ -73,8 +84,9 @@ def onnx_input(onnx_path: Path) -> tuple[str, list]:
     inputs = [i for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1:
         raise EdgeresError(f"{onnx_path} has {len(inputs)} inputs; edgeres builds single-input classifiers")
-    dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-            for d in inputs[0].type.tensor_type.shape.dim]
+    dims = [
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in inputs[0].type.tensor_type.shape.dim
+    ]
     return inputs[0].name, dims
 
 
@@ -99,8 +111,10 @@ def fp16_onnx(src: Path, dst: Path) -> None:
     try:
         from onnxconverter_common import float16
     except ImportError:
-        raise EdgeresError("FP16 on TensorRT 11 needs an FP16-typed ONNX, converted by onnxconverter-common; "
-                           "install it with: pip install 'edgeres[tensorrt]'") from None
+        raise EdgeresError(
+            "FP16 on TensorRT 11 needs an FP16-typed ONNX, converted by onnxconverter-common; "
+            "install it with: pip install 'edgeres[tensorrt]'"
+        ) from None
     model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
     onnx.save(model, str(dst))
 
@@ -159,11 +173,18 @@ def summarize_layers(info_json: str, precision: str) -> dict:
             continue
         compute += 1
         got = next((p for p in map(_precision_of, item.get("Inputs", [])) if p), None) or next(
-            (p for p in map(_precision_of, item.get("Outputs", [])) if p), None)
+            (p for p in map(_precision_of, item.get("Outputs", [])) if p), None
+        )
         if got is not None and got != expected:
             off.append({"name": str(item.get("Name", "?")), "type": kind, "precision": got})
-    return {"layers": len(layers), "compute_layers": compute, "expected": expected, "off_precision": off,
-            "dla_layers": dla, "known": bool(detailed)}
+    return {
+        "layers": len(layers),
+        "compute_layers": compute,
+        "expected": expected,
+        "off_precision": off,
+        "dla_layers": dla,
+        "known": bool(detailed),
+    }
 
 
 def describe_build(manifest: dict) -> list[str]:
@@ -175,8 +196,10 @@ def describe_build(manifest: dict) -> list[str]:
         lines.append("layer precisions: not reported by this engine")
     elif layers["off_precision"]:
         shown = ", ".join(f"{x['name']} ({x['precision']})" for x in layers["off_precision"][:5])
-        lines.append(f"{len(layers['off_precision'])} of {layers['compute_layers']} conv/gemm layers run in another "
-                     f"precision than {layers['expected']}: {shown}")
+        lines.append(
+            f"{len(layers['off_precision'])} of {layers['compute_layers']} conv/gemm layers run in another "
+            f"precision than {layers['expected']}: {shown}"
+        )
     else:
         lines.append(f"all {layers['compute_layers']} conv/gemm layers run in {layers['expected']}")
     if backend.get("dla_core") is not None:
@@ -192,15 +215,21 @@ def dla_lines(backend: dict) -> list[str]:
     dla = backend.get("dla") or {}
     layers = backend.get("layers") or {}
     batches = backend.get("batch_profile") or {}
-    lines = [f"DLA core {backend['dla_core']}: one fixed batch of {batches.get('max', '?')} (DLA has no dynamic "
-             "shapes; every call must feed exactly that many images)"]
+    lines = [
+        f"DLA core {backend['dla_core']}: one fixed batch of {batches.get('max', '?')} (DLA has no dynamic "
+        "shapes; every call must feed exactly that many images)"
+    ]
     if dla.get("network_layers"):
         gpu = dla["gpu_layers"]
-        lines.append(f"{dla['network_layers'] - len(gpu)} of {dla['network_layers']} network layers can run on DLA, "
-                     f"{len(gpu)} on the GPU (builder's can_run_on_DLA)")
+        lines.append(
+            f"{dla['network_layers'] - len(gpu)} of {dla['network_layers']} network layers can run on DLA, "
+            f"{len(gpu)} on the GPU (builder's can_run_on_DLA)"
+        )
     if layers.get("known"):  # a DLA subgraph is one engine layer; this counts the layers that name DLA
-        lines.append(f"engine inspector: {layers.get('dla_layers', 0)} of {layers['layers']} engine layers name DLA "
-                     "in their type or tactic")
+        lines.append(
+            f"engine inspector: {layers.get('dla_layers', 0)} of {layers['layers']} engine layers name DLA "
+            "in their type or tactic"
+        )
     return lines
 
 
@@ -225,8 +254,10 @@ def dla_warnings(dla: dict | None) -> list[str]:
     if len(dla["gpu_layers"]) == dla["network_layers"]:
         return ["no layer of this network can run on DLA: the whole engine runs on the GPU; build without --dla-core"]
     shown = ", ".join(dla["gpu_layers"][:5])
-    return [f"{len(dla['gpu_layers'])} of {dla['network_layers']} layers fall back from DLA to the GPU (e.g. {shown}); "
-            "they run on the GPU, not on DLA"]
+    return [
+        f"{len(dla['gpu_layers'])} of {dla['network_layers']} layers fall back from DLA to the GPU (e.g. {shown}); "
+        "they run on the GPU, not on DLA"
+    ]
 
 
 def default_timing_cache(engines_dir: Path, version: str, compute_capability: str | None) -> Path:
@@ -253,8 +284,11 @@ def trt_current_facts() -> dict:
     from edgeres.sysinfo import jetson_facts
 
     jetson = jetson_facts()
-    return gpu_identity() | {"l4t": jetson["l4t"] if jetson else None, "dla_cores": dla_core_count() if jetson else 0,
-                             "jetson": jetson is not None}
+    return gpu_identity() | {
+        "l4t": jetson["l4t"] if jetson else None,
+        "dla_cores": dla_core_count() if jetson else 0,
+        "jetson": jetson is not None,
+    }
 
 
 def dla_core_count(trt=None) -> int | None:
@@ -320,16 +354,27 @@ def _parse(trt, feat, network, logger, onnx_path: Path, mark: int = 0):
     errors = []
     for i in range(parser.num_errors):
         error = parser.get_error(i)
-        errors.append({"desc": error.desc(), "node": error.node(),
-                       "node_name": error.node_name() if feat.parser_node_names else None,
-                       "node_operator": error.node_operator() if feat.parser_node_names else None})
+        errors.append(
+            {
+                "desc": error.desc(),
+                "node": error.node(),
+                "node_name": error.node_name() if feat.parser_node_names else None,
+                "node_operator": error.node_operator() if feat.parser_node_names else None,
+            }
+        )
     node_names, _ = onnx_names(onnx_path)
     reason = format_parser_errors(errors, node_names) or errors_since(logger, mark) or "no reason given"
     raise EdgeresError(f"TensorRT {feat.version} cannot parse {onnx_path.name}: {reason}")
 
 
-def build_plan(onnx_path: Path, precision: str, opts: TrtBuildOptions, batches: tuple[int, int, int],
-               timing_cache: Path | None, calib_cache: Path | None = None) -> tuple[bytes, BuildResult]:
+def build_plan(
+    onnx_path: Path,
+    precision: str,
+    opts: TrtBuildOptions,
+    batches: tuple[int, int, int],
+    timing_cache: Path | None,
+    calib_cache: Path | None = None,
+) -> tuple[bytes, BuildResult]:
     """Build a serialized engine (plan) from an ONNX file.
 
     Args:
@@ -385,8 +430,10 @@ def build_plan(onnx_path: Path, precision: str, opts: TrtBuildOptions, batches: 
     seconds = time.perf_counter() - start
     del calibrator, parser
     if plan is None:
-        raise EdgeresError(f"TensorRT {feat.version} could not build {Path(onnx_path).name}: "
-                           + (errors_since(logger, mark) or "no reason given"))
+        raise EdgeresError(
+            f"TensorRT {feat.version} could not build {Path(onnx_path).name}: "
+            + (errors_since(logger, mark) or "no reason given")
+        )
     plan = bytes(plan)
     if timing_cache is not None:
         from edgeres.fileio import atomic_path
@@ -395,16 +442,20 @@ def build_plan(onnx_path: Path, precision: str, opts: TrtBuildOptions, batches: 
         tcache = config.get_timing_cache() or tcache
         with atomic_path(timing_cache) as tmp:
             Path(tmp).write_bytes(bytes(tcache.serialize()))
-    runtime, engine = deserialize(plan, {"version_compatible": opts.version_compatible, "dla_core": opts.dla_core},
-                                  trt)
+    runtime, engine = deserialize(plan, {"version_compatible": opts.version_compatible, "dla_core": opts.dla_core}, trt)
     inspector = engine.create_engine_inspector()
     info = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
     del inspector, engine, runtime
     layers = summarize_layers(info, precision)
     if opts.dla_core is not None:
         warnings += dla_warnings(dla)
-    return plan, BuildResult(seconds=seconds, layers=layers, warnings=warnings, dla=dla,
-                             timing_cache=str(timing_cache) if timing_cache else None)
+    return plan, BuildResult(
+        seconds=seconds,
+        layers=layers,
+        warnings=warnings,
+        dla=dla,
+        timing_cache=str(timing_cache) if timing_cache else None,
+    )
 
 
 def _use_cache(trt, feat, builder, config, input_name: str, dims: list, onnx_path: Path, cache: Path):
@@ -440,12 +491,16 @@ def _load_timing_cache(config, path: Path | None) -> tuple[list[str], object]:
     cache = config.create_timing_cache(data)
     if cache is not None and config.set_timing_cache(cache, False):
         return [], cache
-    why = ("is not a TensorRT timing cache (corrupt or truncated)" if cache is None
-           else "is from another TensorRT version or GPU")
+    why = (
+        "is not a TensorRT timing cache (corrupt or truncated)"
+        if cache is None
+        else "is from another TensorRT version or GPU"
+    )
     fresh = config.create_timing_cache(b"")
     if fresh is None or not config.set_timing_cache(fresh, False):
-        raise EdgeresError(f"TensorRT could not create an empty timing cache (after {path} {why}); build with "
-                           "--timing-cache off")
+        raise EdgeresError(
+            f"TensorRT could not create an empty timing cache (after {path} {why}); build with --timing-cache off"
+        )
     return [f"timing cache {path} {why}; started a new one (it is rewritten after this build)"], fresh
 
 
@@ -456,12 +511,16 @@ def load_plan(path: Path, sha256: str | None) -> bytes:
         EdgeresError: no hash to check against, or the bytes differ.
     """
     if not sha256:
-        raise EdgeresError(f"{path}: no sha256 to check the engine against; edgeres only loads engines it can check "
-                           "(rebuild it with 'edgeres build')")
+        raise EdgeresError(
+            f"{path}: no sha256 to check the engine against; edgeres only loads engines it can check "
+            "(rebuild it with 'edgeres build')"
+        )
     data = Path(path).read_bytes()
     if hashlib.sha256(data).hexdigest() != sha256:
-        raise EdgeresError(f"{path}'s bytes do not match its manifest: it was modified or replaced after the build; "
-                           "refusing to load it")
+        raise EdgeresError(
+            f"{path}'s bytes do not match its manifest: it was modified or replaced after the build; "
+            "refusing to load it"
+        )
     return data
 
 
@@ -484,6 +543,8 @@ def deserialize(plan: bytes, backend_info: dict, trt=None):
         runtime.DLA_core = int(backend_info["dla_core"])
     engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
-        raise EdgeresError(f"TensorRT {feat.version} could not deserialize the engine: "
-                           + (errors_since(logger, mark) or "no reason given"))
+        raise EdgeresError(
+            f"TensorRT {feat.version} could not deserialize the engine: "
+            + (errors_since(logger, mark) or "no reason given")
+        )
     return runtime, engine

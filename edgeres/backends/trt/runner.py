@@ -34,8 +34,10 @@ def _sidecar_manifest(engine_path: Path) -> dict:
 
     manifest_file = engine_path.with_name(engine_path.stem + ".manifest.json")
     if not manifest_file.is_file():
-        raise EdgeresError(f"{engine_path} has no manifest ({manifest_file.name}); edgeres only loads engines it can "
-                           "check: rebuild it with 'edgeres build'")
+        raise EdgeresError(
+            f"{engine_path} has no manifest ({manifest_file.name}); edgeres only loads engines it can "
+            "check: rebuild it with 'edgeres build'"
+        )
     try:
         manifest = json.loads(manifest_file.read_text())
         return {"engine": manifest["engine"], "backend": manifest["backend"]}
@@ -56,8 +58,14 @@ class TensorRTRunner(BaseRunner):
 
     name = "tensorrt"
 
-    def __init__(self, engine_path, max_batch: int | None = None, cuda_graph: bool = False,
-                 cuda_binding: str | None = None, manifest: dict | None = None):
+    def __init__(
+        self,
+        engine_path,
+        max_batch: int | None = None,
+        cuda_graph: bool = False,
+        cuda_binding: str | None = None,
+        manifest: dict | None = None,
+    ):
         super().__init__(max_batch=max_batch)
         self.engine_path = Path(engine_path)
         self.manifest = manifest
@@ -102,20 +110,24 @@ class TensorRTRunner(BaseRunner):
         self.dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
         self.shapes = {n: tuple(engine.get_tensor_shape(n)) for n in names}
         for n in names:
-            shape = profile_max[n] if n in profile_max else tuple(self.max_batch if d < 0 else d
-                                                                   for d in self.shapes[n])
+            shape = (
+                profile_max[n] if n in profile_max else tuple(self.max_batch if d < 0 else d for d in self.shapes[n])
+            )
             self.host[n] = self.cuda.host_empty(shape, self.dtypes[n])
             self.device[n] = self.cuda.malloc(self.host[n].nbytes)
             self._set_address(n, self.device[n])
-        self.profiles = {n: (int(engine.get_tensor_profile_shape(n, 0)[0][0]), profile_max[n][0])
-                         for n in self.input_names}
+        self.profiles = {
+            n: (int(engine.get_tensor_profile_shape(n, 0)[0][0]), profile_max[n][0]) for n in self.input_names
+        }
         self.stream = self.cuda.stream()
         self.events = [self.cuda.event() for _ in range(4)]
 
     def _set_address(self, name: str, ptr: int) -> None:
         if not self.context.set_tensor_address(name, ptr):
-            raise EdgeresError(f"TensorRT refused the device address of tensor '{name}' (set_tensor_address returned "
-                               "False); see the TensorRT messages above")
+            raise EdgeresError(
+                f"TensorRT refused the device address of tensor '{name}' (set_tensor_address returned "
+                "False); see the TensorRT messages above"
+            )
 
     def _set_shape(self, name: str, shape: tuple) -> None:
         """Set an input shape when it differs from the context's (set_input_shape's False is an error)."""
@@ -123,8 +135,10 @@ class TensorRTRunner(BaseRunner):
             return
         low, high = self.profiles.get(name, (None, None))
         if not self.context.set_input_shape(name, shape):
-            raise EdgeresError(f"TensorRT refused input '{name}' of shape {shape} (set_input_shape returned False); "
-                               f"the engine's batch profile is {low}..{high}")
+            raise EdgeresError(
+                f"TensorRT refused input '{name}' of shape {shape} (set_input_shape returned False); "
+                f"the engine's batch profile is {low}..{high}"
+            )
 
     def _check_feed(self, feed: dict[str, np.ndarray]) -> None:
         if set(feed) != set(self.input_names):
@@ -132,13 +146,16 @@ class TensorRTRunner(BaseRunner):
         for name, x in feed.items():
             want = tuple(self.shapes[name][1:])
             if tuple(x.shape[1:]) != want and all(d >= 0 for d in want):
-                raise EdgeresError(f"input '{name}' has shape {tuple(x.shape)}; the engine takes (N, "
-                                   f"{', '.join(map(str, want))})")
+                raise EdgeresError(
+                    f"input '{name}' has shape {tuple(x.shape)}; the engine takes (N, {', '.join(map(str, want))})"
+                )
             low, high = self.profiles.get(name, (1, self.max_batch))
             if not low <= x.shape[0] <= high:
                 fixed = "a DLA engine runs one fixed batch; " if low == high else ""
-                raise EdgeresError(f"batch {x.shape[0]} is outside this engine's batch profile {low}..{high} "
-                                   f"({fixed}rebuild with --min-batch/--max-batch covering {x.shape[0]})")
+                raise EdgeresError(
+                    f"batch {x.shape[0]} is outside this engine's batch profile {low}..{high} "
+                    f"({fixed}rebuild with --min-batch/--max-batch covering {x.shape[0]})"
+                )
 
     def infer_impl(self, feed: dict[str, np.ndarray]) -> OrderedDict[str, np.ndarray]:
         self._check_feed(feed)
@@ -159,15 +176,22 @@ class TensorRTRunner(BaseRunner):
             cuda.d2h(self.host[n], self.device[n], nbytes, stream)
         cuda.record(ev[3], stream)
         cuda.synchronize(stream)
-        self.last_device_times = {"h2d_ms": cuda.elapsed_ms(ev[0], ev[1]), "compute_ms": cuda.elapsed_ms(ev[1], ev[2]),
-                                  "d2h_ms": cuda.elapsed_ms(ev[2], ev[3])}
-        return OrderedDict((n, self.host[n].reshape(-1)[: int(np.prod(shapes[n]))].reshape(shapes[n]).copy())
-                           for n in self.output_names)
+        self.last_device_times = {
+            "h2d_ms": cuda.elapsed_ms(ev[0], ev[1]),
+            "compute_ms": cuda.elapsed_ms(ev[1], ev[2]),
+            "d2h_ms": cuda.elapsed_ms(ev[2], ev[3]),
+        }
+        return OrderedDict(
+            (n, self.host[n].reshape(-1)[: int(np.prod(shapes[n]))].reshape(shapes[n]).copy())
+            for n in self.output_names
+        )
 
     def _enqueue(self, handle: int) -> None:
         if not self.context.execute_async_v3(handle):
-            raise EdgeresError("TensorRT could not enqueue the engine (execute_async_v3 returned False); see the "
-                               "TensorRT messages above")
+            raise EdgeresError(
+                "TensorRT could not enqueue the engine (execute_async_v3 returned False); see the "
+                "TensorRT messages above"
+            )
 
     def _execute(self, batch: int) -> None:
         handle = self.cuda.handle(self.stream)
@@ -183,8 +207,9 @@ class TensorRTRunner(BaseRunner):
             try:
                 graph = self.cuda.capture(self.stream, lambda: self.context.execute_async_v3(handle))
             except EdgeresError as exc:
-                raise EdgeresError(f"CUDA-graph capture of the engine failed for batch {batch}: {exc}; run without "
-                                   "--cuda-graph") from None
+                raise EdgeresError(
+                    f"CUDA-graph capture of the engine failed for batch {batch}: {exc}; run without --cuda-graph"
+                ) from None
             self.graphs[batch] = graph
         self.cuda.launch(self.graphs[batch], self.stream)
 

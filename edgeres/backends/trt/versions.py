@@ -85,8 +85,15 @@ def features(version: str | TrtVersion) -> Features:
     if not ((v.major, v.minor) == (8, 6) or v.major in (10, 11)):
         raise EdgeresError(f"TensorRT {v} is not supported; supported: {SUPPORTED} (JetPack 6 ships 8.6 or 10.3)")
     le10 = v.major <= 10
-    return Features(version=v, explicit_batch_flag=v.major == 8, precision_flags=le10, strongly_typed=not le10,
-                    implicit_int8=le10, dla=_has_dla(v), parser_node_names=v.major >= 10)
+    return Features(
+        version=v,
+        explicit_batch_flag=v.major == 8,
+        precision_flags=le10,
+        strongly_typed=not le10,
+        implicit_int8=le10,
+        dla=_has_dla(v),
+        parser_node_names=v.major >= 10,
+    )
 
 
 def _has_dla(v: TrtVersion) -> bool:
@@ -102,10 +109,14 @@ def _has_dla(v: TrtVersion) -> bool:
 def no_dla_reason(v: TrtVersion) -> str:
     """Why this TensorRT version cannot build DLA engines (for a version where ``features(v).dla`` is False)."""
     if v.major == 10:
-        return (f"TensorRT {v} has no DLA: 10.7 was the last 10.x release with DLA (JetPack 6 ships 8.6 or 10.3, "
-                "which have it)")
-    return (f"TensorRT {v} has no DLA: TensorRT 11 brought DLA back in 11.4.1, on JetPack 7.2.2 or later (Jetson AGX "
-            "Orin); JetPack 6's TensorRT 8.6 or 10.3 have it")
+        return (
+            f"TensorRT {v} has no DLA: 10.7 was the last 10.x release with DLA (JetPack 6 ships 8.6 or 10.3, "
+            "which have it)"
+        )
+    return (
+        f"TensorRT {v} has no DLA: TensorRT 11 brought DLA back in 11.4.1, on JetPack 7.2.2 or later (Jetson AGX "
+        "Orin); JetPack 6's TensorRT 8.6 or 10.3 have it"
+    )
 
 
 def batch_profile(min_batch: int | None, opt_batch: int | None, max_batch: int, dla: bool = False) -> tuple:
@@ -122,15 +133,18 @@ def batch_profile(min_batch: int | None, opt_batch: int | None, max_batch: int, 
         given = {"--min-batch": min_batch, "--opt-batch": opt_batch}
         differ = [f"{flag} {value}" for flag, value in given.items() if value is not None and value != max_batch]
         if differ:
-            raise EdgeresError(f"DLA has no dynamic shapes: a DLA engine runs one fixed batch, --max-batch "
-                               f"{max_batch}, but {' and '.join(differ)} asked for a range; drop them, or build one "
-                               "fixed batch with --max-batch N (--max-batch 1 for a camera)")
+            raise EdgeresError(
+                f"DLA has no dynamic shapes: a DLA engine runs one fixed batch, --max-batch "
+                f"{max_batch}, but {' and '.join(differ)} asked for a range; drop them, or build one "
+                "fixed batch with --max-batch N (--max-batch 1 for a camera)"
+            )
         return max_batch, max_batch, max_batch
     low = 1 if min_batch is None else min_batch
     opt = low if opt_batch is None else opt_batch
     if not 1 <= low <= opt <= max_batch:
-        raise EdgeresError(f"the batch profile needs 1 <= --min-batch <= --opt-batch <= --max-batch; got "
-                           f"{low} / {opt} / {max_batch}")
+        raise EdgeresError(
+            f"the batch profile needs 1 <= --min-batch <= --opt-batch <= --max-batch; got {low} / {opt} / {max_batch}"
+        )
     return low, opt, max_batch
 
 
@@ -147,8 +161,12 @@ def precision_flags(feat: Features, precision: str, trt) -> list:
     """The BuilderFlags a precision needs (none on 11, where the ONNX types decide)."""
     if not feat.precision_flags:
         return []
-    return {"fp32": [], "fp16": [trt.BuilderFlag.FP16], "int8": [trt.BuilderFlag.INT8],
-            "mixed": [trt.BuilderFlag.INT8]}[precision]  # the kept-float layers stay FP32, as measured
+    return {
+        "fp32": [],
+        "fp16": [trt.BuilderFlag.FP16],
+        "int8": [trt.BuilderFlag.INT8],
+        "mixed": [trt.BuilderFlag.INT8],
+    }[precision]  # the kept-float layers stay FP32, as measured
 
 
 def _cc(compute_capability: str | None) -> tuple[int, int] | None:
@@ -165,14 +183,21 @@ def fast_precisions(compute_capability: str | None) -> dict:
     cc = _cc(compute_capability)
     if cc is None:
         return {"fp16": None, "int8": None}
-    return {"fp16": cc in ((5, 3), (6, 0), (6, 2)) or cc >= (7, 0),
-            "int8": cc in ((6, 1), (7, 2)) or cc >= (7, 5)}
+    return {"fp16": cc in ((5, 3), (6, 0), (6, 2)) or cc >= (7, 0), "int8": cc in ((6, 1), (7, 2)) or cc >= (7, 5)}
 
 
-def check_request(feat: Features, precision: str, int8_source: str = "qdq", dla_core: int | None = None,
-                  dla_cores: int | None = None, version_compatible: bool = False, hardware_compat: str = "none",
-                  builder_opt_level: int | None = None, compute_capability: str | None = None,
-                  jetson: bool = False) -> list[str]:
+def check_request(
+    feat: Features,
+    precision: str,
+    int8_source: str = "qdq",
+    dla_core: int | None = None,
+    dla_cores: int | None = None,
+    version_compatible: bool = False,
+    hardware_compat: str = "none",
+    builder_opt_level: int | None = None,
+    compute_capability: str | None = None,
+    jetson: bool = False,
+) -> list[str]:
     """Refuse what this version or device cannot build; return warnings for what it builds slowly.
 
     Args:
@@ -196,55 +221,80 @@ def check_request(feat: Features, precision: str, int8_source: str = "qdq", dla_
     if int8_source not in INT8_SOURCES:
         raise EdgeresError(f"unknown INT8 source '{int8_source}'; accepted: {', '.join(INT8_SOURCES)}")
     if int8_source == "cache" and precision == "mixed":
-        raise EdgeresError("--precision mixed keeps layers float in the Q/DQ ONNX; a calibration cache cannot say "
-                           "that: use --int8-from qdq")
+        raise EdgeresError(
+            "--precision mixed keeps layers float in the Q/DQ ONNX; a calibration cache cannot say "
+            "that: use --int8-from qdq"
+        )
     if int8_source == "cache" and precision == "int8" and not feat.implicit_int8:
-        raise EdgeresError(f"TensorRT {v} has no implicit INT8 (calibrators and calibration caches were removed in "
-                           "11); build from the Q/DQ ONNX instead: --int8-from qdq")
+        raise EdgeresError(
+            f"TensorRT {v} has no implicit INT8 (calibrators and calibration caches were removed in "
+            "11); build from the Q/DQ ONNX instead: --int8-from qdq"
+        )
     if hardware_compat not in HARDWARE_COMPAT:
-        raise EdgeresError(f"unknown hardware compatibility '{hardware_compat}'; accepted: "
-                           f"{', '.join(HARDWARE_COMPAT)}")
+        raise EdgeresError(
+            f"unknown hardware compatibility '{hardware_compat}'; accepted: {', '.join(HARDWARE_COMPAT)}"
+        )
     if builder_opt_level is not None and not 0 <= builder_opt_level <= 5:
         raise EdgeresError(f"--builder-opt-level must be 0-5 (TensorRT's default is 3), got {builder_opt_level}")
     if hardware_compat != "none" and jetson:
-        raise EdgeresError("--hardware-compat ampere_plus is not supported on a Jetson: TensorRT's hardware "
-                           "compatibility is for discrete Ampere-or-newer GPUs, not JetPack or DRIVE OS; drop "
-                           "--hardware-compat and build on the device that runs the engine")
+        raise EdgeresError(
+            "--hardware-compat ampere_plus is not supported on a Jetson: TensorRT's hardware "
+            "compatibility is for discrete Ampere-or-newer GPUs, not JetPack or DRIVE OS; drop "
+            "--hardware-compat and build on the device that runs the engine"
+        )
     if dla_core is not None:
         if not feat.dla:
             raise EdgeresError(f"{no_dla_reason(v)}; drop --dla-core")
         if dla_cores == 0:
-            raise EdgeresError(f"--dla-core {dla_core} asked, but this device has no DLA (DLA cores are on Jetson "
-                               "AGX Orin and Orin NX); drop --dla-core")
+            raise EdgeresError(
+                f"--dla-core {dla_core} asked, but this device has no DLA (DLA cores are on Jetson "
+                "AGX Orin and Orin NX); drop --dla-core"
+            )
         if dla_cores is not None and not 0 <= dla_core < dla_cores:
-            raise EdgeresError(f"--dla-core {dla_core} does not exist; this device has DLA cores "
-                               f"{', '.join(map(str, range(dla_cores)))}")
+            raise EdgeresError(
+                f"--dla-core {dla_core} does not exist; this device has DLA cores "
+                f"{', '.join(map(str, range(dla_cores)))}"
+            )
         if precision == "fp32":
             raise EdgeresError("DLA runs FP16 or INT8 only; build --precision fp16 or int8 with --dla-core")
         if version_compatible or hardware_compat != "none":
-            raise EdgeresError("DLA engines cannot be version- or hardware-compatible; drop --version-compatible "
-                               "and --hardware-compat with --dla-core")
+            raise EdgeresError(
+                "DLA engines cannot be version- or hardware-compatible; drop --version-compatible "
+                "and --hardware-compat with --dla-core"
+            )
         if precision in ("int8", "mixed") and not feat.implicit_int8:
-            raise EdgeresError(f"INT8 on DLA needs a calibration cache, and TensorRT {v} has none (removed in 11); "
-                               "build the DLA engine with --precision fp16")
+            raise EdgeresError(
+                f"INT8 on DLA needs a calibration cache, and TensorRT {v} has none (removed in 11); "
+                "build the DLA engine with --precision fp16"
+            )
         if precision == "mixed":
-            raise EdgeresError("--precision mixed is a Q/DQ model, and DLA runs INT8 only from a calibration cache "
-                               "(its Q/DQ layers would run on the GPU); for DLA use --precision int8 --int8-from cache")
+            raise EdgeresError(
+                "--precision mixed is a Q/DQ model, and DLA runs INT8 only from a calibration cache "
+                "(its Q/DQ layers would run on the GPU); for DLA use --precision int8 --int8-from cache"
+            )
         if precision == "int8" and int8_source == "qdq":
-            raise EdgeresError("DLA runs INT8 only from a calibration cache (implicit quantization): with the Q/DQ "
-                               "model its layers would fall back to the GPU; add --int8-from cache (same activation "
-                               "ranges, from the scales JSON), or build --precision fp16")
+            raise EdgeresError(
+                "DLA runs INT8 only from a calibration cache (implicit quantization): with the Q/DQ "
+                "model its layers would fall back to the GPU; add --int8-from cache (same activation "
+                "ranges, from the scales JSON), or build --precision fp16"
+            )
     if hardware_compat == "ampere_plus" and _cc(compute_capability) is not None and _cc(compute_capability) < (8, 0):
-        raise EdgeresError(f"--hardware-compat ampere_plus needs an Ampere or newer GPU to build on (compute "
-                           f"capability >= 8.0); this one is {compute_capability}")
+        raise EdgeresError(
+            f"--hardware-compat ampere_plus needs an Ampere or newer GPU to build on (compute "
+            f"capability >= 8.0); this one is {compute_capability}"
+        )
     warnings = []
     fast = fast_precisions(compute_capability)
     if precision in ("int8", "mixed") and fast["int8"] is False and dla_core is None:
-        warnings.append(f"this GPU (compute capability {compute_capability}) has no fast INT8; INT8 will be slower "
-                        "than FP16 here: consider --precision fp16")
+        warnings.append(
+            f"this GPU (compute capability {compute_capability}) has no fast INT8; INT8 will be slower "
+            "than FP16 here: consider --precision fp16"
+        )
     if precision == "fp16" and fast["fp16"] is False:
-        warnings.append(f"this GPU (compute capability {compute_capability}) has no fast FP16; FP16 will not be "
-                        "faster than FP32 here")
+        warnings.append(
+            f"this GPU (compute capability {compute_capability}) has no fast FP16; FP16 will not be "
+            "faster than FP32 here"
+        )
     return warnings
 
 
@@ -279,29 +329,40 @@ def compat_problems(manifest: dict, current: dict) -> list[str]:
         if not version_compatible_runs(b, h):
             later = VERSION_COMPAT_NEXT_MAJOR.get(b.major)
             runs_on = f"TensorRT {b.major}.x from {b.major}.{b.minor} on" + (f", and {later}.x" if later else "")
-            problems.append(f"built version-compatible with TensorRT {built}: it runs on {runs_on}; this machine has "
-                            f"{here}")
+            problems.append(
+                f"built version-compatible with TensorRT {built}: it runs on {runs_on}; this machine has {here}"
+            )
     elif str(built) != str(here):
-        problems.append(f"built with TensorRT {built}, this machine has {here} (engines are tied to the exact "
-                        "TensorRT version unless built with --version-compatible)")
+        problems.append(
+            f"built with TensorRT {built}, this machine has {here} (engines are tied to the exact "
+            "TensorRT version unless built with --version-compatible)"
+        )
     cc_built, cc_here = device.get("compute_capability"), current.get("compute_capability")
     level = backend.get("hardware_compat", "none")
     if level == "ampere_plus" and (device.get("l4t") or current.get("l4t")):
         # Hardware compatibility is not supported on JetPack: such an engine is held to the GPU it was built on.
         if (device.get("gpu"), cc_built) != (current.get("gpu"), cc_here):
-            problems.append(f"built for GPU {device.get('gpu')} (sm {cc_built}), this machine has "
-                            f"{current.get('gpu') or 'no GPU'} (sm {cc_here}); hardware-compatible engines do not "
-                            "cover Jetsons (TensorRT supports hardware compatibility on discrete GPUs only)")
+            problems.append(
+                f"built for GPU {device.get('gpu')} (sm {cc_built}), this machine has "
+                f"{current.get('gpu') or 'no GPU'} (sm {cc_here}); hardware-compatible engines do not "
+                "cover Jetsons (TensorRT supports hardware compatibility on discrete GPUs only)"
+            )
     elif level == "ampere_plus":
         if _cc(cc_here) is None or _cc(cc_here) < (8, 0):
-            problems.append(f"built hardware-compatible for Ampere and newer GPUs; this machine has "
-                            f"{current.get('gpu') or 'no GPU'} (sm {cc_here})")
+            problems.append(
+                f"built hardware-compatible for Ampere and newer GPUs; this machine has "
+                f"{current.get('gpu') or 'no GPU'} (sm {cc_here})"
+            )
     elif (device.get("gpu"), cc_built) != (current.get("gpu"), cc_here):
-        problems.append(f"built for GPU {device.get('gpu')} (sm {cc_built}), this machine has "
-                        f"{current.get('gpu') or 'no GPU'} (sm {cc_here})")
+        problems.append(
+            f"built for GPU {device.get('gpu')} (sm {cc_built}), this machine has "
+            f"{current.get('gpu') or 'no GPU'} (sm {cc_here})"
+        )
     if device.get("l4t") and current.get("l4t") != device.get("l4t") and not backend.get("version_compatible"):
-        problems.append(f"built on L4T {device['l4t']} (JetPack), this machine has "
-                        f"{'L4T ' + current['l4t'] if current.get('l4t') else 'no L4T (not a Jetson)'}")
+        problems.append(
+            f"built on L4T {device['l4t']} (JetPack), this machine has "
+            f"{'L4T ' + current['l4t'] if current.get('l4t') else 'no L4T (not a Jetson)'}"
+        )
     core = backend.get("dla_core")
     if core is not None:
         if not features(h).dla:
@@ -312,43 +373,102 @@ def compat_problems(manifest: dict, current: dict) -> list[str]:
 
 
 # Every TensorRT attribute the backend uses ("Class.attr", or a module-level "name"), by feature.
-COMMON_NAMES = frozenset({
-    "__version__", "nptype", "Logger", "Logger.WARNING", "ILogger", "ILogger.log", "ILogger.Severity",
-    "ILogger.ERROR", "ILogger.INTERNAL_ERROR", "ILogger.WARNING",
-    "Builder", "Builder.create_network", "Builder.create_builder_config", "Builder.create_optimization_profile",
-    "Builder.build_serialized_network", "NetworkDefinitionCreationFlag",
-    "INetworkDefinition.num_inputs", "INetworkDefinition.get_input",
-    "ITensor.name", "ITensor.shape",
-    "OnnxParser", "OnnxParser.parse_from_file", "OnnxParser.num_errors", "OnnxParser.get_error",
-    "ParserError.desc", "ParserError.node", "ParserError.code",
-    "IBuilderConfig.set_memory_pool_limit", "MemoryPoolType.WORKSPACE", "IBuilderConfig.add_optimization_profile",
-    "IOptimizationProfile.set_shape", "IBuilderConfig.set_flag", "IBuilderConfig.builder_optimization_level",
-    "IBuilderConfig.create_timing_cache", "IBuilderConfig.set_timing_cache", "IBuilderConfig.get_timing_cache",
-    "ITimingCache.serialize", "IBuilderConfig.profiling_verbosity", "ProfilingVerbosity.DETAILED",
-    "BuilderFlag.VERSION_COMPATIBLE", "IBuilderConfig.hardware_compatibility_level",
-    "HardwareCompatibilityLevel.AMPERE_PLUS", "HardwareCompatibilityLevel.NONE",
-    "Runtime", "Runtime.deserialize_cuda_engine", "Runtime.engine_host_code_allowed",
-    "ICudaEngine.create_engine_inspector", "EngineInspector.get_engine_information", "LayerInformationFormat.JSON",
-    "ICudaEngine.num_io_tensors", "ICudaEngine.get_tensor_name", "ICudaEngine.get_tensor_mode",
-    "ICudaEngine.get_tensor_dtype", "ICudaEngine.get_tensor_shape", "ICudaEngine.get_tensor_profile_shape",
-    "ICudaEngine.create_execution_context", "TensorIOMode.INPUT",
-    "IExecutionContext.set_input_shape", "IExecutionContext.get_tensor_shape", "IExecutionContext.set_tensor_address",
-    "IExecutionContext.execute_async_v3",
-    "INetworkDefinition.num_layers", "INetworkDefinition.get_layer", "ILayer.name",
-})
+COMMON_NAMES = frozenset(
+    {
+        "__version__",
+        "nptype",
+        "Logger",
+        "Logger.WARNING",
+        "ILogger",
+        "ILogger.log",
+        "ILogger.Severity",
+        "ILogger.ERROR",
+        "ILogger.INTERNAL_ERROR",
+        "ILogger.WARNING",
+        "Builder",
+        "Builder.create_network",
+        "Builder.create_builder_config",
+        "Builder.create_optimization_profile",
+        "Builder.build_serialized_network",
+        "NetworkDefinitionCreationFlag",
+        "INetworkDefinition.num_inputs",
+        "INetworkDefinition.get_input",
+        "ITensor.name",
+        "ITensor.shape",
+        "OnnxParser",
+        "OnnxParser.parse_from_file",
+        "OnnxParser.num_errors",
+        "OnnxParser.get_error",
+        "ParserError.desc",
+        "ParserError.node",
+        "ParserError.code",
+        "IBuilderConfig.set_memory_pool_limit",
+        "MemoryPoolType.WORKSPACE",
+        "IBuilderConfig.add_optimization_profile",
+        "IOptimizationProfile.set_shape",
+        "IBuilderConfig.set_flag",
+        "IBuilderConfig.builder_optimization_level",
+        "IBuilderConfig.create_timing_cache",
+        "IBuilderConfig.set_timing_cache",
+        "IBuilderConfig.get_timing_cache",
+        "ITimingCache.serialize",
+        "IBuilderConfig.profiling_verbosity",
+        "ProfilingVerbosity.DETAILED",
+        "BuilderFlag.VERSION_COMPATIBLE",
+        "IBuilderConfig.hardware_compatibility_level",
+        "HardwareCompatibilityLevel.AMPERE_PLUS",
+        "HardwareCompatibilityLevel.NONE",
+        "Runtime",
+        "Runtime.deserialize_cuda_engine",
+        "Runtime.engine_host_code_allowed",
+        "ICudaEngine.create_engine_inspector",
+        "EngineInspector.get_engine_information",
+        "LayerInformationFormat.JSON",
+        "ICudaEngine.num_io_tensors",
+        "ICudaEngine.get_tensor_name",
+        "ICudaEngine.get_tensor_mode",
+        "ICudaEngine.get_tensor_dtype",
+        "ICudaEngine.get_tensor_shape",
+        "ICudaEngine.get_tensor_profile_shape",
+        "ICudaEngine.create_execution_context",
+        "TensorIOMode.INPUT",
+        "IExecutionContext.set_input_shape",
+        "IExecutionContext.get_tensor_shape",
+        "IExecutionContext.set_tensor_address",
+        "IExecutionContext.execute_async_v3",
+        "INetworkDefinition.num_layers",
+        "INetworkDefinition.get_layer",
+        "ILayer.name",
+    }
+)
 FEATURE_NAMES = {
     "explicit_batch_flag": frozenset({"NetworkDefinitionCreationFlag.EXPLICIT_BATCH"}),
     "strongly_typed": frozenset({"NetworkDefinitionCreationFlag.STRONGLY_TYPED"}),
     "precision_flags": frozenset({"BuilderFlag.FP16", "BuilderFlag.INT8"}),
-    "implicit_int8": frozenset({
-        "IInt8EntropyCalibrator2", "IInt8EntropyCalibrator2.get_batch_size", "IInt8EntropyCalibrator2.get_batch",
-        "IInt8EntropyCalibrator2.read_calibration_cache", "IInt8EntropyCalibrator2.write_calibration_cache",
-        "IInt8EntropyCalibrator2.get_algorithm", "CalibrationAlgoType.ENTROPY_CALIBRATION_2",
-        "IBuilderConfig.int8_calibrator", "IBuilderConfig.set_calibration_profile",
-    }),
-    "dla": frozenset({"DeviceType.DLA", "IBuilderConfig.default_device_type", "IBuilderConfig.DLA_core",
-                      "BuilderFlag.GPU_FALLBACK", "Runtime.DLA_core", "Runtime.num_DLA_cores",
-                      "IBuilderConfig.can_run_on_DLA"}),
+    "implicit_int8": frozenset(
+        {
+            "IInt8EntropyCalibrator2",
+            "IInt8EntropyCalibrator2.get_batch_size",
+            "IInt8EntropyCalibrator2.get_batch",
+            "IInt8EntropyCalibrator2.read_calibration_cache",
+            "IInt8EntropyCalibrator2.write_calibration_cache",
+            "IInt8EntropyCalibrator2.get_algorithm",
+            "CalibrationAlgoType.ENTROPY_CALIBRATION_2",
+            "IBuilderConfig.int8_calibrator",
+            "IBuilderConfig.set_calibration_profile",
+        }
+    ),
+    "dla": frozenset(
+        {
+            "DeviceType.DLA",
+            "IBuilderConfig.default_device_type",
+            "IBuilderConfig.DLA_core",
+            "BuilderFlag.GPU_FALLBACK",
+            "Runtime.DLA_core",
+            "Runtime.num_DLA_cores",
+            "IBuilderConfig.can_run_on_DLA",
+        }
+    ),
     "parser_node_names": frozenset({"ParserError.node_name", "ParserError.node_operator"}),
 }
 
@@ -369,11 +489,25 @@ def trtexec_engine_name(engine: str) -> str:
     return str(path.with_name(path.stem + ".trtexec" + (path.suffix or ".plan")))
 
 
-def trtexec_command(feat: Features, onnx: str, engine: str, input_name: str, dims: list, precision: str,
-                    min_batch: int, opt_batch: int, max_batch: int, workspace_mib: int | None = None,
-                    timing_cache: str | None = None, builder_opt_level: int | None = None,
-                    dla_core: int | None = None, version_compatible: bool = False, hardware_compat: str = "none",
-                    calib_cache: str | None = None, engine_dir: str | Path | None = None) -> str:
+def trtexec_command(
+    feat: Features,
+    onnx: str,
+    engine: str,
+    input_name: str,
+    dims: list,
+    precision: str,
+    min_batch: int,
+    opt_batch: int,
+    max_batch: int,
+    workspace_mib: int | None = None,
+    timing_cache: str | None = None,
+    builder_opt_level: int | None = None,
+    dla_core: int | None = None,
+    version_compatible: bool = False,
+    hardware_compat: str = "none",
+    calib_cache: str | None = None,
+    engine_dir: str | Path | None = None,
+) -> str:
     """The ``trtexec`` command line that builds the same engine with NVIDIA's own tool, run in the engine folder.
 
     Args:
@@ -391,8 +525,14 @@ def trtexec_command(feat: Features, onnx: str, engine: str, input_name: str, dim
 
     if dla_core is not None and not min_batch == opt_batch == max_batch:
         raise EdgeresError(f"a DLA engine has one fixed batch; got the profile {min_batch}/{opt_batch}/{max_batch}")
-    args = ["trtexec", f"--onnx={onnx}", f"--saveEngine={trtexec_engine_name(engine)}",
-            f"--minShapes={shape(min_batch)}", f"--optShapes={shape(opt_batch)}", f"--maxShapes={shape(max_batch)}"]
+    args = [
+        "trtexec",
+        f"--onnx={onnx}",
+        f"--saveEngine={trtexec_engine_name(engine)}",
+        f"--minShapes={shape(min_batch)}",
+        f"--optShapes={shape(opt_batch)}",
+        f"--maxShapes={shape(max_batch)}",
+    ]
     if feat.precision_flags:
         args += {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8"], "mixed": ["--int8"]}[precision]
     if calib_cache:
