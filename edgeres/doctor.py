@@ -49,7 +49,26 @@ def collect() -> dict:
         "cameras": sorted(glob.glob("/dev/video*")),
         "camera_access": {dev: os.access(dev, os.R_OK | os.W_OK) for dev in glob.glob("/dev/video*")},
         "nvargus": shutil.which("nvargus-daemon") is not None or Path("/usr/sbin/nvargus-daemon").exists(),
+        "cuda_majors": cuda_majors(),
     }
+
+
+def cuda_majors() -> dict:
+    """The CUDA major each installed wheel is built for: ``{"tensorrt": 12 | 13 | None, "cuda_python": int | None}``
+    (from the ``tensorrt-cuNN`` distribution and cuda-python's version; JetPack's TensorRT is no wheel: None)."""
+    import importlib.metadata as md
+
+    def version(dist: str) -> str | None:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return None
+
+    trt = next(
+        (major for major in (12, 13) if version(f"tensorrt-cu{major}-libs") or version(f"tensorrt-cu{major}")), None
+    )
+    cuda_python = version("cuda-python") or version("cuda-bindings")
+    return {"tensorrt": trt, "cuda_python": int(cuda_python.split(".")[0]) if cuda_python else None}
 
 
 def _has_cuda_binding() -> bool:
@@ -131,9 +150,44 @@ def judge(facts: dict) -> list[Check]:
         )
     else:
         checks.append(Check("cuda", "info", "no NVIDIA GPU"))
+    checks += _judge_cuda_majors(facts)
+    checks += _judge_dla(facts)
     checks += _judge_jetson(facts)
     checks += _judge_cameras(facts)
     return checks
+
+
+def _judge_cuda_majors(facts: dict) -> list[Check]:
+    majors = facts.get("cuda_majors") or {}
+    trt, binding = majors.get("tensorrt"), majors.get("cuda_python")
+    if trt is None or binding is None or trt == binding:
+        return []
+    extra = "tensorrt" if trt == 12 else f"tensorrt-cu{trt}"
+    return [
+        Check(
+            "cuda majors",
+            "fail",
+            f"TensorRT is built for CUDA {trt}, cuda-python for CUDA {binding}",
+            f"pip install 'cuda-python>={trt},<{trt + 1}' (or reinstall with 'edgeres[{extra}]')",
+        )
+    ]
+
+
+def _judge_dla(facts: dict) -> list[Check]:
+    """On a Jetson: whether the installed TensorRT builds DLA engines, and the rules it builds them by."""
+    from edgeres.backends.trt.versions import features, no_dla_reason
+
+    trt = facts["packages"].get("tensorrt")
+    if facts.get("jetson") is None or trt is None:
+        return []
+    try:
+        feat = features(trt)
+    except Exception:  # unsupported versions get their own line
+        return []
+    if not feat.dla:
+        return [Check("dla", "info", no_dla_reason(feat.version))]
+    how = "INT8 from --int8-from cache" if feat.implicit_int8 else "FP16 only"
+    return [Check("dla", "ok", f"TensorRT {trt} builds DLA engines (--dla-core): one fixed batch (--max-batch), {how}")]
 
 
 def _judge_jetson(facts: dict) -> list[Check]:

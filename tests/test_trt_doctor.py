@@ -37,6 +37,7 @@ def test_a_well_set_up_orin():
         "python": "ok",
         "tensorrt": "ok",
         "cuda": "ok",
+        "dla": "ok",
         "jetson": "ok",
         "power mode": "ok",
         "clocks": "ok",
@@ -139,3 +140,29 @@ def test_cli_doctor(tmp_path):
     (folder / "r18-trt.plan").write_bytes(b"tampered")
     proc = run_cli("doctor", "--engine", folder)
     assert proc.returncode == 1 and "FAIL" in proc.stdout and "do not match" in proc.stdout
+
+
+def test_dla_line_on_a_jetson_follows_the_tensorrt_version():
+    base = {"gpus": [], "cuda": ORIN_CUDA, "jetson": JETSON, "clocks_locked": True, "cameras": []}
+    checks = {c.name: c for c in judge(base | {"packages": PKGS})}
+    assert checks["dla"].verdict == "ok" and "one fixed batch" in checks["dla"].detail
+    assert "--int8-from cache" in checks["dla"].detail
+    checks = {c.name: c for c in judge(base | {"packages": PKGS | {"tensorrt": "10.16.1"}})}
+    assert checks["dla"].verdict == "info" and "10.7 was the last 10.x release with DLA" in checks["dla"].detail
+    assert "dla" not in verdicts(judge(base | {"packages": PKGS, "jetson": None}))
+
+
+def test_cuda_python_of_another_cuda_major_than_tensorrt_fails():
+    facts = {
+        "packages": PKGS,
+        "gpus": [{"name": "NVIDIA A10"}],
+        "cuda": ORIN_CUDA,
+        "jetson": None,
+        "cameras": [],
+        "cuda_majors": {"tensorrt": 12, "cuda_python": 13},
+    }
+    check = {c.name: c for c in judge(facts)}["cuda majors"]
+    assert check.verdict == "fail" and "CUDA 12, cuda-python for CUDA 13" in check.detail
+    assert "cuda-python>=12,<13" in check.fix
+    same = facts | {"cuda_majors": {"tensorrt": 12, "cuda_python": 12}}
+    assert "cuda majors" not in verdicts(judge(same))
