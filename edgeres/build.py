@@ -51,20 +51,36 @@ class BuildConfig:
     tensorrt: TrtBuildOptions | None = None  # TensorRT-only options (None: defaults)
     score_threshold: float = 0.3  # detect: the defaults predict and the camera loop use
     nms_iou: float = 0.5
+    backend_reason: str = ""  # why this backend (the CLI resolves ``auto`` before building); recorded in the manifest
 
 
-def pick_backend(requested: str) -> str:
-    """``auto`` means TensorRT when it and a GPU are present, otherwise ONNX Runtime on the CPU."""
+def pick_backend(requested: str, precision: str = "fp32", model: Path | None = None) -> str:
+    """The backend to build for (``choose_backend`` without its reason)."""
+    return choose_backend(requested, precision, model)[0]
+
+
+def choose_backend(requested: str, precision: str = "fp32", model: Path | None = None) -> tuple[str, str]:
+    """(backend, why). ``auto`` means TensorRT when it and a GPU are present, otherwise the fastest CPU engine that
+    is installed and exact on this CPU (``backends.cpu_int8.pick_cpu_backend``: OpenVINO for INT8 classifiers on
+    x86 when installed, else ONNX Runtime). A named backend is kept as asked."""
     if requested not in BACKENDS:
         raise EdgeresError(f"unknown backend '{requested}'; accepted: {', '.join(BACKENDS)}")
     if requested != "auto":
-        return requested
+        return requested, f"--backend {requested}"
     import importlib.util
 
-    from edgeres.sysinfo import gpu_facts
+    from edgeres.backends.cpu_int8 import pick_cpu_backend
+    from edgeres.sysinfo import cpu_facts, gpu_facts
 
-    has_trt = importlib.util.find_spec("tensorrt") is not None
-    return "tensorrt" if has_trt and gpu_facts().get("gpus") else "onnxruntime"
+    if importlib.util.find_spec("tensorrt") is not None and gpu_facts().get("gpus"):
+        return "tensorrt", "auto: TensorRT and an NVIDIA GPU are present"
+    task = "classify"
+    if model is not None and Path(model).is_file():
+        from edgeres.models.checkpoint import load_checkpoint
+
+        task = load_checkpoint(model).config.task
+    backend, why = pick_cpu_backend(precision, task, cpu_facts())
+    return backend, "auto: " + why
 
 
 def build_engine(cfg: BuildConfig, progress: bool = True) -> tuple[Path, dict]:
@@ -74,7 +90,10 @@ def build_engine(cfg: BuildConfig, progress: bool = True) -> tuple[Path, dict]:
         EdgeresError: impossible combinations (FP16 without a GPU, ...), an existing folder without
             ``force``, or an export that does not match torch.
     """
-    backend = pick_backend(cfg.backend)
+    if cfg.precision not in PRECISIONS:
+        raise EdgeresError(f"unknown precision '{cfg.precision}'; accepted: {', '.join(PRECISIONS)}")
+    backend, reason = choose_backend(cfg.backend, cfg.precision, cfg.model)
+    reason = cfg.backend_reason or reason
     if cfg.precision not in PRECISIONS:
         raise EdgeresError(f"unknown precision '{cfg.precision}'; accepted: {', '.join(PRECISIONS)}")
     if cfg.opt_level not in SAVED_OPT_LEVELS:
@@ -138,6 +157,7 @@ def build_engine(cfg: BuildConfig, progress: bool = True) -> tuple[Path, dict]:
         else:
             manifest = _build_onnxruntime(cfg, tmp, engine_file)
         manifest["build_seconds"] = round(time.perf_counter() - start, 2)
+        manifest["backend_choice"] = {"requested": cfg.backend, "picked": backend, "reason": reason}
         write_json_atomic(tmp / (out.name + MANIFEST_SUFFIX), manifest)
         _install(tmp, out)
     finally:
@@ -372,7 +392,8 @@ def _build_onnxruntime_int8(cfg: BuildConfig, calib, folder: Path, engine_file: 
     cpu_file.unlink()
     cpu_float = cpu_float_layers(onnx.load(str(calib.fp32_onnx)), float_layers) if plan is not None else set()
     output_convs = output_conv_layers(qdq)
-    check_integer_kernels(onnx.load(str(engine_file)), cpu_float | output_convs)
+    optimized = onnx.load(str(engine_file))
+    check_integer_kernels(optimized, cpu_float | output_convs)
     if plan is not None:
         plan.cpu_float_layers = sorted(cpu_float)
     h, w = config.preprocess.input_size
@@ -380,7 +401,7 @@ def _build_onnxruntime_int8(cfg: BuildConfig, calib, folder: Path, engine_file: 
     return make_manifest(
         cfg, config, config.preprocess.to_dict(), engine_file, backend="onnxruntime",
         backend_info={"saved_opt_level": cfg.opt_level, "runtime_opt_level": "all",
-                      "isa_bound": cfg.opt_level == "all"},
+                      "isa_bound": cfg.opt_level == "all"} | integer_kernel_facts("onnxruntime", optimized),
         input_info={"name": "input", "shape": [-1, 3, h, w], "dtype": "float32", "max_batch": cfg.max_batch},
         export={"exporter": "torchscript", "opset": 17, "output_names": output_names(config.task),
                 "fp32_onnx_sha256": scales.model.get("onnx_sha256")},
@@ -402,11 +423,25 @@ def _build_openvino_int8(cfg: BuildConfig, calib, engine_file: Path) -> dict:
     scales = calib.scales
     return make_manifest(
         cfg, config, config.preprocess.to_dict(), engine_file, backend="openvino",
-        backend_info=facts | {"isa_bound": False},
+        backend_info=facts | {"isa_bound": False} | integer_kernel_facts("openvino", onnx.load(str(engine_file))),
         input_info={"name": "input", "shape": [-1, 3, h, w], "dtype": "float32", "max_batch": cfg.max_batch},
         export={"exporter": "torchscript", "opset": 17, "output_names": output_names(config.task),
                 "fp32_onnx_sha256": scales.model.get("onnx_sha256")},
     ) | {"calibration": calibration_facts(calib)}
+
+
+def integer_kernel_facts(backend: str, model) -> dict:
+    """What an INT8 manifest records of its integer kernels: how many, the largest sum of two neighbouring u8 x s8
+    products any of them can form (``quant.cpu.integer_kernel_bounds``), whether that fits in int16 (then the
+    engine is exact on every x86 ISA, VNNI or not), and the guarantee that follows on the CPU it was built on."""
+    from edgeres.backends.cpu_int8 import guarantee
+    from edgeres.quant.cpu import integer_kernel_bounds
+    from edgeres.sysinfo import cpu_facts
+
+    bounds = integer_kernel_bounds(model)
+    free = bool(bounds) and all(b.exact for b in bounds)
+    return {"integer_kernels": len(bounds), "largest_pair_sum": max((b.pair_max for b in bounds), default=0),
+            "saturation_free": free, "guarantee": guarantee(backend, cpu_facts(), free)}
 
 
 def calibration_facts(calib) -> dict:
@@ -441,7 +476,7 @@ def make_manifest(cfg: BuildConfig, config, preprocess: dict, engine_file: Path,
         "device": {"cpu_isa": cpu["isa"], "cpu_model": cpu["model"], "arch": cpu["arch"], "gpu": None,
                    "compute_capability": None},
         "build_options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
-                          if k not in ("force", "build_command")},
+                          if k not in ("force", "build_command", "backend_reason")},
         "build_command": cfg.build_command,
     } | ({"detection": detection_defaults(cfg)} if config.task == "detect" else {})
 

@@ -239,8 +239,8 @@ def open_engine(target: Path, threads: int | None = None, providers: list[str] |
         from edgeres.backends.onnxrt.runner import OnnxRuntimeRunner
 
         session_config = dict(manifest["backend"].get("session_config", {}))
-        if manifest["precision"] == "int8":
-            session_config.update(int8_session_config())
+        if manifest["precision"] in ("int8", "mixed"):
+            session_config.update(int8_session_config(bool(manifest["backend"].get("saturation_free"))))
         loader = SessionLoader(engine_file, providers=providers, threads=threads, spinning=spinning,
                                opt_level=manifest["backend"].get("runtime_opt_level", "all"),
                                session_config=session_config)

@@ -89,7 +89,7 @@ def build(
     """Build an engine and its manifest."""
     from dataclasses import replace
 
-    from edgeres.build import BuildConfig, build_engine, pick_backend
+    from edgeres.build import BuildConfig, build_engine, choose_backend
     from edgeres.cli.console import make_console
     from edgeres.cli.model_source import resolve_for_command
     from edgeres.cli.notices import printed_warnings
@@ -109,8 +109,8 @@ def build(
     ckpt = resolved.path
     out = out or default_engine_dir(ckpt, precision.value)
     ws = find_workspace()  # edgeres.toml's [build] backend applies unless --backend is given
-    chosen = pick_backend(backend.value if backend is not None else ws.default("build", "backend", "auto") if ws
-                          else "auto")
+    chosen, why = choose_backend(backend.value if backend is not None else ws.default("build", "backend", "auto")
+                                 if ws else "auto", precision.value, ckpt)
     source_args = request.cli_args() if resolved.foreign else ["--model", str(ckpt.resolve())]
     args = ["build", *source_args, "--precision", precision.value, "--backend", chosen,
             "--out", str(out.resolve()), "--opset", str(opset), "--exporter", exporter, "--max-batch", str(max_batch),
@@ -129,7 +129,7 @@ def build(
     cfg = BuildConfig(model=ckpt, out=out, precision=precision.value, backend=chosen, opset=opset, exporter=exporter,
                       max_batch=max_batch, opt_level=opt_level.value, normalize_in_network=uint8_input, force=force,
                       build_command=command_line(args), calib=calib, calib_data=calib_data, calib_method=calib_method,
-                      max_drop=max_drop, val_data=val_data, tensorrt=trt_opts)
+                      max_drop=max_drop, val_data=val_data, tensorrt=trt_opts, backend_reason=why)
     with printed_warnings(notes_only=True):
         engine_file, manifest = build_engine(cfg)
     detail = (f"calibration {manifest['calibration']['method']} ({manifest['calibration']['images']} images)"
@@ -139,6 +139,10 @@ def build(
         f"{manifest['precision']}, {manifest['engine']['size'] / 2**20:.1f} MiB) in {manifest['build_seconds']:.1f} s; "
         + detail
     )
+    make_console().print(f"  backend: {manifest['backend_choice']['reason']}")
+    if "guarantee" in manifest["backend"]:  # CPU INT8 engines: what their arithmetic reproduces on this CPU
+        promise = manifest["backend"]["guarantee"]
+        make_console().print(f"  INT8 guarantee on {promise['cpu_isa']}: {promise['level']} ({promise['why']})")
     if manifest["backend"]["name"] == "tensorrt":
         from edgeres.backends.trt.loader import describe_build
 

@@ -102,18 +102,21 @@ def write_optimized_model(src: Path, dst: Path, opt_level: str, threads: int | N
         raise EdgeresError(f"ONNX Runtime cannot optimize {src}: {str(exc).splitlines()[0][:300]}") from None
 
 
-def int8_session_config() -> dict[str, str]:
+def int8_session_config(saturation_free: bool = False, facts: dict | None = None) -> dict[str, str]:
     """Session settings an INT8 engine needs on this CPU.
 
-    x86 without VNNI multiplies u8 x s8 with pairwise 16-bit sums that can saturate; ONNX Runtime's
-    x64 quantization-precision mode switches to exact (slower) U8U8 kernels there. VNNI and ARM dot
-    products accumulate in 32 bits and need nothing.
+    x86 without VNNI multiplies u8 x s8 with ``vpmaddubsw``, whose pairwise 16-bit sums can saturate; ONNX
+    Runtime's x64 quantization-precision mode then switches to exact (slower) u8 x u8 kernels. An engine whose
+    every pair sum is proven to fit in int16 (``saturation_free``, from ``quant.cpu.integer_kernel_bounds`` at
+    build time) needs nothing, nor does any CPU with VNNI/AMX or ARM dot products.
+
+    Args:
+        saturation_free: the engine's manifest says its integer kernels cannot saturate.
+        facts: the CPU (default: this one).
     """
+    from edgeres.backends.cpu_int8 import sums_int8_in_32_bits
     from edgeres.sysinfo import cpu_facts
 
-    facts = cpu_facts()
-    features = facts.get("features") or {}
-    vnni = bool(features.get("avx512_vnni") or features.get("avx_vnni"))
-    if facts.get("arch") in ("x86_64", "AMD64", "i686") and not vnni:
-        return {"session.x64quantprecision": "1"}
-    return {}
+    if saturation_free or sums_int8_in_32_bits(facts if facts is not None else cpu_facts()):
+        return {}
+    return {"session.x64quantprecision": "1"}
