@@ -304,7 +304,8 @@ server.set_address("127.0.0.1")
 server.set_service(port)
 factory = GstRtspServer.RTSPMediaFactory()
 escaped = out.replace("\\", "\\\\").replace('"', '\\"')
-factory.set_launch(f'( rtph264depay name=depay0 ! h264parse ! matroskamux ! filesink location="{escaped}" )')
+factory.set_launch("( rtph264depay name=depay0 ! video/x-h264, stream-format=byte-stream ! "
+                   f'filesink location="{escaped}" )')
 factory.set_transport_mode(GstRtspServer.RTSPTransportMode.RECORD)  # clients push (ANNOUNCE/RECORD), like mediamtx
 factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
 server.get_mount_points().add_factory("/live", factory)
@@ -319,8 +320,8 @@ loop.run()
 
 @contextlib.contextmanager
 def rtsp_record_server(out: Path, tmp: Path, lifetime: int = 60):
-    """GStreamer's RTSP server on 127.0.0.1 taking pushed H.264 (RECORD mode) at /live into ``out`` (Matroska);
-    yields the URL to push to."""
+    """GStreamer's RTSP server on 127.0.0.1 taking pushed H.264 (RECORD mode) at /live into ``out``;
+    yields the URL to push to. The server writes the H.264 it receives as a raw byte stream (ffprobe reads it)."""
     python = gst_rtsp_python()
     script = tmp / "rtsp_record_server.py"
     script.write_text(RTSP_RECORD_SERVER)

@@ -15,7 +15,8 @@ header{padding:8px 14px;background:#222;display:flex;gap:18px;align-items:baseli
 header h1{font-size:18px;margin:0} header span{color:#aaa;font-size:13px}
 main{display:flex;flex-wrap:wrap;gap:12px;padding:12px}
 .card{background:#1c1c1c;border:1px solid #333;border-radius:6px;padding:8px;width:min(100%,660px)}
-.card h2{font-size:15px;margin:0 0 6px} .card img{display:block;max-width:100%;background:#000}
+.card h2{font-size:15px;margin:0 0 6px} .card img{display:block;width:100%;height:auto;background:#000}
+.pred td{padding-right:10px} table{align-self:flex-start}
 .row{display:flex;gap:12px;font-size:13px;margin-top:6px}
 table{border-collapse:collapse;font-size:13px} td{padding:1px 8px 1px 0}
 .pred td:first-child{color:#7d7} .num{text-align:right;font-variant-numeric:tabular-nums}
