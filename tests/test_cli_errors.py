@@ -209,3 +209,64 @@ def test_conflicting_start_weights(tmp_path, digits3, trained_run):
         cwd=tmp_path,
     )
     assert_user_error(proc, "--init-from and --weights both set the starting weights")
+
+
+# ---- models from elsewhere (state dicts, whole pickles, ONNX interfaces, describing options) -------------------
+
+
+def test_whole_pickled_model_is_refused_with_the_lines_that_save_a_state_dict(tmp_path):
+    path = tmp_path / "r18-full.pth"
+    torch.save(torchvision.models.resnet18(num_classes=3), path)  # torch.save(model), not its state dict
+    proc = run_cli("build", "--model", path, "--arch", "resnet18", "--out", tmp_path / "e", cwd=tmp_path)
+    assert_user_error(proc, "whole pickled model (torchvision.models.resnet.ResNet)",
+                      f"model = torch.load('{path}', weights_only=False)",
+                      "torch.save(model.state_dict(), ")
+    assert not (tmp_path / "e").exists()
+
+
+def test_state_dict_keys_that_do_not_fit_arch_name_the_architecture_they_fit(tmp_path, r18_pth):
+    proc = run_cli("build", "--model", r18_pth, "--arch", "resnet50", "--img-size", "32", "--out", tmp_path / "e",
+                   cwd=tmp_path, EDGERES_CACHE=str(tmp_path / "cache"))
+    assert_user_error(proc, f"{r18_pth} does not fit resnet50 with 3 classes", "missing (e.g. layer1.0.conv3.weight",
+                      "with other shapes", "its keys fit resnet18 (--arch resnet18)")
+    proc = run_cli("export", "--model", r18_pth, "--out", tmp_path / "m.onnx", cwd=tmp_path)
+    assert_user_error(proc, "without edgeres metadata", "--arch", "its keys fit resnet18")
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "m.onnx").exists()
+
+
+def test_class_count_that_differs_from_classes_names_both_numbers(tmp_path, r18_pth):
+    names = tmp_path / "labels.txt"
+    names.write_text("cat\ndog\nzebra\nowl\n")
+    proc = run_cli("export", "--model", r18_pth, "--arch", "resnet18", "--classes", names, "--out",
+                   tmp_path / "m.onnx", cwd=tmp_path, EDGERES_CACHE=str(tmp_path / "cache"))
+    assert_user_error(proc, f"{r18_pth} has 3 outputs but --classes {names} names 4 classes")
+
+
+@pytest.mark.parametrize("layout", ["uint8-nhwc", "float-nhwc"])
+def test_onnx_input_that_is_not_float_nchw_says_what_it_found(tmp_path, layout):
+    import onnx
+    from onnx import TensorProto, helper
+
+    dtype = TensorProto.UINT8 if layout.startswith("uint8") else TensorProto.FLOAT
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["image"], ["scores"], to=TensorProto.FLOAT)], "nhwc",
+        [helper.make_tensor_value_info("image", dtype, [1, 224, 224, 3])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 224, 224, 3])])
+    path = tmp_path / "nhwc.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    found = "uint8 [1, 224, 224, 3]" if layout.startswith("uint8") else "float [1, 224, 224, 3]"
+    proc = run_cli("calibrate", "--model", path, "--data", tmp_path, "--out", tmp_path / "c", cwd=tmp_path)
+    assert_user_error(proc, f"{path} has input 'image' of {found}", "accepted: float32 N x 3 x H x W")
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (["--mean", "123.7,116.3,103.5"], ["looks like 0-255 values", "0.485,0.456,0.406"]),
+    (["--std", "0.2,0.2"], ["--std '0.2,0.2' is not three numbers"]),
+    (["--img-size", "big"], ["--img-size 'big' is not a size", "224x320"]),
+    (["--weights", "imagenet"], ["give --model FILE or --weights NAME, not both"]),
+    (["--num-classes", "10"], ["has 3 outputs but --num-classes 10 was given"]),
+])
+def test_bad_describing_options(tmp_path, r18_pth, args, fragments):
+    proc = run_cli("export", "--model", r18_pth, "--arch", "resnet18", *args, "--out", tmp_path / "m.onnx",
+                   cwd=tmp_path, EDGERES_CACHE=str(tmp_path / "cache"))
+    assert_user_error(proc, *fragments)

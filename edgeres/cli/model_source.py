@@ -111,7 +111,7 @@ def make_request(
     )
 
 
-def resolve_for_command(request, workspace_default: bool = True, quiet: bool = False):
+def resolve_for_command(request, workspace_default: bool = True, quiet: bool = False, needs_torch: str | None = None):
     """The model a command works on: what ``request`` names, else the workspace's model; a foreign source is
     converted (once, into the cache) and what was read is printed on stderr.
 
@@ -119,6 +119,7 @@ def resolve_for_command(request, workspace_default: bool = True, quiet: bool = F
         request: the command's ``ModelRequest``.
         workspace_default: fall back to the workspace's model when nothing names one.
         quiet: don't print the summary.
+        needs_torch: the step's name when it needs torch weights (an ONNX model is refused, before any summary).
 
     Returns:
         A ``ResolvedModel``.
@@ -136,6 +137,10 @@ def resolve_for_command(request, workspace_default: bool = True, quiet: bool = F
             raise EdgeresError("no model given: pass --model FILE or --weights NAME --arch ARCH")
         request = replace(request, model=model_or_workspace_default(None))
     resolved = resolve_model(request)
+    if needs_torch is not None:
+        from edgeres.models.sources import require_torch_weights
+
+        require_torch_weights(resolved, needs_torch)
     if resolved.foreign and not quiet:
         console = make_console(stderr=True)
         for line in resolved.describe():

@@ -32,12 +32,10 @@ def qat(
     """Fine-tune with fake quantization; then: edgeres build --precision int8 --qat OUT/best.safetensors."""
     from edgeres.cli.console import make_console
     from edgeres.cli.model_source import resolve_for_command
-    from edgeres.models.sources import require_torch_weights
     from edgeres.quant.qat import QatConfig
     from edgeres.quant.qat import qat as run_qat
 
-    resolved = resolve_for_command(request)
-    require_torch_weights(resolved, "qat (fine-tuning)")
+    resolved = resolve_for_command(request, needs_torch="qat (fine-tuning)")
     summary = run_qat(QatConfig(model=resolved.path, data=data, out=out, epochs=epochs, lr=lr,
                                 batch_size=batch_size, calib=calib, method=method, max_steps_per_epoch=max_steps,
                                 seed=seed, force=force, progress=not quiet))
