@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from edgeres.cli import bench, build, calibrate, data, demo, export, import_model, info, predict, workspace
 from edgeres.cli import camera as camera_cmd
+from edgeres.cli import deploy as deploy_cmd
 from edgeres.cli import doctor as doctor_cmd
 from edgeres.cli import eval as eval_cmd
 from edgeres.cli import qat as qat_cmd
@@ -41,6 +42,7 @@ app.command("predict")(predict.predict)
 app.command("bench")(bench.bench)
 app.command("report")(report_cmd.report)
 app.command("camera")(camera_cmd.camera)
+app.add_typer(deploy_cmd.app, name="deploy")
 app.command("doctor")(doctor_cmd.doctor)
 app.command("selftest")(selftest_cmd.selftest)
 

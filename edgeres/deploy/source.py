@@ -1,0 +1,176 @@
+"""What a deployment takes from an engine folder: its manifest, its I/O, and the ONNX files a GPU builds from.
+
+An ONNX Runtime engine is an ONNX Runtime-optimized file (contrib ops, CPU rewrites), not something TensorRT
+parses, so the GPU side gets the files the engine was made from: the calibration folder's Q/DQ artifact and
+FP32 export (INT8), the Q/DQ file kept beside a ``mixed`` engine, a TensorRT engine's source ONNX, or a fresh
+export of the recorded checkpoint (FP32). Every one is checked against the hashes the manifest recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeres.config import PreprocessConfig
+from edgeres.engine import read_manifest, resolve
+from edgeres.errors import EdgeresError
+from edgeres.models.checkpoint import file_sha256
+
+TASKS = ("classify", "detect")  # a new task (segment) adds its line here and its writer in each target
+ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16"}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One engine input or output: name, numpy dtype name and shape with -1 for the batch axis."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+
+@dataclass
+class DeploySource:
+    """An engine folder, read and checked for deployment."""
+
+    engine_file: Path
+    manifest: dict
+
+    @property
+    def task(self) -> str:
+        return self.manifest["task"]
+
+    @property
+    def backend(self) -> str:
+        return self.manifest["backend"]["name"]
+
+    @property
+    def precision(self) -> str:
+        return self.manifest["precision"]
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.manifest["class_names"])
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        return PreprocessConfig.from_dict(self.manifest["preprocess"])
+
+    @property
+    def max_batch(self) -> int:
+        return int(self.manifest["input"].get("max_batch") or 1)
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch the engine is fixed to, or None when its batch axis is dynamic (up to ``max_batch``)."""
+        first = self.manifest["input"]["shape"][0]
+        return int(first) if isinstance(first, int) and first > 0 else None
+
+    @property
+    def name(self) -> str:
+        return self.engine_file.stem
+
+    def calibration_folder(self, override: Path | None = None) -> Path:
+        """The INT8 engine's calibration folder (scales.json, model.fp32.onnx, model.qdq.onnx), checked."""
+        calib = self.manifest.get("calibration") or {}
+        folder = Path(override) if override is not None else Path(calib.get("folder", ""))
+        scales = folder / "scales.json"
+        if not scales.is_file():
+            raise EdgeresError(
+                f"the engine's calibration folder {folder} is missing (no scales.json); deploy needs "
+                "its scales and ONNX files: copy it back or pass --calib DIR"
+            )
+        if calib.get("scales_sha256") and file_sha256(scales) != calib["scales_sha256"]:
+            raise EdgeresError(
+                f"{scales} is not the calibration this engine was built with (its sha256 differs from "
+                "the manifest's); pass the right one with --calib DIR"
+            )
+        return folder
+
+
+def open_source(target: Path) -> DeploySource:
+    """Resolve and check an engine for deployment (file, manifest or folder).
+
+    The bytes must match the manifest; this machine's ISA, GPU and backend version do not matter (the engine
+    runs elsewhere), so only the hash and a stale checkpoint are refused here.
+    """
+    engine_file, manifest_file = resolve(Path(target))
+    manifest = read_manifest(manifest_file)
+    if manifest["task"] not in TASKS:
+        raise EdgeresError(f"deploy does not handle task '{manifest['task']}' yet; supported: {', '.join(TASKS)}")
+    problems = _integrity_problems(engine_file, manifest)
+    if problems:
+        raise EdgeresError(f"cannot deploy {engine_file}: " + "; ".join(problems))
+    return DeploySource(engine_file, manifest)
+
+
+def _integrity_problems(engine_file: Path, manifest: dict) -> list[str]:
+    """The engine file is the one the manifest describes, and its checkpoint did not change since."""
+    if not engine_file.is_file():
+        return [f"engine file {engine_file} is missing"]
+    eng = manifest["engine"]
+    problems = []
+    if engine_file.stat().st_size != eng.get("size") or file_sha256(engine_file) != eng.get("sha256"):
+        problems.append(
+            f"{engine_file.name}'s bytes do not match its manifest: it was modified or replaced after the build"
+        )
+    source = manifest.get("source", {})
+    ckpt = Path(source["checkpoint"]) if source.get("checkpoint") else None
+    if ckpt is not None and ckpt.is_file() and source.get("sha256") and file_sha256(ckpt) != source["sha256"]:
+        problems.append(f"stale: the checkpoint {ckpt} changed after this engine was built; rebuild it")
+    return problems
+
+
+def engine_io(src: DeploySource) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The engine's real inputs and outputs: read from the ONNX or OpenVINO model itself; for a TensorRT plan
+    (not readable without TensorRT) from its source ONNX beside it, else from the manifest."""
+    if src.backend == "onnxruntime":
+        return onnx_io(src.engine_file)
+    if src.backend == "openvino":
+        return _openvino_io(src.engine_file)
+    source_onnx = src.manifest["backend"].get("source_onnx")
+    if source_onnx and (src.engine_file.parent / source_onnx).is_file():
+        return onnx_io(src.engine_file.parent / source_onnx)
+    return _manifest_io(src)
+
+
+def onnx_io(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Inputs and outputs of an ONNX file (a named or unknown dimension is -1)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {t.name for t in model.graph.initializer}
+
+    def spec(value) -> TensorSpec:
+        t = value.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim)
+        return TensorSpec(value.name, ONNX_DTYPES.get(t.elem_type, f"onnx-{t.elem_type}"), dims)
+
+    inputs = [spec(v) for v in model.graph.input if v.name not in inits]
+    return inputs, [spec(v) for v in model.graph.output]
+
+
+def _openvino_io(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    from edgeres.backends.openvino.loader import openvino
+
+    ov = openvino()
+    model = ov.Core().read_model(str(path))
+
+    def spec(port) -> TensorSpec:
+        shape = tuple(d.get_length() if d.is_static else -1 for d in port.get_partial_shape())
+        return TensorSpec(port.get_any_name(), np.dtype(port.get_element_type().to_dtype()).name, shape)
+
+    return [spec(p) for p in model.inputs], [spec(p) for p in model.outputs]
+
+
+def _manifest_io(src: DeploySource) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    inp = src.manifest["input"]
+    shape = tuple(int(d) for d in inp["shape"])
+    h, w = src.preprocess.input_size
+    classes = len(src.class_names)
+    # classifier logits, or CenterNet maps at output stride 4
+    out_shape = (-1, classes) if src.task == "classify" else (-1, classes + 4, h // 4, w // 4)
+    outputs = [TensorSpec(name, "float32", out_shape) for name in src.manifest["outputs"]]
+    return [TensorSpec(inp["name"], inp.get("dtype", "float32"), shape)], outputs

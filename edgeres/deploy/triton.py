@@ -1,0 +1,359 @@
+"""``deploy triton``: a Triton Inference Server model repository for an engine.
+
+``REPO/<name>/`` holds ``config.pbtxt`` and ``1/`` with the engine itself: ``model.onnx`` (ONNX Runtime
+backend, the CPU engine as built), ``model.xml``/``model.bin`` (OpenVINO backend: the INT8 engine saved as
+OpenVINO IR) or ``model.plan`` (TensorRT backend). ``max_batch_size`` is the manifest's max batch, names,
+dims and types are read from the engine file itself, ``dynamic_batching`` and ``instance_group`` are set.
+
+Classifiers: the output carries ``label_filename`` so clients can ask Triton's classification extension for
+the top k labels. Detectors: the engine's raw CenterNet maps are not what a client wants, so the repository
+also holds ``<name>_postprocess`` (Python backend; ``model.py`` calls edgeres's numpy decoder) and
+``<name>_ensemble`` (engine -> post-processing), which takes the pre-processed image and the original image
+size and returns ``num_detections``, ``boxes`` (original-image pixels), ``scores`` and ``labels``, padded to
+the manifest's ``max_detections``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgeres import __version__
+from edgeres.deploy.folders import MARKER, staged_folder
+from edgeres.deploy.source import DeploySource, TensorSpec, engine_io, open_source
+from edgeres.errors import EdgeresError
+
+TRITON_TYPES = {
+    "float32": "TYPE_FP32",
+    "float16": "TYPE_FP16",
+    "uint8": "TYPE_UINT8",
+    "int8": "TYPE_INT8",
+    "int32": "TYPE_INT32",
+    "int64": "TYPE_INT64",
+    "bool": "TYPE_BOOL",
+}
+MODEL_FILES = {"onnxruntime": "model.onnx", "openvino": "model.xml", "tensorrt": "model.plan"}
+LABELS_FILE = "labels.txt"
+POSTPROCESS_APP = "triton_postprocess.py"
+DETECT_OUTPUTS = ("num_detections", "boxes", "scores", "labels")
+IMAGE_HW = "image_hw"
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass
+class TritonConfig:
+    """What ``deploy triton`` writes; the CLI fills it."""
+
+    engine: Path
+    out: Path
+    name: str | None = None
+    dynamic_batching: bool = True
+    max_queue_delay_us: int = 100
+    instances: int = 1
+    triton_release: str | None = None
+    force: bool = False
+
+
+@dataclass
+class TritonResult:
+    """The model folders written, the warnings to show and what was decided."""
+
+    repo: Path
+    models: list[str]
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def deploy_triton(cfg: TritonConfig) -> TritonResult:
+    """Write the model folders into the repository ``cfg.out``.
+
+    Raises:
+        EdgeresError: a fixed-batch engine with dynamic batching, a bad name or count, or an existing
+            repository without ``force``.
+    """
+    src = open_source(cfg.engine)
+    name = cfg.name or re.sub(r"[^A-Za-z0-9_.-]", "_", src.name)
+    if not NAME_RE.match(name):
+        raise EdgeresError(f"--name '{name}' is not a Triton model name (letters, digits, '_', '.', '-')")
+    if cfg.instances < 1:
+        raise EdgeresError(f"--instances must be at least 1, got {cfg.instances}")
+    if cfg.max_queue_delay_us < 0:
+        raise EdgeresError(f"--max-queue-delay-us must be >= 0, got {cfg.max_queue_delay_us}")
+    max_batch = _max_batch_size(src, cfg.dynamic_batching)
+    models = [name] + ([f"{name}_postprocess", f"{name}_ensemble"] if src.task == "detect" else [])
+    _check_repo(Path(cfg.out), models, cfg.force)
+    result = TritonResult(Path(cfg.out), models)
+    if src.backend == "tensorrt":
+        _plan_checks(src, cfg.triton_release, result)
+    elif cfg.triton_release is not None:
+        result.notes.append(
+            f"--triton-release matters for TensorRT plans only; the {src.backend} model runs on any recent release"
+        )
+    if src.backend == "onnxruntime" and src.manifest["backend"].get("isa_bound"):
+        result.warnings.append(
+            f"the engine was saved with --opt-level all for CPU ISA "
+            f"{src.manifest['device'].get('cpu_isa')}: serve it on that CPU, or rebuild with "
+            "--opt-level extended for any x86 server"
+        )
+    facts = {
+        "target": "triton",
+        "edgeres_version": __version__,
+        "engine": str(src.engine_file.resolve()),
+        "engine_sha256": src.manifest["engine"]["sha256"],
+        "task": src.task,
+    }
+    with staged_folder(Path(cfg.out) / name, facts) as tmp:
+        inputs, outputs = _write_engine_model(src, tmp)
+        (tmp / "config.pbtxt").write_text(engine_config(src, name, inputs, outputs, max_batch, cfg))
+        (tmp / LABELS_FILE).write_text("\n".join(src.class_names) + "\n")
+    if src.task == "detect":
+        settings = src.manifest.get("detection") or {}
+        if not settings:
+            raise EdgeresError("the engine manifest has no 'detection' block; rebuild the engine with this edgeres")
+        maps = outputs[0]
+        with staged_folder(Path(cfg.out) / f"{name}_postprocess", facts) as tmp:
+            (tmp / "1").mkdir()
+            shutil.copyfile(Path(__file__).with_name(POSTPROCESS_APP), tmp / "1" / "model.py")
+            (tmp / "config.pbtxt").write_text(
+                postprocess_config(src, f"{name}_postprocess", maps, max_batch, settings, cfg)
+            )
+            (tmp / LABELS_FILE).write_text("\n".join(src.class_names) + "\n")
+        with staged_folder(Path(cfg.out) / f"{name}_ensemble", facts) as tmp:
+            (tmp / "1").mkdir()  # an ensemble has no files, but Triton wants its version folder
+            (tmp / "config.pbtxt").write_text(ensemble_config(src, name, inputs[0], maps, max_batch, settings))
+        result.notes.append(
+            f"clients call {name}_ensemble with the pre-processed image and its original size; "
+            f"{name}_postprocess needs edgeres importable by Triton's Python backend"
+        )
+    return result
+
+
+def _max_batch_size(src: DeploySource, dynamic_batching: bool) -> int:
+    """Triton's ``max_batch_size``: the manifest's max batch; 0 (no batch axis) for an engine with a fixed batch."""
+    fixed = src.fixed_batch
+    if dynamic_batching and (fixed is not None or src.max_batch < 2):
+        what = f"a fixed batch of {fixed}" if fixed is not None else "a max batch of 1"
+        raise EdgeresError(
+            f"the engine has {what} (input shape {src.manifest['input']['shape']}); Triton's dynamic "
+            "batching needs a batch axis that grows: rebuild with 'edgeres build --max-batch N' or pass "
+            "--no-dynamic-batching"
+        )
+    return 0 if fixed is not None else src.max_batch
+
+
+def _check_repo(repo: Path, models: list[str], force: bool) -> None:
+    if repo.exists() and not repo.is_dir():
+        raise EdgeresError(f"{repo} exists and is not a folder; --out names a Triton model repository")
+    if repo.exists() and any(repo.iterdir()):
+        if not force:
+            raise EdgeresError(
+                f"{repo} already exists; pass --force to write {', '.join(models)} into it (other "
+                "models there are left alone)"
+            )
+        for model in models:
+            folder = repo / model
+            if folder.exists() and not (folder / MARKER).is_file():
+                raise EdgeresError(
+                    f"{folder} was not written by 'edgeres deploy' (no {MARKER}); refusing to replace "
+                    "it even with --force; choose another --name"
+                )
+
+
+def _plan_checks(src: DeploySource, release: str | None, result: TritonResult) -> None:
+    from edgeres.deploy.triton_releases import plan_release_problem, releases_for
+
+    backend, device = src.manifest["backend"], src.manifest.get("device", {})
+    version = backend.get("version") or "unknown"
+    problem = plan_release_problem(version, bool(backend.get("version_compatible")), release)
+    if problem:
+        result.warnings.append(problem)
+    matching = releases_for(version)
+    gpu = (
+        "Ampere or later GPUs (hardware-compatible)"
+        if backend.get("hardware_compat") == "ampere_plus"
+        else f"{device.get('gpu')} (sm {device.get('compute_capability')}) only"
+    )
+    result.notes.append(
+        f"the plan runs on TensorRT {version} and {gpu}"
+        + (f"; matching Triton releases: {', '.join(matching)}" if matching else "")
+    )
+    if device.get("dla_core") is not None:
+        result.warnings.append(
+            f"the plan runs on DLA core {device['dla_core']}; Triton's TensorRT backend runs it "
+            "like any plan, on a Jetson with that DLA core free"
+        )
+
+
+def _write_engine_model(src: DeploySource, folder: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Put the engine into ``folder/1/`` and return the model's real inputs and outputs."""
+    from edgeres.deploy.source import onnx_io
+
+    version = folder / "1"
+    version.mkdir()
+    target = version / MODEL_FILES[src.backend]
+    if src.backend == "openvino":
+        from edgeres.backends.openvino.loader import openvino
+
+        ov = openvino()
+        ov.save_model(ov.Core().read_model(str(src.engine_file)), str(target), compress_to_fp16=False)
+        return ir_io(target)
+    shutil.copyfile(src.engine_file, target)
+    return onnx_io(target) if src.backend == "onnxruntime" else engine_io(src)
+
+
+def ir_io(xml: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Inputs and outputs of an OpenVINO IR."""
+    import numpy as np
+
+    from edgeres.backends.openvino.loader import openvino
+
+    model = openvino().Core().read_model(str(xml))
+
+    def spec(port) -> TensorSpec:
+        shape = tuple(d.get_length() if d.is_static else -1 for d in port.get_partial_shape())
+        return TensorSpec(port.get_any_name(), np.dtype(port.get_element_type().to_dtype()).name, shape)
+
+    return [spec(p) for p in model.inputs], [spec(p) for p in model.outputs]
+
+
+def _dims(spec: TensorSpec, batched: bool) -> list[int]:
+    if batched:
+        if spec.shape[0] != -1:
+            raise EdgeresError(f"tensor '{spec.name}' has shape {list(spec.shape)} without a dynamic batch axis")
+        return list(spec.shape[1:])
+    return [d if d > 0 else -1 for d in spec.shape]
+
+
+def _type(spec: TensorSpec) -> str:
+    if spec.dtype not in TRITON_TYPES:
+        raise EdgeresError(f"tensor '{spec.name}' has type {spec.dtype}, which edgeres does not map to Triton")
+    return TRITON_TYPES[spec.dtype]
+
+
+def _tensor(spec_name: str, dtype: str, dims: list[int], extra: str = "") -> str:
+    return (
+        f'  {{\n    name: "{spec_name}"\n    data_type: {dtype}\n    dims: [ {", ".join(map(str, dims))} ]\n'
+        + extra
+        + "  }"
+    )
+
+
+def _batching(max_batch: int, cfg: TritonConfig) -> str:
+    if not cfg.dynamic_batching or max_batch < 2:
+        return ""
+    return f"dynamic_batching {{\n  max_queue_delay_microseconds: {cfg.max_queue_delay_us}\n}}\n"
+
+
+def engine_config(
+    src: DeploySource, name: str, inputs: list[TensorSpec], outputs: list[TensorSpec], max_batch: int, cfg: TritonConfig
+) -> str:
+    """``config.pbtxt`` of the engine model (protobuf text of Triton's ``ModelConfig``)."""
+    batched = max_batch > 0
+    kind = "KIND_GPU" if src.backend == "tensorrt" else "KIND_CPU"
+    header = {
+        "onnxruntime": 'platform: "onnxruntime_onnx"',
+        "tensorrt": 'platform: "tensorrt_plan"',
+        "openvino": 'backend: "openvino"\ndefault_model_filename: "model.xml"',
+    }[src.backend]
+    label = f'    label_filename: "{LABELS_FILE}"\n' if src.task == "classify" else ""
+    ins = ",\n".join(_tensor(s.name, _type(s), _dims(s, batched)) for s in inputs)
+    outs = ",\n".join(_tensor(s.name, _type(s), _dims(s, batched), label) for s in outputs)
+    return (
+        f"# written by edgeres {__version__} from {src.engine_file.name} ({src.backend}, {src.precision})\n"
+        f'name: "{name}"\n{header}\nmax_batch_size: {max_batch}\n'
+        f"input [\n{ins}\n]\noutput [\n{outs}\n]\n"
+        + _batching(max_batch, cfg)
+        + f"instance_group [\n  {{\n    count: {cfg.instances}\n    kind: {kind}\n  }}\n]\n"
+    )
+
+
+def _param(key: str, value) -> str:
+    return f'  {{\n    key: "{key}"\n    value: {{ string_value: "{value}" }}\n  }}'
+
+
+def postprocess_config(
+    src: DeploySource, name: str, maps: TensorSpec, max_batch: int, settings: dict, cfg: TritonConfig
+) -> str:
+    """``config.pbtxt`` of the Python-backend model that decodes CenterNet maps into padded detections."""
+    batched = max_batch > 0
+    k = int(settings.get("max_detections", 100))
+    h, w = src.preprocess.input_size
+    ins = [_tensor(maps.name, "TYPE_FP32", _dims(maps, batched)), _tensor(IMAGE_HW, "TYPE_INT32", [2])]
+    outs = [
+        _tensor("num_detections", "TYPE_INT32", [1]),
+        _tensor("boxes", "TYPE_FP32", [k, 4]),
+        _tensor("scores", "TYPE_FP32", [k]),
+        _tensor("labels", "TYPE_INT32", [k]),
+    ]
+    params = {
+        "num_classes": len(src.class_names),
+        "input_h": h,
+        "input_w": w,
+        "score_threshold": settings["score_threshold"],
+        "nms_iou": settings["nms_iou"],
+        "max_detections": k,
+        "maps_name": maps.name,
+    }
+    return (
+        f"# written by edgeres {__version__}: decodes {src.engine_file.name}'s CenterNet maps with edgeres\n"
+        f'name: "{name}"\nbackend: "python"\nmax_batch_size: {max_batch}\n'
+        f"input [\n{(',' + chr(10)).join(ins)}\n]\n"
+        f"output [\n{(',' + chr(10)).join(outs)}\n]\n"
+        + _batching(max_batch, cfg)
+        + f"instance_group [\n  {{\n    count: {cfg.instances}\n    kind: KIND_CPU\n  }}\n]\n"
+        + "parameters [\n"
+        + ",\n".join(_param(key, v) for key, v in params.items())
+        + "\n]\n"
+    )
+
+
+def ensemble_config(
+    src: DeploySource, name: str, image: TensorSpec, maps: TensorSpec, max_batch: int, settings: dict
+) -> str:
+    """``config.pbtxt`` of the ensemble: pre-processed image + original size -> detections."""
+    batched = max_batch > 0
+    k = int(settings.get("max_detections", 100))
+    ins = [_tensor(image.name, _type(image), _dims(image, batched)), _tensor(IMAGE_HW, "TYPE_INT32", [2])]
+    outs = [
+        _tensor("num_detections", "TYPE_INT32", [1]),
+        _tensor("boxes", "TYPE_FP32", [k, 4]),
+        _tensor("scores", "TYPE_FP32", [k]),
+        _tensor("labels", "TYPE_INT32", [k]),
+    ]
+
+    def maps_(pairs) -> str:
+        return "".join(f'      {pairs[0]} {{ key: "{a}" value: "{b}" }}\n' for a, b in pairs[1])
+
+    step1 = (
+        '    {\n      model_name: "'
+        + name
+        + '"\n      model_version: -1\n'
+        + maps_(("input_map", [(image.name, image.name)]))
+        + maps_(("output_map", [(maps.name, maps.name)]))
+        + "    }"
+    )
+    step2 = (
+        '    {\n      model_name: "'
+        + name
+        + '_postprocess"\n      model_version: -1\n'
+        + maps_(("input_map", [(maps.name, maps.name), (IMAGE_HW, IMAGE_HW)]))
+        + maps_(("output_map", [(o, o) for o in DETECT_OUTPUTS]))
+        + "    }"
+    )
+    return (
+        f"# written by edgeres {__version__}: {name} -> {name}_postprocess\n"
+        f'name: "{name}_ensemble"\nplatform: "ensemble"\nmax_batch_size: {max_batch}\n'
+        f"input [\n{(',' + chr(10)).join(ins)}\n]\noutput [\n{(',' + chr(10)).join(outs)}\n]\n"
+        f"ensemble_scheduling {{\n  step [\n{step1},\n{step2}\n  ]\n}}\n"
+    )
+
+
+def summary(result: TritonResult) -> dict:
+    return {"repo": str(result.repo), "models": result.models, "warnings": result.warnings, "notes": result.notes}
+
+
+def to_json(result: TritonResult) -> str:
+    return json.dumps(summary(result))
