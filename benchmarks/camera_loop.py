@@ -40,8 +40,9 @@ def build_engine_224(work: Path) -> Path:
     model = torchvision.models.resnet18(num_classes=1000).eval()
     config = ModelConfig("resnet18", [str(i) for i in range(1000)], preprocess=PreprocessConfig(input_size=(224, 224)))
     save_checkpoint(work / "r18.safetensors", model, config)
-    build_engine(BuildConfig(model=work / "r18.safetensors", out=work / "r18-fp32", backend="onnxruntime"),
-                 progress=False)
+    build_engine(
+        BuildConfig(model=work / "r18.safetensors", out=work / "r18-fp32", backend="onnxruntime"), progress=False
+    )
     return work / "r18-fp32"
 
 
@@ -66,16 +67,32 @@ def main() -> None:
     engine = build_engine_224(work)
     # edgeres bench spins idle ONNX Runtime threads by default; the camera loop does not (capture and
     # rendering need those cores). Both bench settings are measured; the targets use the faster one.
-    bench_cfgs = {spin: BenchConfig(threads=args.threads, duration=args.duration, warmup=2.0, spinning=spin)
-                  for spin in (True, False)}
+    bench_cfgs = {
+        spin: BenchConfig(threads=args.threads, duration=args.duration, warmup=2.0, spinning=spin)
+        for spin in (True, False)
+    }
     probe = bench_engine(engine, BenchConfig(threads=args.threads, duration=3.0, warmup=1.0))["results"][0]
     fps = float(min(120, max(30, round(2 * probe["throughput_ips"]))))
     frames = int(fps * (args.duration + 4))
     write_digits_video(work / "video", frames=frames, fps=fps, size=(640, 480))
     video = str(work / "video" / "digits.mkv")
 
-    rows = {k: [] for k in ("spin_ips", "spin_e2e", "nospin_ips", "nospin_e2e", "bench_ips", "bench_e2e",
-                            "bench_infer", "loop_fps", "loop_c2r", "dropped", "loop_infer")}
+    rows = {
+        k: []
+        for k in (
+            "spin_ips",
+            "spin_e2e",
+            "nospin_ips",
+            "nospin_e2e",
+            "bench_ips",
+            "bench_e2e",
+            "bench_infer",
+            "loop_fps",
+            "loop_c2r",
+            "dropped",
+            "loop_infer",
+        )
+    }
     for _ in range(args.rounds):
         measured = {spin: bench_engine(engine, cfg)["results"][0] for spin, cfg in bench_cfgs.items()}
         for spin, b in measured.items():
@@ -85,9 +102,12 @@ def main() -> None:
         rows["bench_ips"].append(best["throughput_ips"])
         rows["bench_e2e"].append(best["latency_ms"]["end_to_end"]["p50"])
         rows["bench_infer"].append(best["latency_ms"]["inference"]["p50"])
-        cfg = CameraConfig(engine=engine, source=SourceConfig(video), threads=args.threads,
-                           loop=LoopConfig(duration=args.duration, realtime=True, overlays=OverlayConfig(False, False,
-                                                                                                         False)))
+        cfg = CameraConfig(
+            engine=engine,
+            source=SourceConfig(video),
+            threads=args.threads,
+            loop=LoopConfig(duration=args.duration, realtime=True, overlays=OverlayConfig(False, False, False)),
+        )
         summary = run_camera(cfg, lambda rate: [])
         rows["loop_fps"].append(summary["fps"])
         rows["loop_c2r"].append(summary["latency_ms"]["capture_to_result"]["p50"])
@@ -97,20 +117,37 @@ def main() -> None:
     fps_ratio = [lf / bi for lf, bi in zip(rows["loop_fps"], rows["bench_ips"], strict=True)]
     lat_ratio = [lc / be for lc, be in zip(rows["loop_c2r"], rows["bench_e2e"], strict=True)]
     print(machine_line())
-    print(f"ResNet-18 224x224 FP32 ONNX Runtime, batch 1, threads {args.threads or 'default'}; source: 640x480 "
-          f"digits video paced at {fps:g} fps (--realtime), no recording, no window; {args.rounds} interleaved "
-          f"rounds of {args.duration:g} s; median (min-max across rounds)\n")
-    print_table(["measure", "edgeres bench (faster setting per round)", "camera loop", "loop / bench", "target"], [
-        ["throughput (img/s, FPS)", spread(rows["bench_ips"]), spread(rows["loop_fps"]),
-         spread(fps_ratio, "{:.2f}"), ">= 0.80"],
-        ["latency p50 ms (bench end-to-end; loop capture-to-result)", spread(rows["bench_e2e"]),
-         spread(rows["loop_c2r"]), spread(lat_ratio, "{:.2f}"), "<= 2.00"],
-        ["inference p50 ms", spread(rows["bench_infer"]), spread(rows["loop_infer"]), "", ""],
-        ["frames dropped by the loop (%)", "", spread(rows["dropped"]), "", ""],
-    ])
-    print("\nedgeres bench by setting: spinning (its default) "
-          f"{spread(rows['spin_ips'])} img/s, p50 {spread(rows['spin_e2e'])} ms; --no-spin (the loop's setting) "
-          f"{spread(rows['nospin_ips'])} img/s, p50 {spread(rows['nospin_e2e'])} ms")
+    print(
+        f"ResNet-18 224x224 FP32 ONNX Runtime, batch 1, threads {args.threads or 'default'}; source: 640x480 "
+        f"digits video paced at {fps:g} fps (--realtime), no recording, no window; {args.rounds} interleaved "
+        f"rounds of {args.duration:g} s; median (min-max across rounds)\n"
+    )
+    print_table(
+        ["measure", "edgeres bench (faster setting per round)", "camera loop", "loop / bench", "target"],
+        [
+            [
+                "throughput (img/s, FPS)",
+                spread(rows["bench_ips"]),
+                spread(rows["loop_fps"]),
+                spread(fps_ratio, "{:.2f}"),
+                ">= 0.80",
+            ],
+            [
+                "latency p50 ms (bench end-to-end; loop capture-to-result)",
+                spread(rows["bench_e2e"]),
+                spread(rows["loop_c2r"]),
+                spread(lat_ratio, "{:.2f}"),
+                "<= 2.00",
+            ],
+            ["inference p50 ms", spread(rows["bench_infer"]), spread(rows["loop_infer"]), "", ""],
+            ["frames dropped by the loop (%)", "", spread(rows["dropped"]), "", ""],
+        ],
+    )
+    print(
+        "\nedgeres bench by setting: spinning (its default) "
+        f"{spread(rows['spin_ips'])} img/s, p50 {spread(rows['spin_e2e'])} ms; --no-spin (the loop's setting) "
+        f"{spread(rows['nospin_ips'])} img/s, p50 {spread(rows['nospin_e2e'])} ms"
+    )
     ok = min(fps_ratio) >= 0.8 and max(lat_ratio) <= 2.0
     print(f"\ntargets met in every round: {'yes' if ok else 'no'}")
 

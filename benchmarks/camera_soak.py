@@ -51,9 +51,28 @@ class Server:
         return f"tcp://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(["ffmpeg", "-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i",
-                                      str(self.video), "-t", str(self.lifetime), "-c", "copy", "-f", "mpegts",
-                                      f"{self.url}?listen=1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-v",
+                "error",
+                "-re",
+                "-stream_loop",
+                "-1",
+                "-i",
+                str(self.video),
+                "-t",
+                str(self.lifetime),
+                "-c",
+                "copy",
+                "-f",
+                "mpegts",
+                f"{self.url}?listen=1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -78,9 +97,25 @@ def main() -> None:
     for s in servers:
         s.start()
     time.sleep(1.0)
-    cmd = [sys.executable, "-m", "edgeres.cli.main", "camera", "--engine", str(engine), "--json", "--top-k", "1",
-           "--overlay", "none", "--headless", "--duration", str(total), "--stall-timeout", "60",
-           *[a for n, s in enumerate(servers) for a in ("--source", f"s{n}={s.url}")]]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgeres.cli.main",
+        "camera",
+        "--engine",
+        str(engine),
+        "--json",
+        "--top-k",
+        "1",
+        "--overlay",
+        "none",
+        "--headless",
+        "--duration",
+        str(total),
+        "--stall-timeout",
+        "60",
+        *[a for n, s in enumerate(servers) for a in ("--source", f"s{n}={s.url}")],
+    ]
     cam = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     arrivals: dict[str, list[float]] = {f"s{n}": [] for n in range(4)}
     err: list[str] = []
@@ -120,24 +155,32 @@ def main() -> None:
         s.kill()
 
     print(machine_line())
-    print(f"4 streams at {args.fps:g} fps for {args.minutes:g} min, one killed every {args.kill_every:g} min and "
-          f"restarted after {args.down:g} s; ResNet-18 224x224 FP32 ONNX Runtime\n")
+    print(
+        f"4 streams at {args.fps:g} fps for {args.minutes:g} min, one killed every {args.kill_every:g} min and "
+        f"restarted after {args.down:g} s; ResNet-18 224x224 FP32 ONNX Runtime\n"
+    )
     rss_growth = 100 * (end_facts[0] - start_facts[0]) / start_facts[0]
     fd_growth = 100 * (end_facts[1] - start_facts[1]) / start_facts[1]
-    print_table(["measure", "after 1 min", "at the end", "growth %", "target"], [
-        ["resident memory MiB", f"{start_facts[0]:.1f}", f"{end_facts[0]:.1f}", f"{rss_growth:+.1f}", "<= 5"],
-        ["open file descriptors", start_facts[1], end_facts[1], f"{fd_growth:+.1f}", "<= 5"],
-    ])
+    print_table(
+        ["measure", "after 1 min", "at the end", "growth %", "target"],
+        [
+            ["resident memory MiB", f"{start_facts[0]:.1f}", f"{end_facts[0]:.1f}", f"{rss_growth:+.1f}", "<= 5"],
+            ["open file descriptors", start_facts[1], end_facts[1], f"{fd_growth:+.1f}", "<= 5"],
+        ],
+    )
     rows, stray = [], 0
     for name, ts in arrivals.items():
         gaps = [(a, b) for a, b in itertools.pairwise(ts) if b - a > args.gap]
         outside = [g for g in gaps if not any(lo - 1 <= g[0] <= hi for lo, hi in down[name])]
         stray += len(outside)
-        rows.append([name, len(ts), len(down[name]), len(gaps), len(outside),
-                     f"{max((b - a for a, b in gaps), default=0):.1f}"])
+        rows.append(
+            [name, len(ts), len(down[name]), len(gaps), len(outside), f"{max((b - a for a, b in gaps), default=0):.1f}"]
+        )
     print()
-    print_table(["stream", "results", "times killed", f"gaps > {args.gap:g} s", "gaps outside a down window",
-                 "longest gap s"], rows)
+    print_table(
+        ["stream", "results", "times killed", f"gaps > {args.gap:g} s", "gaps outside a down window", "longest gap s"],
+        rows,
+    )
     summary = [line for line in err if "stopped by" in line]
     print("\n" + (summary[0].strip() if summary else "no summary line (stderr tail: " + "".join(err[-5:]) + ")"))
     ok = rss_growth <= 5 and fd_growth <= 5 and stray == 0

@@ -53,9 +53,30 @@ def ffmpeg_streams(video: Path, count: int, lifetime: float):
         for _ in range(count):
             port = free_port()
             url = f"tcp://127.0.0.1:{port}"
-            procs.append(subprocess.Popen([ffmpeg, "-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i",
-                                           str(video), "-t", str(lifetime), "-c", "copy", "-f", "mpegts",
-                                           f"{url}?listen=1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        ffmpeg,
+                        "-nostdin",
+                        "-v",
+                        "error",
+                        "-re",
+                        "-stream_loop",
+                        "-1",
+                        "-i",
+                        str(video),
+                        "-t",
+                        str(lifetime),
+                        "-c",
+                        "copy",
+                        "-f",
+                        "mpegts",
+                        f"{url}?listen=1",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
             urls.append(url)
         time.sleep(1.0)  # listening
         yield urls
@@ -71,9 +92,30 @@ def h264_video(work: Path, fps: float, seconds: float) -> Path:
 
     write_digits_video(work / "video", frames=int(fps * seconds), fps=fps, size=(640, 480))
     out = work / "digits_h264.mkv"
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(work / "video" / "digits.mkv"), "-c:v",
-                    "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", str(round(fps)), "-pix_fmt",
-                    "yuv420p", str(out)], check=True, timeout=600)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(work / "video" / "digits.mkv"),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            str(round(fps)),
+            "-pix_fmt",
+            "yuv420p",
+            str(out),
+        ],
+        check=True,
+        timeout=600,
+    )
     return out
 
 
@@ -83,10 +125,13 @@ def run_streams_once(engine: Path, video: Path, count: int, duration: float, thr
     from edgeres.camera.sources import SourceConfig
 
     with ffmpeg_streams(video, count, duration + 60) as urls:
-        cfg = CameraConfig(engine=engine, source=SourceConfig(urls[0]), threads=threads,
-                           sources=[f"s{n}={u}" for n, u in enumerate(urls)],
-                           loop=LoopConfig(duration=duration, overlays=OverlayConfig(False, False, False),
-                                           stall_timeout=30))
+        cfg = CameraConfig(
+            engine=engine,
+            source=SourceConfig(urls[0]),
+            threads=threads,
+            sources=[f"s{n}={u}" for n, u in enumerate(urls)],
+            loop=LoopConfig(duration=duration, overlays=OverlayConfig(False, False, False), stall_timeout=30),
+        )
         return run_camera(cfg, lambda rate: [])
 
 
@@ -108,8 +153,12 @@ def main() -> None:
     def bench(batch: int) -> dict:
         best = None
         for spin in (True, False):
-            r = bench_engine(engine, BenchConfig(batches=[batch], threads=args.threads, duration=args.bench_duration,
-                                                 warmup=2.0, spinning=spin))["results"][0]
+            r = bench_engine(
+                engine,
+                BenchConfig(
+                    batches=[batch], threads=args.threads, duration=args.bench_duration, warmup=2.0, spinning=spin
+                ),
+            )["results"][0]
             if best is None or r["throughput_ips"] > best["throughput_ips"]:
                 best = r
         return best
@@ -121,8 +170,21 @@ def main() -> None:
     video = h264_video(work, fps, 30)
     video_single = h264_video(work / "single", fps_single, 30) if fps_single != fps else video
 
-    rows = {k: [] for k in ("bench_n", "bench_1", "multi_fps", "single_fps", "spread", "mean_batch", "c2r_p50",
-                            "c2r_p99", "single_c2r_p50", "dropped")}
+    rows = {
+        k: []
+        for k in (
+            "bench_n",
+            "bench_1",
+            "multi_fps",
+            "single_fps",
+            "spread",
+            "mean_batch",
+            "c2r_p50",
+            "c2r_p99",
+            "single_c2r_p50",
+            "dropped",
+        )
+    }
     per_stream_last: list[dict] = []
     for _ in range(args.rounds):
         rows["bench_n"].append(bench(n)["throughput_ips"])
@@ -144,27 +206,46 @@ def main() -> None:
     ratio_n = [m / b for m, b in zip(rows["multi_fps"], rows["bench_n"], strict=True)]
     ratio_1 = [s / b for s, b in zip(rows["single_fps"], rows["bench_1"], strict=True)]
     print(machine_line())
-    print(f"ResNet-18 224x224 FP32 ONNX Runtime, threads {args.threads or 'default'}; streams: ffmpeg serving the "
-          f"640x480 digits video (H.264, MPEG-TS over TCP on 127.0.0.1) at {fps:g} fps each ({n} streams) and "
-          f"{fps_single:g} fps (1 stream); no overlays, no outputs; {args.rounds} interleaved rounds of "
-          f"{args.duration:g} s; median (min-max across rounds)\n")
-    print_table(["measure", f"{n} streams", "1 stream", "target"], [
-        [f"edgeres bench throughput, img/s (batch {n} / batch 1)", spread(rows["bench_n"]), spread(rows["bench_1"]),
-         ""],
-        ["camera loop processed FPS (all streams)", spread(rows["multi_fps"]), spread(rows["single_fps"]), ""],
-        ["loop / bench", spread(ratio_n, "{:.2f}"), spread(ratio_1, "{:.2f}"), ">= 0.80 (streams)"],
-        ["largest deviation of a stream's FPS from the mean (%)", spread(rows["spread"]), "", "<= 20"],
-        ["mean batch", spread(rows["mean_batch"], "{:.2f}"), "1", ""],
-        ["capture-to-result p50 ms", spread(rows["c2r_p50"]), spread(rows["single_c2r_p50"]), ""],
-        ["capture-to-result p99 ms", spread(rows["c2r_p99"]), "", ""],
-        ["frames dropped (%)", spread(rows["dropped"]), "", ""],
-    ])
+    print(
+        f"ResNet-18 224x224 FP32 ONNX Runtime, threads {args.threads or 'default'}; streams: ffmpeg serving the "
+        f"640x480 digits video (H.264, MPEG-TS over TCP on 127.0.0.1) at {fps:g} fps each ({n} streams) and "
+        f"{fps_single:g} fps (1 stream); no overlays, no outputs; {args.rounds} interleaved rounds of "
+        f"{args.duration:g} s; median (min-max across rounds)\n"
+    )
+    print_table(
+        ["measure", f"{n} streams", "1 stream", "target"],
+        [
+            [
+                f"edgeres bench throughput, img/s (batch {n} / batch 1)",
+                spread(rows["bench_n"]),
+                spread(rows["bench_1"]),
+                "",
+            ],
+            ["camera loop processed FPS (all streams)", spread(rows["multi_fps"]), spread(rows["single_fps"]), ""],
+            ["loop / bench", spread(ratio_n, "{:.2f}"), spread(ratio_1, "{:.2f}"), ">= 0.80 (streams)"],
+            ["largest deviation of a stream's FPS from the mean (%)", spread(rows["spread"]), "", "<= 20"],
+            ["mean batch", spread(rows["mean_batch"], "{:.2f}"), "1", ""],
+            ["capture-to-result p50 ms", spread(rows["c2r_p50"]), spread(rows["single_c2r_p50"]), ""],
+            ["capture-to-result p99 ms", spread(rows["c2r_p99"]), "", ""],
+            ["frames dropped (%)", spread(rows["dropped"]), "", ""],
+        ],
+    )
     print("\nPer stream, last round:\n")
-    print_table(["stream", "read", "processed", "dropped", "FPS", "capture-to-result p50 / p90 / p99 ms",
-                 "inference p50 ms"], [
-        [s["name"], s["frames_read"], s["frames_processed"], s["frames_dropped"], f"{s['fps'] or 0:.1f}",
-         " / ".join(f"{s['latency_ms']['capture_to_result'][k]:.1f}" for k in ("p50", "p90", "p99")),
-         f"{s['latency_ms']['inference']['p50']:.1f}"] for s in per_stream_last])
+    print_table(
+        ["stream", "read", "processed", "dropped", "FPS", "capture-to-result p50 / p90 / p99 ms", "inference p50 ms"],
+        [
+            [
+                s["name"],
+                s["frames_read"],
+                s["frames_processed"],
+                s["frames_dropped"],
+                f"{s['fps'] or 0:.1f}",
+                " / ".join(f"{s['latency_ms']['capture_to_result'][k]:.1f}" for k in ("p50", "p90", "p99")),
+                f"{s['latency_ms']['inference']['p50']:.1f}",
+            ]
+            for s in per_stream_last
+        ],
+    )
     ok = min(ratio_n) >= 0.8 and max(rows["spread"]) <= 20
     print(f"\ntargets met in every round: {'yes' if ok else 'no'}")
 

@@ -37,8 +37,17 @@ def camera_engine(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("camera_engine")
     write_digits(root / "digits", size=32, progress=False)
-    summary = train(TrainConfig(data=root / "digits", out=root / "run", epochs=1, img_size=32,
-                                max_steps_per_epoch=60, progress=False, seed=0))
+    summary = train(
+        TrainConfig(
+            data=root / "digits",
+            out=root / "run",
+            epochs=1,
+            img_size=32,
+            max_steps_per_epoch=60,
+            progress=False,
+            seed=0,
+        )
+    )
     assert summary["best_val_top1"] >= 90.0, summary
     out = root / "engines" / "digits"
     build_engine(BuildConfig(model=root / "run" / "best.safetensors", out=out, backend="onnxruntime"), progress=False)
@@ -60,9 +69,31 @@ def digits_h264(digits_video) -> Path:
     """The digits video transcoded to H.264 in Matroska by ffmpeg (what IP cameras stream)."""
     ffmpeg = require_tool("ffmpeg")
     out = digits_video.parent / "digits_h264.mkv"
-    subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-y", "-i", str(digits_video / "digits.mkv"), "-c:v", "libx264",
-                    "-preset", "ultrafast", "-tune", "zerolatency", "-g", "15", "-pix_fmt", "yuv420p", str(out)],
-                   check=True, timeout=120, capture_output=True)
+    subprocess.run(
+        [
+            ffmpeg,
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(digits_video / "digits.mkv"),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "15",
+            "-pix_fmt",
+            "yuv420p",
+            str(out),
+        ],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
     return out
 
 
@@ -150,8 +181,24 @@ class FfmpegTcpServer:
         return f"tcp://{LOOPBACK}:{self.port}"
 
     def start(self) -> FfmpegTcpServer:
-        cmd = [self.ffmpeg, "-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i", str(self.video),
-               "-t", str(self.lifetime), "-c", "copy", "-f", "mpegts", f"{self.url}?listen=1"]
+        cmd = [
+            self.ffmpeg,
+            "-nostdin",
+            "-v",
+            "error",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+            str(self.video),
+            "-t",
+            str(self.lifetime),
+            "-c",
+            "copy",
+            "-f",
+            "mpegts",
+            f"{self.url}?listen=1",
+        ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(lambda: is_listening(self.port) or self.proc.poll() is not None, 15, "ffmpeg to listen")
         assert self.proc.poll() is None, "ffmpeg exited before listening"
@@ -168,7 +215,7 @@ class FfmpegTcpServer:
             self.proc.wait(timeout=10)
 
 
-RTSP_SERVER = r'''
+RTSP_SERVER = r"""
 import sys
 import gi
 gi.require_version("Gst", "1.0")
@@ -193,7 +240,7 @@ loop = GLib.MainLoop()
 GLib.timeout_add_seconds(lifetime, loop.quit)
 print("ready", flush=True)
 loop.run()
-'''
+"""
 
 
 def gst_rtsp_python() -> str:
@@ -217,8 +264,12 @@ def rtsp_server(video: Path, tmp: Path, lifetime: int = 60):
     script = tmp / "rtsp_server.py"
     script.write_text(RTSP_SERVER)
     port = free_port()
-    proc = subprocess.Popen([python, str(script), str(port), str(video), str(lifetime)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [python, str(script), str(port), str(video), str(lifetime)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_until(lambda: is_listening(port) or proc.poll() is not None, 20, "the RTSP server to listen")
         assert proc.poll() is None, proc.communicate(timeout=10)
@@ -232,12 +283,19 @@ class CliRun:
     """``edgeres ARGS`` in the background: stdout lines (JSON) and stderr collected by reader threads."""
 
     def __init__(self, *args, **env: str):
-        self.proc = subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=subprocess_env(**env))
+        self.proc = subprocess.Popen(
+            [*CLI, *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=subprocess_env(**env),
+        )
         self.out: list[str] = []
         self.err: list[str] = []
-        self._threads = [threading.Thread(target=self._pump, args=(s, d), daemon=True)
-                         for s, d in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        self._threads = [
+            threading.Thread(target=self._pump, args=(s, d), daemon=True)
+            for s, d in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
+        ]
         for t in self._threads:
             t.start()
 
@@ -250,8 +308,11 @@ class CliRun:
         return [json.loads(line) for line in list(self.out) if line.startswith("{")]
 
     def wait_records(self, count: int, timeout: float) -> None:
-        wait_until(lambda: len(self.out) >= count or self.proc.poll() is not None, timeout,
-                   f"{count} JSON lines (stderr so far: {''.join(self.err)[-2000:]})")
+        wait_until(
+            lambda: len(self.out) >= count or self.proc.poll() is not None,
+            timeout,
+            f"{count} JSON lines (stderr so far: {''.join(self.err)[-2000:]})",
+        )
         assert len(self.out) >= count, f"exited {self.proc.returncode} early:\n{''.join(self.err)}"
 
     def finish(self, timeout: float = 30) -> int:
@@ -273,9 +334,24 @@ class CliRun:
 def ffprobe_frames(path: Path) -> tuple[str, int]:
     """(codec name, number of decodable video frames) of a file, by decoding every frame with ffprobe."""
     ffprobe = require_tool("ffprobe")
-    proc = subprocess.run([ffprobe, "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
-                           "stream=codec_name,nb_read_frames", "-of", "json", str(path)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            ffprobe,
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,nb_read_frames",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
     stream = json.loads(proc.stdout)["streams"][0]
     return stream["codec_name"], int(stream["nb_read_frames"])
@@ -284,12 +360,16 @@ def ffprobe_frames(path: Path) -> tuple[str, int]:
 def decodes_cleanly(path: Path) -> None:
     """ffmpeg decodes the whole file without a single error (a truncated file would fail here)."""
     ffmpeg = require_tool("ffmpeg")
-    proc = subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
 
 
-RTSP_RECORD_SERVER = r'''
+RTSP_RECORD_SERVER = r"""
 import sys
 import gi
 gi.require_version("Gst", "1.0")
@@ -315,7 +395,7 @@ loop = GLib.MainLoop()
 GLib.timeout_add_seconds(lifetime, loop.quit)
 print("ready", flush=True)
 loop.run()
-'''
+"""
 
 
 @contextlib.contextmanager
@@ -326,8 +406,12 @@ def rtsp_record_server(out: Path, tmp: Path, lifetime: int = 60):
     script = tmp / "rtsp_record_server.py"
     script.write_text(RTSP_RECORD_SERVER)
     port = free_port()
-    proc = subprocess.Popen([python, str(script), str(port), str(out), str(lifetime)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [python, str(script), str(port), str(out), str(lifetime)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_until(lambda: is_listening(port) or proc.poll() is not None, 20, "the RTSP record server to listen")
         assert proc.poll() is None, proc.communicate(timeout=10)
@@ -353,18 +437,35 @@ class HeadlessChromium:
     """Debian's Chromium, headless, driven over the DevTools protocol on a loopback port: open a page, run
     JavaScript in it, take a screenshot. A fresh profile, no network services of its own."""
 
-    FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-default-apps",
-             "--hide-scrollbars", "--mute-audio")
+    FLAGS = (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-default-apps",
+        "--hide-scrollbars",
+        "--mute-audio",
+    )
 
     def __init__(self, tmp: Path, size: tuple[int, int] = (1400, 900)):
         self.binary = chromium_binary()
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [self.binary, *self.FLAGS, f"--user-data-dir={tmp / 'chromium-profile'}",
-             f"--remote-debugging-port={self.port}", "--remote-debugging-address=127.0.0.1",
-             f"--window-size={size[0]},{size[1]}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                self.binary,
+                *self.FLAGS,
+                f"--user-data-dir={tmp / 'chromium-profile'}",
+                f"--remote-debugging-port={self.port}",
+                "--remote-debugging-address=127.0.0.1",
+                f"--window-size={size[0]},{size[1]}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_until(lambda: is_listening(self.port) or self.proc.poll() is not None, 60, "Chromium's DevTools port")
         assert self.proc.poll() is None, "chromium exited at start"
         self._next_id = 0
@@ -386,6 +487,7 @@ class HeadlessChromium:
                     await asyncio.sleep(0.2)
                 assert pages, "no page target in Chromium"
                 async with http.ws_connect(pages[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+
                     async def call(method: str, params: dict | None = None) -> dict:
                         self._next_id += 1
                         my_id = self._next_id
@@ -395,6 +497,7 @@ class HeadlessChromium:
                             if msg.get("id") == my_id:
                                 assert "error" not in msg, msg
                                 return msg["result"]
+
                     return await steps(call)
 
         return asyncio.run(main())

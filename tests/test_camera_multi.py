@@ -25,22 +25,41 @@ def test_one_stream_killed_mid_run_the_others_keep_their_rate(tmp_path, camera_e
 
     record = tmp_path / "rec"
     with StreamServers(digits_h264, 3) as servers:
-        run = CliRun("camera", "--engine", camera_engine, "--json", "--top-k", "1", "--duration", "90",
-                     "--stall-timeout", "30", "--record", record,
-                     *[arg for name, s in zip("abc", servers, strict=True) for arg in ("--source", f"{name}={s.url}")])
+        run = CliRun(
+            "camera",
+            "--engine",
+            camera_engine,
+            "--json",
+            "--top-k",
+            "1",
+            "--duration",
+            "90",
+            "--stall-timeout",
+            "30",
+            "--record",
+            record,
+            *[arg for name, s in zip("abc", servers, strict=True) for arg in ("--source", f"{name}={s.url}")],
+        )
         try:
+
             def per_stream(name: str) -> list[dict]:
                 return [r for r in run.records() if r["stream"] == name]
 
-            wait_until(lambda: all(len(per_stream(n)) >= 60 for n in "abc") or run.proc.poll() is not None, 90,
-                       f"60 results per stream (stderr: {run.stderr[-2000:]})")
+            wait_until(
+                lambda: all(len(per_stream(n)) >= 60 for n in "abc") or run.proc.poll() is not None,
+                90,
+                f"60 results per stream (stderr: {run.stderr[-2000:]})",
+            )
             servers[2].kill()
             killed_at = {n: per_stream(n)[-1]["source_ts"] for n in "ab"}
             at_kill = len(per_stream("c"))
             time.sleep(4.0)  # c is down: reconnect attempts against a refused port
             servers[2].start()
-            wait_until(lambda: len(per_stream("c")) >= at_kill + 30 or run.proc.poll() is not None, 60,
-                       f"the restarted stream c (stderr: {run.stderr[-2000:]})")
+            wait_until(
+                lambda: len(per_stream("c")) >= at_kill + 30 or run.proc.poll() is not None,
+                60,
+                f"the restarted stream c (stderr: {run.stderr[-2000:]})",
+            )
             run.proc.send_signal(signal.SIGTERM)
             code = run.finish(timeout=30)
         finally:
@@ -56,8 +75,7 @@ def test_one_stream_killed_mid_run_the_others_keep_their_rate(tmp_path, camera_e
         t = killed_at[name]
         before, during = _rate(mine, t - 3.0, t), _rate(mine, t + 0.5, t + 3.5)
         assert during >= 0.75 * before and during >= 15, (name, before, during)
-        gaps = [b["source_ts"] - a["source_ts"] for a, b in itertools.pairwise(mine)
-                if t - 1 < a["source_ts"] < t + 4]
+        gaps = [b["source_ts"] - a["source_ts"] for a, b in itertools.pairwise(mine) if t - 1 < a["source_ts"] < t + 4]
         assert max(gaps) < 0.5, (name, max(gaps))  # never held up by the dead stream
         assert follows_order([r["predictions"][0]["label"] for r in mine], digit_order(digits_video)) >= 0.9
         assert [r["frame"] for r in mine] == sorted(r["frame"] for r in mine)
@@ -68,8 +86,9 @@ def test_one_stream_killed_mid_run_the_others_keep_their_rate(tmp_path, camera_e
         assert ffprobe_frames(record / f"{name}.mkv") == ("mpeg4", sum(r["stream"] == name for r in rows))
 
 
-def test_sources_file_streams_batched_together_and_a_small_engine_takes_turns(tmp_path, camera_engine, digits_video,
-                                                                                digits_h264):
+def test_sources_file_streams_batched_together_and_a_small_engine_takes_turns(
+    tmp_path, camera_engine, digits_video, digits_h264
+):
     """Files (every frame processed) named in a --sources file: one batch holds a frame of each; an engine built for
     batches of one serves both streams in turns; the tiled recording has both side by side."""
     from fixtures_camera import VIDEO_SIZE, ffprobe_frames, labels_of
@@ -77,8 +96,24 @@ def test_sources_file_streams_batched_together_and_a_small_engine_takes_turns(tm
     listing = tmp_path / "cams.txt"
     listing.write_text(f"# two views of the digits\nleft={digits_video / 'digits.mkv'}\n\nright={digits_h264}\n")
     tiled = tmp_path / "tiled.mkv"
-    proc = run_cli("camera", "--engine", camera_engine, "--sources", listing, "--json", "--top-k", "1",
-                   "--max-frames", "120", "--record", tiled, "--tile", "--max-batch-wait", "50", timeout=180)
+    proc = run_cli(
+        "camera",
+        "--engine",
+        camera_engine,
+        "--sources",
+        listing,
+        "--json",
+        "--top-k",
+        "1",
+        "--max-frames",
+        "120",
+        "--record",
+        tiled,
+        "--tile",
+        "--max-batch-wait",
+        "50",
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     truth = labels_of(digits_video)
@@ -95,7 +130,9 @@ def test_sources_file_streams_batched_together_and_a_small_engine_takes_turns(tm
 
     cap = cv2.VideoCapture(str(tiled))
     assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (
-        2 * VIDEO_SIZE[0], VIDEO_SIZE[1])
+        2 * VIDEO_SIZE[0],
+        VIDEO_SIZE[1],
+    )
     cap.release()
 
     small = shutil.copytree(camera_engine, tmp_path / "batch1")
@@ -103,10 +140,13 @@ def test_sources_file_streams_batched_together_and_a_small_engine_takes_turns(tm
     manifest = json.loads(manifest_file.read_text())
     manifest["input"]["max_batch"] = 1  # as if built with --max-batch 1
     manifest_file.write_text(json.dumps(manifest))
-    proc = run_cli("camera", "--engine", small, "--sources", listing, "--json", "--top-k", "1", "--max-frames", "40",
-                   timeout=180)
+    proc = run_cli(
+        "camera", "--engine", small, "--sources", listing, "--json", "--top-k", "1", "--max-frames", "40", timeout=180
+    )
     assert proc.returncode == 0, proc.stderr
     assert "note: 2 streams and batches of at most 1" in proc.stderr and "streams taking turns" in proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert all(r["batch"] == 1 for r in rows)
-    assert [r["stream"] for r in rows[:6]] == ["left", "right"] * 3  # turns
+    order = [r["stream"] for r in rows]
+    assert abs(order.count("left") - order.count("right")) <= 2  # turns: both served alike
+    assert max(len(list(g)) for _, g in itertools.groupby(order)) <= 2, order

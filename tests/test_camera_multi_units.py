@@ -56,8 +56,9 @@ def test_sources_file_skips_comments_and_blank_lines(tmp_path):
 
 
 def _engine(shape0, max_batch):
-    return SimpleNamespace(manifest={"input": {"shape": [shape0, 3, 32, 32], "max_batch": max_batch}},
-                           engine_file="e.onnx")
+    return SimpleNamespace(
+        manifest={"input": {"shape": [shape0, 3, 32, 32], "max_batch": max_batch}}, engine_file="e.onnx"
+    )
 
 
 def test_batching_follows_the_engine_and_the_streams():
@@ -155,8 +156,13 @@ def test_live_view_serves_health_snapshots_stats_and_guards_with_the_token():
         assert status == 200 and kind.startswith("text/html") and b'id="card-front"' in page and b"card-back" in page
         image = np.zeros((48, 64, 3), np.uint8)
         image[:, :32] = (80, 220, 80)
-        record = {"stream": "front", "frame": 7, "task": "classify", "predictions": [{"label": "3", "score": 0.9}],
-                  "times_ms": {"inference": 2.0, "capture_to_result": 5.0}}
+        record = {
+            "stream": "front",
+            "frame": 7,
+            "task": "classify",
+            "predictions": [{"label": "3", "score": 0.9}],
+            "times_ms": {"inference": 2.0, "capture_to_result": 5.0},
+        }
         view.write(record, image)
         view.record_done(record)
         status, jpeg, kind = _get(f"{base}/snapshot/front.jpg", token="s3cret")

@@ -17,9 +17,24 @@ pytest_plugins = ["fixtures_camera"]
 
 def _probe(path) -> tuple[str, int, int, int]:
     """(codec, width, height, decodable frames) of a file, by decoding it with ffprobe."""
-    proc = subprocess.run([require_tool("ffprobe"), "-v", "error", "-count_frames", "-select_streams", "v:0",
-                           "-show_entries", "stream=codec_name,width,height,nb_read_frames", "-of", "csv=p=0",
-                           str(path)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            require_tool("ffprobe"),
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+            "-of",
+            "csv=p=0",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     codec, width, height, frames = proc.stdout.strip().split(",")[:4]
     return codec, int(width), int(height), int(frames)
@@ -37,8 +52,11 @@ def test_restream_to_rtsp_rtp_and_udp_is_read_back(tmp_path, camera_engine, digi
     udp_frames: list[np.ndarray] = []
 
     def read_udp() -> None:
-        cap = cv2.VideoCapture(f"udp://{LOOPBACK}:{udp_port}", cv2.CAP_FFMPEG,
-                               [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 30000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000])
+        cap = cv2.VideoCapture(
+            f"udp://{LOOPBACK}:{udp_port}",
+            cv2.CAP_FFMPEG,
+            [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 30000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000],
+        )
         end = time.monotonic() + 30
         while cap.isOpened() and len(udp_frames) < 45 and time.monotonic() < end:
             ok, image = cap.read()
@@ -47,18 +65,54 @@ def test_restream_to_rtsp_rtp_and_udp_is_read_back(tmp_path, camera_engine, digi
         cap.release()
 
     with rtsp_record_server(pushed, tmp_path) as rtsp_url:
-        run = CliRun("camera", "--engine", camera_engine, "--source", f"left={digits_video / 'digits.mkv'}",
-                     "--source", f"right={digits_h264}", "--realtime", "--headless", "--json", "--duration", "60",
-                     "--restream", rtsp_url, "--restream", f"rtp://{LOOPBACK}:{rtp_port}", "--restream-sdp", sdp,
-                     "--restream", f"udp://{LOOPBACK}:{udp_port}")
+        run = CliRun(
+            "camera",
+            "--engine",
+            camera_engine,
+            "--source",
+            f"left={digits_video / 'digits.mkv'}",
+            "--source",
+            f"right={digits_h264}",
+            "--realtime",
+            "--headless",
+            "--json",
+            "--duration",
+            "60",
+            "--restream",
+            rtsp_url,
+            "--restream",
+            f"rtp://{LOOPBACK}:{rtp_port}",
+            "--restream-sdp",
+            sdp,
+            "--restream",
+            f"udp://{LOOPBACK}:{udp_port}",
+        )
         udp_reader = threading.Thread(target=read_udp, daemon=True)
         receiver = None
         try:
             udp_reader.start()
             wait_until(lambda: sdp.exists() or run.proc.poll() is not None, 60, f"the SDP ({run.stderr[-1500:]})")
-            receiver = subprocess.Popen([ffmpeg, "-nostdin", "-v", "error", "-protocol_whitelist", "file,udp,rtp",
-                                         "-i", str(sdp), "-frames:v", "45", "-c", "copy", "-y", str(received)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            receiver = subprocess.Popen(
+                [
+                    ffmpeg,
+                    "-nostdin",
+                    "-v",
+                    "error",
+                    "-protocol_whitelist",
+                    "file,udp,rtp",
+                    "-i",
+                    str(sdp),
+                    "-frames:v",
+                    "45",
+                    "-c",
+                    "copy",
+                    "-y",
+                    str(received),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             receiver.wait(timeout=60)
             udp_reader.join(40)
             run.proc.terminate()

@@ -51,11 +51,13 @@ def _sse_lines(url: str, seconds: float) -> list[str]:
 def _overlay_in(crop: np.ndarray) -> dict:
     """Where the loop's overlays show in a screenshot crop of one stream's frame (BGR)."""
     h, w = crop.shape[:2]
-    green = (np.abs(crop.astype(int) - (80, 220, 80)).max(axis=2) < 60)  # the top-1 label's colour
+    green = np.abs(crop.astype(int) - (80, 220, 80)).max(axis=2) < 60  # the top-1 label's colour
     white = crop.min(axis=2) > 200  # panel text
-    return {"green_top_left": int(green[: h // 3, : w // 2].sum()),
-            "white_top_right": int(white[: h // 4, w // 2:].sum()),
-            "white_bottom_left": int(white[h // 2:, : w // 2].sum())}
+    return {
+        "green_top_left": int(green[: h // 3, : w // 2].sum()),
+        "white_top_right": int(white[: h // 4, w // 2 :].sum()),
+        "white_bottom_left": int(white[h // 2 :, : w // 2].sum()),
+    }
 
 
 def test_live_view_in_headless_chromium(tmp_path, camera_engine, digits_h264):
@@ -65,9 +67,26 @@ def test_live_view_in_headless_chromium(tmp_path, camera_engine, digits_h264):
     port = free_port()
     base = f"http://{LOOPBACK}:{port}"
     with StreamServers(digits_h264, 2) as servers:
-        run = CliRun("camera", "--engine", camera_engine, "--source", f"front={servers[0].url}",
-                     "--source", f"back={servers[1].url}", "--serve", f"{LOOPBACK}:{port}", "--serve-token", TOKEN,
-                     "--json", "--top-k", "3", "--duration", "120", "--stall-timeout", "30")
+        run = CliRun(
+            "camera",
+            "--engine",
+            camera_engine,
+            "--source",
+            f"front={servers[0].url}",
+            "--source",
+            f"back={servers[1].url}",
+            "--serve",
+            f"{LOOPBACK}:{port}",
+            "--serve-token",
+            TOKEN,
+            "--json",
+            "--top-k",
+            "3",
+            "--duration",
+            "120",
+            "--stall-timeout",
+            "30",
+        )
         browser = None
         try:
             run.wait_records(30, timeout=90)
@@ -79,7 +98,7 @@ def test_live_view_in_headless_chromium(tmp_path, camera_engine, digits_h264):
             assert set(stats) == {"front", "back"} and all(s["fps"] and s["fps"] > 10 for s in stats.values())
 
             events = _sse_lines(f"{base}/results?token={TOKEN}", 2.0)
-            data = [json.loads(line[6:]) for line in events if line.startswith("data: {\"stream\"")]
+            data = [json.loads(line[6:]) for line in events if line.startswith('data: {"stream"')]
             assert len(data) >= 20 and {d["stream"] for d in data} == {"front", "back"}
             assert "event: stats" in events
 
@@ -113,8 +132,10 @@ def test_live_view_in_headless_chromium(tmp_path, camera_engine, digits_h264):
     scale = first["scale"]
     for card in first["cards"]:  # each stream's frame in the screenshot carries the loop's overlays
         x, y, w, h = (round(v * scale) for v in card["rect"])
-        crop = shot[y:y + h, x:x + w]
+        crop = shot[y : y + h, x : x + w]
         assert crop.shape[:2] == (h, w) and h > 100, card
         found = _overlay_in(crop)
         assert found["green_top_left"] > 8 and found["white_top_right"] > 20 and found["white_bottom_left"] > 50, (
-            card["id"], found)
+            card["id"],
+            found,
+        )

@@ -19,8 +19,20 @@ def test_tcp_stream_killed_and_restarted_is_reconnected(camera_engine, digits_vi
 
     port = free_port()
     server = FfmpegTcpServer(digits_h264, port).start()
-    run = CliRun("camera", "--engine", camera_engine, "--source", server.url, "--json", "--top-k", "1",
-                 "--duration", "90", "--stall-timeout", "30")
+    run = CliRun(
+        "camera",
+        "--engine",
+        camera_engine,
+        "--source",
+        server.url,
+        "--json",
+        "--top-k",
+        "1",
+        "--duration",
+        "90",
+        "--stall-timeout",
+        "30",
+    )
     try:
         run.wait_records(20, timeout=60)
         server.kill()
@@ -40,7 +52,7 @@ def test_tcp_stream_killed_and_restarted_is_reconnected(camera_engine, digits_vi
     assert "reconnects 1" in err and "stopped by SIGTERM" in err
     rows = run.records()
     assert [r["frame"] for r in rows] == sorted(r["frame"] for r in rows)  # one index space across reconnects
-    after = [r["predictions"][0]["label"] for r in rows[at_kill + 2:]]  # the restarted stream is classified
+    after = [r["predictions"][0]["label"] for r in rows[at_kill + 2 :]]  # the restarted stream is classified
     # Frames of the old stream still in flight at the kill end the old digit's run: drop that first run.
     first_run = next((i for i, label in enumerate(after) if label != after[0]), len(after))
     after = after[first_run:]
@@ -52,8 +64,21 @@ def test_rtsp_stream_from_gstreamer_rtsp_server_is_read(tmp_path, camera_engine,
     from fixtures_camera import digit_order, follows_order, rtsp_server
 
     with rtsp_server(digits_h264, tmp_path) as url:
-        proc = run_cli("camera", "--engine", camera_engine, "--source", url, "--json", "--top-k", "1",
-                       "--max-frames", "60", "--stall-timeout", "20", timeout=120)
+        proc = run_cli(
+            "camera",
+            "--engine",
+            camera_engine,
+            "--source",
+            url,
+            "--json",
+            "--top-k",
+            "1",
+            "--max-frames",
+            "60",
+            "--stall-timeout",
+            "20",
+            timeout=120,
+        )
     assert proc.returncode == 0, proc.stderr
     rows = [__import__("json").loads(line) for line in proc.stdout.splitlines()]
     assert len(rows) == 60 and "stopped by max frames" in proc.stderr
@@ -67,8 +92,20 @@ def test_a_frozen_stream_ends_with_a_clear_error_not_a_hang(camera_engine, digit
 
     port = free_port()
     server = FfmpegTcpServer(digits_h264, port).start()
-    run = CliRun("camera", "--engine", camera_engine, "--source", server.url, "--json", "--read-timeout", "1",
-                 "--stall-timeout", "4", "--duration", "60")
+    run = CliRun(
+        "camera",
+        "--engine",
+        camera_engine,
+        "--source",
+        server.url,
+        "--json",
+        "--read-timeout",
+        "1",
+        "--stall-timeout",
+        "4",
+        "--duration",
+        "60",
+    )
     try:
         run.wait_records(10, timeout=60)
         server.signal(signal.SIGSTOP)  # the server is alive but sends nothing
@@ -106,8 +143,17 @@ def test_a_server_that_never_sends_video_fails_to_open_within_the_timeout(camera
     thread.start()
     try:
         started = time.monotonic()
-        proc = run_cli("camera", "--engine", camera_engine, "--source", f"tcp://{LOOPBACK}:{port}", "--json",
-                       "--open-timeout", "2", timeout=60)
+        proc = run_cli(
+            "camera",
+            "--engine",
+            camera_engine,
+            "--source",
+            f"tcp://{LOOPBACK}:{port}",
+            "--json",
+            "--open-timeout",
+            "2",
+            timeout=60,
+        )
         took = time.monotonic() - started
     finally:
         stop.set()
@@ -115,8 +161,12 @@ def test_a_server_that_never_sends_video_fails_to_open_within_the_timeout(camera
         for conn in held:
             conn.close()
         listener.close()
-    line = assert_user_error(proc, f"cannot open stream 'tcp://{LOOPBACK}:{port}'", "tried FFmpeg",
-                             "accepts connections but no video could be read from it within 2 s")
+    line = assert_user_error(
+        proc,
+        f"cannot open stream 'tcp://{LOOPBACK}:{port}'",
+        "tried FFmpeg",
+        "accepts connections but no video could be read from it within 2 s",
+    )
     assert proc.stdout == "" and line
     assert took < 40
 
@@ -127,12 +177,31 @@ def test_http_and_udp_streams_from_ffmpeg_are_read(camera_engine, digits_h264):
     from fixtures_camera import LOOPBACK, free_port, is_listening, wait_until
 
     ffmpeg = require_tool("ffmpeg")
-    base = [ffmpeg, "-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i", str(digits_h264), "-t", "60",
-            "-c", "copy"]
+    base = [
+        ffmpeg,
+        "-nostdin",
+        "-v",
+        "error",
+        "-re",
+        "-stream_loop",
+        "-1",
+        "-i",
+        str(digits_h264),
+        "-t",
+        "60",
+        "-c",
+        "copy",
+    ]
     http_port, udp_port = free_port(), free_port()
     cases = {
-        f"http://{LOOPBACK}:{http_port}/live.ts": [*base, "-listen", "1", "-f", "mpegts",
-                                                   f"http://{LOOPBACK}:{http_port}/live.ts"],
+        f"http://{LOOPBACK}:{http_port}/live.ts": [
+            *base,
+            "-listen",
+            "1",
+            "-f",
+            "mpegts",
+            f"http://{LOOPBACK}:{http_port}/live.ts",
+        ],
         f"udp://{LOOPBACK}:{udp_port}": [*base, "-f", "mpegts", f"udp://{LOOPBACK}:{udp_port}?pkt_size=1316"],
     }
     for url, cmd in cases.items():
@@ -140,8 +209,19 @@ def test_http_and_udp_streams_from_ffmpeg_are_read(camera_engine, digits_h264):
         try:
             if url.startswith("http"):
                 wait_until(lambda: is_listening(http_port), 15, "ffmpeg's HTTP server")
-            proc = run_cli("camera", "--engine", camera_engine, "--source", url, "--json", "--max-frames", "20",
-                           "--stall-timeout", "20", timeout=90)
+            proc = run_cli(
+                "camera",
+                "--engine",
+                camera_engine,
+                "--source",
+                url,
+                "--json",
+                "--max-frames",
+                "20",
+                "--stall-timeout",
+                "20",
+                timeout=90,
+            )
         finally:
             server.kill()
             server.wait(timeout=10)

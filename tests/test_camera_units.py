@@ -25,11 +25,15 @@ def test_parse_source_kinds(tmp_path):
     video = tmp_path / "clip.mkv"
     video.write_bytes(b"x")
     cases = {
-        "0": ("camera", "0"), "/dev/video2": ("camera", "/dev/video2"),
+        "0": ("camera", "0"),
+        "/dev/video2": ("camera", "/dev/video2"),
         "rtsp://127.0.0.1:8554/cam": ("stream", "rtsp://127.0.0.1:8554/cam"),
         "HTTP://127.0.0.1:8080/v.mjpg": ("stream", "HTTP://127.0.0.1:8080/v.mjpg"),
-        "tcp://127.0.0.1:5000": ("stream", "tcp://127.0.0.1:5000"), "udp://@:5000": ("stream", "udp://@:5000"),
-        "csi://1": ("csi", "1"), str(video): ("file", str(video)), f"file://{video}": ("file", str(video)),
+        "tcp://127.0.0.1:5000": ("stream", "tcp://127.0.0.1:5000"),
+        "udp://@:5000": ("stream", "udp://@:5000"),
+        "csi://1": ("csi", "1"),
+        str(video): ("file", str(video)),
+        f"file://{video}": ("file", str(video)),
         str(tmp_path): ("images", str(tmp_path)),
         "videotestsrc ! videoconvert ! appsink": ("gstreamer", "videotestsrc ! videoconvert ! appsink"),
     }
@@ -40,14 +44,17 @@ def test_parse_source_kinds(tmp_path):
     assert not parse_source(str(video)).live and not parse_source(str(tmp_path)).reconnects
 
 
-@pytest.mark.parametrize(("text", "fragment"), [
-    ("ftp://127.0.0.1/x", "unknown source scheme 'ftp://'"),
-    ("csi://left", "csi:// takes a sensor index"),
-    ("videotestsrc ! videoconvert", "must end in an appsink"),
-    ("/no/such/clip.mkv", "source not found"),
-    ("rtsp://", "has no host"),
-    ("  ", "empty --source"),
-])
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("ftp://127.0.0.1/x", "unknown source scheme 'ftp://'"),
+        ("csi://left", "csi:// takes a sensor index"),
+        ("videotestsrc ! videoconvert", "must end in an appsink"),
+        ("/no/such/clip.mkv", "source not found"),
+        ("rtsp://", "has no host"),
+        ("  ", "empty --source"),
+    ],
+)
 def test_parse_source_errors_say_what_is_accepted(text, fragment):
     with pytest.raises(EdgeresError) as info:
         parse_source(text)
@@ -58,8 +65,10 @@ def test_parse_source_errors_say_what_is_accepted(text, fragment):
 
 def test_csi_pipeline_is_argus_into_a_dropping_one_buffer_appsink():
     pipe = csi_pipeline(1, (1920, 1080), 60, flip=2)
-    assert pipe.startswith("nvarguscamerasrc sensor-id=1 ! video/x-raw(memory:NVMM), width=(int)1920, "
-                           "height=(int)1080, framerate=(fraction)60/1, format=(string)NV12 ! nvvidconv flip-method=2")
+    assert pipe.startswith(
+        "nvarguscamerasrc sensor-id=1 ! video/x-raw(memory:NVMM), width=(int)1920, "
+        "height=(int)1080, framerate=(fraction)60/1, format=(string)NV12 ! nvvidconv flip-method=2"
+    )
     assert pipe.endswith("video/x-raw, format=(string)BGR ! appsink drop=true max-buffers=1 sync=false")
 
 
@@ -67,12 +76,16 @@ def test_jetson_decode_pipelines(tmp_path):
     clip = tmp_path / 'my "clip".mp4'
     clip.write_bytes(b"x")
     file_pipe = jetson_decode_pipeline(parse_source(str(clip)))
-    assert file_pipe.startswith(f'filesrc location="{str(clip.resolve()).replace(chr(34), chr(92) + chr(34))}" ! '
-                                "parsebin ! nvv4l2decoder ! nvvidconv ! video/x-raw, format=(string)BGRx")
+    assert file_pipe.startswith(
+        f'filesrc location="{str(clip.resolve()).replace(chr(34), chr(92) + chr(34))}" ! '
+        "parsebin ! nvv4l2decoder ! nvvidconv ! video/x-raw, format=(string)BGRx"
+    )
     assert file_pipe.endswith("appsink drop=false max-buffers=1 sync=false")  # a file: every frame
     rtsp = jetson_decode_pipeline(parse_source("rtsp://127.0.0.1:8554/cam"), open_timeout=4)
-    assert rtsp.startswith('rtspsrc location="rtsp://127.0.0.1:8554/cam" latency=100 protocols=tcp '
-                           "tcp-timeout=4000000 timeout=4000000 ! parsebin ! nvv4l2decoder")
+    assert rtsp.startswith(
+        'rtspsrc location="rtsp://127.0.0.1:8554/cam" latency=100 protocols=tcp '
+        "tcp-timeout=4000000 timeout=4000000 ! parsebin ! nvv4l2decoder"
+    )
     assert rtsp.endswith("appsink drop=true max-buffers=1 sync=false")  # live: newest buffer wins
     with pytest.raises(EdgeresError, match="files and rtsp:// streams"):
         jetson_decode_pipeline(parse_source("tcp://127.0.0.1:5000"))
@@ -87,7 +100,8 @@ def test_open_plans(tmp_path):
     assert labels(open_plan(parse_source(str(clip)), SourceConfig(str(clip)), desktop)) == ["FFMPEG"]
     assert labels(open_plan(parse_source(str(clip)), SourceConfig(str(clip), decoder="cpu"), jetson)) == ["FFMPEG"]
     assert labels(open_plan(parse_source(str(clip)), SourceConfig(str(clip), decoder="jetson"), desktop)) == [
-        "GSTREAMER"]
+        "GSTREAMER"
+    ]
     assert labels(open_plan(parse_source("rtsp://127.0.0.1/x"), SourceConfig("x"), jetson)) == ["GSTREAMER", "FFMPEG"]
     assert labels(open_plan(parse_source("http://127.0.0.1/x"), SourceConfig("x"), jetson)) == ["FFMPEG"]
     cam = open_plan(parse_source("3"), SourceConfig("3"), desktop)
@@ -160,8 +174,9 @@ def _engine_facts(task: str, names: list[str], detection: dict | None = None):
     from edgeres.config import PreprocessConfig
 
     manifest = {"detection": detection} if detection else {}
-    return SimpleNamespace(task=task, class_names=names, manifest=manifest,
-                           preprocess=PreprocessConfig(input_size=(64, 64)))
+    return SimpleNamespace(
+        task=task, class_names=names, manifest=manifest, preprocess=PreprocessConfig(input_size=(64, 64))
+    )
 
 
 def test_postprocess_by_task():
@@ -209,9 +224,9 @@ def test_overlays_draw_where_they_say():
     diff = np.abs(out.astype(int) - frame.astype(int)).sum(axis=2)
     h, w = diff.shape
     assert diff[: h // 6, : w // 4].mean() > 20  # top-k labels, top left
-    assert diff[: h // 8, -w // 5:].mean() > 20  # FPS, top right
-    assert diff[-h // 4:, : w // 3].mean() > 20  # latency panel, bottom left
-    assert diff[h // 3: 2 * h // 3, w // 3: 2 * w // 3].max() == 0  # the middle is untouched
+    assert diff[: h // 8, -w // 5 :].mean() > 20  # FPS, top right
+    assert diff[-h // 4 :, : w // 3].mean() > 20  # latency panel, bottom left
+    assert diff[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3].max() == 0  # the middle is untouched
     none = render(frame.copy(), record, hud, OverlayConfig.parse("none"))
     assert np.array_equal(none, frame)
 

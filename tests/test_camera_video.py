@@ -18,12 +18,25 @@ def test_digits_video_cli_writes_video_and_labels_and_refuses_to_overwrite(tmp_p
     from fixtures_camera import ffprobe_frames
 
     out = tmp_path / "v"
-    proc = run_cli("data", "digits-video", "--out", out, "--frames", "24", "--size", "64x48", "--fps", "12",
-                   "--frames-per-digit", "4", timeout=120)
+    proc = run_cli(
+        "data",
+        "digits-video",
+        "--out",
+        out,
+        "--frames",
+        "24",
+        "--size",
+        "64x48",
+        "--fps",
+        "12",
+        "--frames-per-digit",
+        "4",
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     labels = json.loads((out / "labels.json").read_text())
     assert labels["frames"] == 24 and len(labels["labels"]) == 24 and labels["size"] == [64, 48]
-    assert len(set(labels["labels"])) == 6 and all(len(set(labels["labels"][i:i + 4])) == 1 for i in range(0, 24, 4))
+    assert len(set(labels["labels"])) == 6 and all(len(set(labels["labels"][i : i + 4])) == 1 for i in range(0, 24, 4))
     assert ffprobe_frames(out / "digits.mkv") == ("mpeg4", 24)
     before = (out / "digits.mkv").read_bytes()
     again = run_cli("data", "digits-video", "--out", out, "--frames", "10", timeout=120)
@@ -36,8 +49,17 @@ def test_digits_video_through_the_cli_is_classified_and_recorded(tmp_path, camer
     from fixtures_camera import VIDEO_FPS, VIDEO_FRAMES, decodes_cleanly, ffprobe_frames, labels_of
 
     record = tmp_path / "annotated.mkv"
-    proc = run_cli("camera", "--engine", camera_engine, "--source", digits_video / "digits.mkv", "--json",
-                   "--record", record, timeout=180)
+    proc = run_cli(
+        "camera",
+        "--engine",
+        camera_engine,
+        "--source",
+        digits_video / "digits.mkv",
+        "--json",
+        "--record",
+        record,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     truth = labels_of(digits_video)
@@ -47,8 +69,14 @@ def test_digits_video_through_the_cli_is_classified_and_recorded(tmp_path, camer
     first = rows[0]
     assert first["task"] == "classify" and len(first["predictions"]) == 5 and first["source_ts"] == 0.0
     assert rows[30]["source_ts"] == pytest.approx(30 / VIDEO_FPS, abs=1e-3)
-    assert set(first["times_ms"]) == {"capture_wait", "preprocess", "inference", "postprocess", "render",
-                                      "capture_to_result"}
+    assert set(first["times_ms"]) == {
+        "capture_wait",
+        "preprocess",
+        "inference",
+        "postprocess",
+        "render",
+        "capture_to_result",
+    }
     assert f"frames read {VIDEO_FRAMES}, processed {VIDEO_FRAMES}, dropped 0, decode errors 0" in proc.stderr
     assert "capture to result" in proc.stderr  # the latency table
     assert ffprobe_frames(record) == ("mpeg4", VIDEO_FRAMES)
@@ -71,7 +99,7 @@ def _overlay_is_in_the_recording(record, digits_video):
     diff = np.abs(annotated - original).sum(axis=2)
     h, w = diff.shape
     assert diff[: h // 5, : w // 5].mean() > 30  # the top-k panel
-    assert diff[h // 3: 2 * h // 3, w // 3: 2 * w // 3].mean() < 15  # the digit itself: only codec noise
+    assert diff[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3].mean() < 15  # the digit itself: only codec noise
 
 
 def test_image_folder_skips_and_counts_a_broken_frame(tmp_path, camera_engine, digits_video):
@@ -115,8 +143,9 @@ def test_realtime_paces_a_file_at_its_frame_rate(camera_engine, digits_video):
 
     src = SourceConfig(str(digits_video / "digits.mkv"))
     fast = run_camera(CameraConfig(engine=camera_engine, source=src, loop=LoopConfig(max_frames=45)), lambda f: [])
-    paced = run_camera(CameraConfig(engine=camera_engine, source=src, loop=LoopConfig(max_frames=45, realtime=True)),
-                       lambda f: [])
+    paced = run_camera(
+        CameraConfig(engine=camera_engine, source=src, loop=LoopConfig(max_frames=45, realtime=True)), lambda f: []
+    )
     # 45 frames at 30 fps take 1.47 s of source time; unpaced, the tiny model does them far faster.
     assert paced["seconds"] >= 44 / VIDEO_FPS
     assert paced["fps"] == pytest.approx(VIDEO_FPS, rel=0.2)
@@ -129,8 +158,19 @@ def test_sigterm_mid_run_leaves_a_playable_recording(tmp_path, camera_engine, di
 
     require_tool("ffprobe")
     record = tmp_path / "cut.mkv"
-    run = CliRun("camera", "--engine", camera_engine, "--source", digits_video / "digits.mkv", "--realtime",
-                 "--json", "--record", record, "--duration", "60")
+    run = CliRun(
+        "camera",
+        "--engine",
+        camera_engine,
+        "--source",
+        digits_video / "digits.mkv",
+        "--realtime",
+        "--json",
+        "--record",
+        record,
+        "--duration",
+        "60",
+    )
     try:
         run.wait_records(30, timeout=90)
         run.proc.send_signal(signal.SIGTERM)
@@ -142,6 +182,10 @@ def test_sigterm_mid_run_leaves_a_playable_recording(tmp_path, camera_engine, di
     assert 30 <= written < VIDEO_FRAMES
     assert ffprobe_frames(record) == ("mpeg4", written)
     decodes_cleanly(record)
-    duration = subprocess.run([require_tool("ffprobe"), "-v", "error", "-show_entries", "format=duration", "-of",
-                               "csv=p=0", str(record)], capture_output=True, text=True, timeout=60)
+    duration = subprocess.run(
+        [require_tool("ffprobe"), "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(record)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert float(duration.stdout) == pytest.approx(written / VIDEO_FPS, abs=0.1)  # an index with a duration

@@ -39,8 +39,18 @@ class Frame:
 class CaptureWorker(threading.Thread):
     """Reads frames into a slot; reconnects live sources with backoff; paces files in real time."""
 
-    def __init__(self, reader, spec, slot: FrameSlot, stopper: Stopper, pace: bool, on_event: EventFn,
-                 stream: int = 0, label: str = "", opened: bool = True):
+    def __init__(
+        self,
+        reader,
+        spec,
+        slot: FrameSlot,
+        stopper: Stopper,
+        pace: bool,
+        on_event: EventFn,
+        stream: int = 0,
+        label: str = "",
+        opened: bool = True,
+    ):
         super().__init__(name=f"edgeres-capture-{stream}", daemon=True)
         self.reader, self.spec, self.slot, self.stopper = reader, spec, slot, stopper
         self.pace = pace
@@ -86,8 +96,10 @@ class CaptureWorker(threading.Thread):
             if r.status == "bad":
                 self.decode_errors += 1
                 if self.decode_errors <= 3 or self.decode_errors % 100 == 0:
-                    self._warn(f"frame {index} of {self.spec.describe()} failed to decode; skipped "
-                               f"({self.decode_errors} so far)")
+                    self._warn(
+                        f"frame {index} of {self.spec.describe()} failed to decode; skipped "
+                        f"({self.decode_errors} so far)"
+                    )
                 index += 1
                 continue
             if self.pace:  # --realtime: each frame is due at its source timestamp
@@ -111,8 +123,10 @@ class CaptureWorker(threading.Thread):
         with contextlib.suppress(Exception):
             self.reader.close()
         if self.opened:
-            self._warn(f"lost {self.spec.describe()} after {self.read} frames read; reconnecting "
-                       "(backoff 0.5 s, doubling up to 8 s)")
+            self._warn(
+                f"lost {self.spec.describe()} after {self.read} frames read; reconnecting "
+                "(backoff 0.5 s, doubling up to 8 s)"
+            )
         self.opened = True
         while not self.stopper.wait(delay):
             attempt += 1
@@ -125,7 +139,9 @@ class CaptureWorker(threading.Thread):
                 continue
             self.reconnects += 1
             self.connected = True
-            self._warn(f"reconnected to {self.spec.describe()} after {time.perf_counter() - lost:.1f} s "
-                       f"({attempt} attempt{'s' * (attempt > 1)})")
+            self._warn(
+                f"reconnected to {self.spec.describe()} after {time.perf_counter() - lost:.1f} s "
+                f"({attempt} attempt{'s' * (attempt > 1)})"
+            )
             return True
         return False

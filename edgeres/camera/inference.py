@@ -54,8 +54,18 @@ class Lane:
 class InferenceWorker(threading.Thread):
     """Takes the newest frame of each stream, pre-processes them and runs the engine on them as one batch."""
 
-    def __init__(self, runner, cfg, lanes: list[Lane], ready: threading.Event, out_slot: FrameSlot,
-                 stopper: Stopper, stall_timeout: float, batching: Batching, on_event: EventFn):
+    def __init__(
+        self,
+        runner,
+        cfg,
+        lanes: list[Lane],
+        ready: threading.Event,
+        out_slot: FrameSlot,
+        stopper: Stopper,
+        stall_timeout: float,
+        batching: Batching,
+        on_event: EventFn,
+    ):
         super().__init__(name="edgeres-inference", daemon=True)
         self.runner, self.cfg, self.lanes, self.ready = runner, cfg, lanes, ready
         self.out_slot, self.stopper = out_slot, stopper
@@ -91,7 +101,7 @@ class InferenceWorker(threading.Thread):
             outputs = next(iter(self.runner.infer(x).values()))
             t3 = time.perf_counter()
             for i, frame in enumerate(frames):
-                frame.outputs = outputs[i:i + 1]
+                frame.outputs = outputs[i : i + 1]
                 frame.batch = len(frames)
                 frame.times.update(capture_wait=t1 - start, preprocess=t2 - t1, inference=t3 - t2)
             self.batches += 1
@@ -110,7 +120,7 @@ class InferenceWorker(threading.Thread):
         Raises:
             StallError: every stream that has not ended stayed silent longer than the stall timeout.
         """
-        lanes = self.lanes[self._turn:] + self.lanes[:self._turn]
+        lanes = self.lanes[self._turn :] + self.lanes[: self._turn]
         self._turn = (self._turn + 1) % len(self.lanes)
         taken: list = []
         taken_from: set[int] = set()
@@ -159,9 +169,11 @@ class InferenceWorker(threading.Thread):
             if not lane.done and not lane.stalled and now - lane.last > self.stall_timeout:
                 lane.stalled = True
                 if len(self.lanes) > 1:
-                    self.on_event("warning", f"no frame from {lane.describe} for {self.stall_timeout:g} s; the other "
-                                             "streams go on" + (" and it keeps reconnecting"
-                                                                if lane.capture.spec.reconnects else ""))
+                    self.on_event(
+                        "warning",
+                        f"no frame from {lane.describe} for {self.stall_timeout:g} s; the other "
+                        "streams go on" + (" and it keeps reconnecting" if lane.capture.spec.reconnects else ""),
+                    )
         live = [lane for lane in lanes if not lane.done]
         if live and all(lane.stalled for lane in live):
             worst = min(live, key=lambda lane: lane.last)
@@ -169,14 +181,17 @@ class InferenceWorker(threading.Thread):
 
     def _stall_message(self, lane: Lane, multi: bool) -> str:
         if multi:
-            return (f"no frame from any stream for {self.stall_timeout:g} s (the last was {lane.describe}); "
-                    "giving up")
+            return f"no frame from any stream for {self.stall_timeout:g} s (the last was {lane.describe}); giving up"
         if lane.processed == 0 and lane.capture.read == 0:
-            return (f"{lane.describe} opened but yielded no frame in {self.stall_timeout:g} s; is it sending? "
-                    "(raise --stall-timeout for slow sources)")
+            return (
+                f"{lane.describe} opened but yielded no frame in {self.stall_timeout:g} s; is it sending? "
+                "(raise --stall-timeout for slow sources)"
+            )
         trying = " (reconnecting did not bring it back)" if lane.capture.spec.reconnects else ""
-        return (f"no frame from {lane.describe} for {self.stall_timeout:g} s after {lane.processed} processed "
-                f"frames{trying}; giving up")
+        return (
+            f"no frame from {lane.describe} for {self.stall_timeout:g} s after {lane.processed} processed "
+            f"frames{trying}; giving up"
+        )
 
 
 def batching_for(engine, streams: int, max_wait: float, cap: int | None = None) -> Batching:
@@ -193,11 +208,12 @@ def batching_for(engine, streams: int, max_wait: float, cap: int | None = None) 
         if cap < 1:
             raise EdgeresError(f"--max-batch must be at least 1, got {cap}")
         if fixed and cap != limit:
-            raise EdgeresError(f"{engine.engine_file} takes batches of exactly {limit}; --max-batch {cap} does not "
-                               "apply (rebuild it with a dynamic batch)")
+            raise EdgeresError(
+                f"{engine.engine_file} takes batches of exactly {limit}; --max-batch {cap} does not "
+                "apply (rebuild it with a dynamic batch)"
+            )
         limit = min(limit, cap)
-    return Batching(max_batch=int(limit) if fixed else int(max(1, min(limit, streams))), fixed=fixed,
-                    max_wait=max_wait)
+    return Batching(max_batch=int(limit) if fixed else int(max(1, min(limit, streams))), fixed=fixed, max_wait=max_wait)
 
 
 def zero_batch(cfg, n: int) -> np.ndarray:

@@ -78,8 +78,10 @@ def render_page(names: list[str], task: str) -> str:
     cards = []
     for name in names:
         n = html.escape(name)
-        lat_rows = "".join(f'<tr><td>{html.escape(label)}</td><td class="num lat-{stage}">--</td><td>ms</td></tr>'
-                           for stage, label in PANEL_STAGES)
+        lat_rows = "".join(
+            f'<tr><td>{html.escape(label)}</td><td class="num lat-{stage}">--</td><td>ms</td></tr>'
+            for stage, label in PANEL_STAGES
+        )
         cards.append(f"""
 <section class="card" id="card-{n}"><h2>{n}</h2>
 <img alt="annotated frames of {n}" data-src="stream/{n}.mjpg">
@@ -93,7 +95,7 @@ def render_page(names: list[str], task: str) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>edgeres camera: live view</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{_STYLE}</style></head>
-<body><header><h1>edgeres camera</h1><span>{len(names)} stream{'s' * (len(names) != 1)} · task {html.escape(task)}
+<body><header><h1>edgeres camera</h1><span>{len(names)} stream{"s" * (len(names) != 1)} · task {html.escape(task)}
 </span><span>results <b id="received">0</b></span><span id="conn">connecting</span></header>
-<main>{''.join(cards)}</main><script>{script}</script></body></html>
+<main>{"".join(cards)}</main><script>{script}</script></body></html>
 """

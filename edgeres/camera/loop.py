@@ -33,8 +33,24 @@ from edgeres.camera.slots import FrameSlot, SlotClosed, Stopper
 from edgeres.camera.sources import SourceConfig, SourceOpenError, Stream, plan_streams
 from edgeres.errors import EdgeresError
 
-__all__ = ["STAGES", "TASKS", "CameraConfig", "EventFn", "Frame", "FrameSlot", "LoopConfig", "Rates", "SlotClosed",
-           "StallError", "Stopper", "make_postprocess", "run_camera", "run_loop", "run_streams", "stop_on_signals"]
+__all__ = [
+    "STAGES",
+    "TASKS",
+    "CameraConfig",
+    "EventFn",
+    "Frame",
+    "FrameSlot",
+    "LoopConfig",
+    "Rates",
+    "SlotClosed",
+    "StallError",
+    "Stopper",
+    "make_postprocess",
+    "run_camera",
+    "run_loop",
+    "run_streams",
+    "stop_on_signals",
+]
 
 
 @dataclass
@@ -65,15 +81,22 @@ class Rates(float):
         return obj
 
 
-def run_loop(engine, reader, spec, sinks: list, cfg: LoopConfig, stopper: Stopper | None = None,
-             on_event: EventFn | None = None) -> dict:
+def run_loop(
+    engine, reader, spec, sinks: list, cfg: LoopConfig, stopper: Stopper | None = None, on_event: EventFn | None = None
+) -> dict:
     """``run_streams`` for one opened source (named cam0)."""
     return run_streams(engine, [(Stream("cam0", spec), reader)], sinks, cfg, stopper, on_event)
 
 
-def run_streams(engine, opened: list[tuple[Stream, object]], sinks: list, cfg: LoopConfig,
-                stopper: Stopper | None = None, on_event: EventFn | None = None,
-                batching: Batching | None = None) -> dict:
+def run_streams(
+    engine,
+    opened: list[tuple[Stream, object]],
+    sinks: list,
+    cfg: LoopConfig,
+    stopper: Stopper | None = None,
+    on_event: EventFn | None = None,
+    batching: Batching | None = None,
+) -> dict:
     """Run the loop over opened sources until a stop condition; close the sinks however it ends.
 
     Args:
@@ -113,14 +136,27 @@ def run_streams(engine, opened: list[tuple[Stream, object]], sinks: list, cfg: L
         engine.runner.infer(zero_batch(pcfg, batching.max_batch))  # warm-up at the batch used, untimed
         captures = []
         for n, ((stream, reader), slot) in enumerate(zip(opened, slots, strict=True)):
-            captures.append(CaptureWorker(reader, stream.spec, slot, stopper, cfg.realtime and not stream.spec.live,
-                                          on_event, stream=n, label=f"{stream.name}: " if multi else "",
-                                          opened=getattr(reader, "is_open", True)))
+            captures.append(
+                CaptureWorker(
+                    reader,
+                    stream.spec,
+                    slot,
+                    stopper,
+                    cfg.realtime and not stream.spec.live,
+                    on_event,
+                    stream=n,
+                    label=f"{stream.name}: " if multi else "",
+                    opened=getattr(reader, "is_open", True),
+                )
+            )
         now = time.perf_counter()
-        lanes = [Lane(slot, capture, (f"{stream.name} ({stream.describe()})" if multi else stream.describe()), now)
-                 for (stream, _), slot, capture in zip(opened, slots, captures, strict=True)]
-        infer = InferenceWorker(engine.runner, pcfg, lanes, ready, out_slot, stopper, cfg.stall_timeout, batching,
-                                on_event)
+        lanes = [
+            Lane(slot, capture, (f"{stream.name} ({stream.describe()})" if multi else stream.describe()), now)
+            for (stream, _), slot, capture in zip(opened, slots, captures, strict=True)
+        ]
+        infer = InferenceWorker(
+            engine.runner, pcfg, lanes, ready, out_slot, stopper, cfg.stall_timeout, batching, on_event
+        )
         start = time.perf_counter()
         for capture in captures:
             capture.start()
@@ -140,7 +176,7 @@ def run_streams(engine, opened: list[tuple[Stream, object]], sinks: list, cfg: L
                 if frames is None:
                     continue
                 if cfg.max_frames is not None:
-                    frames = frames[:cfg.max_frames - results.processed]
+                    frames = frames[: cfg.max_frames - results.processed]
                 results.handle_batch(frames)
                 if results.outputs_closed:
                     stopper.request("output closed")
@@ -157,31 +193,53 @@ def run_streams(engine, opened: list[tuple[Stream, object]], sinks: list, cfg: L
                 for (stream, reader), capture in zip(opened, captures, strict=True):
                     capture.join(reader.cfg.read_timeout + 2.0)
                     if capture.is_alive():
-                        on_event("warning", f"the capture thread is still blocked reading {stream.describe()}; left "
-                                            "to exit with the process")
+                        on_event(
+                            "warning",
+                            f"the capture thread is still blocked reading {stream.describe()}; left "
+                            "to exit with the process",
+                        )
     elapsed = time.perf_counter() - start
     for worker in (infer, *captures):
         if worker.error is not None:
             raise worker.error
 
     def stream_row(stream: Stream, reader, capture: CaptureWorker, slot: FrameSlot, stats) -> dict:
-        return {"name": stream.name, "source": stream.describe(), "opened_with": getattr(reader, "opened_with", None),
-                "frames_read": capture.read, "frames_processed": stats.processed, "frames_dropped": slot.dropped,
-                "decode_errors": capture.decode_errors, "reconnects": capture.reconnects, "fps": stats.fps,
-                "latency_ms": {k: latency_stats(v) for k, v in stats.lat.items() if v}}
+        return {
+            "name": stream.name,
+            "source": stream.describe(),
+            "opened_with": getattr(reader, "opened_with", None),
+            "frames_read": capture.read,
+            "frames_processed": stats.processed,
+            "frames_dropped": slot.dropped,
+            "decode_errors": capture.decode_errors,
+            "reconnects": capture.reconnects,
+            "fps": stats.fps,
+            "latency_ms": {k: latency_stats(v) for k, v in stats.lat.items() if v},
+        }
 
-    rows = [stream_row(stream, reader, capture, slot, stats) for (stream, reader), capture, slot, stats
-            in zip(opened, captures, slots, results.streams, strict=True)]
+    rows = [
+        stream_row(stream, reader, capture, slot, stats)
+        for (stream, reader), capture, slot, stats in zip(opened, captures, slots, results.streams, strict=True)
+    ]
     total = {k: sum(r[k] for r in rows) for k in ("frames_read", "frames_dropped", "decode_errors", "reconnects")}
     return {
         "source": rows[0]["source"] if not multi else f"{len(rows)} streams",
-        "opened_with": rows[0]["opened_with"], "task": engine.task, "engine": str(engine.engine_file),
-        **total, "frames_processed": results.processed, "seconds": round(elapsed, 3), "fps": results.fps,
+        "opened_with": rows[0]["opened_with"],
+        "task": engine.task,
+        "engine": str(engine.engine_file),
+        **total,
+        "frames_processed": results.processed,
+        "seconds": round(elapsed, 3),
+        "fps": results.fps,
         "stopped_by": stopper.reason,
         "latency_ms": {k: latency_stats(v) for k, v in results.lat.items() if v},
-        "batching": {"max_batch": batching.max_batch, "fixed": batching.fixed,
-                     "max_wait_ms": round(batching.max_wait * 1e3, 3), "batches": infer.batches,
-                     "mean_batch": round(infer.batched_frames / infer.batches, 3) if infer.batches else None},
+        "batching": {
+            "max_batch": batching.max_batch,
+            "fixed": batching.fixed,
+            "max_wait_ms": round(batching.max_wait * 1e3, 3),
+            "batches": infer.batches,
+            "mean_batch": round(infer.batched_frames / infer.batches, 3) if infer.batches else None,
+        },
         "streams": rows,
     }
 
@@ -209,8 +267,9 @@ def check_options(spec, cfg: CameraConfig) -> None:
         EdgeresError: ``--realtime`` or ``--fps`` with a live source, or non-positive limits.
     """
     if spec.live and cfg.loop.realtime:
-        raise EdgeresError(f"--realtime paces files and image folders; {spec.describe()} is live and already "
-                           "drops old frames")
+        raise EdgeresError(
+            f"--realtime paces files and image folders; {spec.describe()} is live and already drops old frames"
+        )
     if spec.live and cfg.source.fps is not None:
         raise EdgeresError(f"--fps sets the rate of image folders; {spec.describe()} has its own")
     if spec.kind == "file" and cfg.source.fps is not None:
@@ -228,7 +287,7 @@ def plan_run(cfg: CameraConfig) -> list[Stream]:
     Raises:
         EdgeresError: a bad or repeated source, or an option that does not apply to one of them.
     """
-    streams = plan_streams(cfg.sources if cfg.sources else [cfg.source.source])
+    streams = plan_streams(cfg.sources if cfg.sources is not None else [cfg.source.source])
     for stream in streams:
         check_options(stream.spec, cfg)
     return streams
@@ -252,15 +311,17 @@ def open_streams(streams: list[Stream], cfg: SourceConfig, on_event: EventFn) ->
         except BaseException as exc:
             errors[n] = exc
 
-    threads = [threading.Thread(target=open_one, args=(n,), name="edgeres-open-all", daemon=True)
-               for n in range(len(streams))]
+    threads = [
+        threading.Thread(target=open_one, args=(n,), name="edgeres-open-all", daemon=True) for n in range(len(streams))
+    ]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     failed = [(s, e) for s, e in zip(streams, errors, strict=True) if e is not None]
-    fatal = [(s, e) for s, e in failed
-             if len(streams) == 1 or not isinstance(e, SourceOpenError) or not s.spec.reconnects]
+    fatal = [
+        (s, e) for s, e in failed if len(streams) == 1 or not isinstance(e, SourceOpenError) or not s.spec.reconnects
+    ]
     if fatal:
         for reader, error in zip(readers, errors, strict=True):
             if error is None:
@@ -276,8 +337,12 @@ def open_streams(streams: list[Stream], cfg: SourceConfig, on_event: EventFn) ->
     return list(zip(streams, readers, strict=True))
 
 
-def run_camera(cfg: CameraConfig, sinks_factory: Callable[[float], list], stopper: Stopper | None = None,
-               on_event: EventFn | None = None) -> dict:
+def run_camera(
+    cfg: CameraConfig,
+    sinks_factory: Callable[[float], list],
+    stopper: Stopper | None = None,
+    on_event: EventFn | None = None,
+) -> dict:
     """Parse and check the sources, open the engine and the sources, then ``run_streams``.
 
     Args:
@@ -299,8 +364,11 @@ def run_camera(cfg: CameraConfig, sinks_factory: Callable[[float], list], stoppe
     make_postprocess(engine, cfg.loop)  # refuse an unknown task or bad detection settings before opening a source
     batching = batching_for(engine, len(streams), cfg.loop.max_batch_wait, cfg.loop.max_batch)
     if len(streams) > batching.max_batch:
-        on_event("note", f"{len(streams)} streams and batches of at most {batching.max_batch} for {engine.name}: "
-                         f"each round runs {-(-len(streams) // batching.max_batch)} batches, streams taking turns")
+        on_event(
+            "note",
+            f"{len(streams)} streams and batches of at most {batching.max_batch} for {engine.name}: "
+            f"each round runs {-(-len(streams) // batching.max_batch)} batches, streams taking turns",
+        )
     opened = open_streams(streams, cfg.source, on_event)
     try:
         rates = {s.name: cfg.source.fps or getattr(r, "fps", None) or 30.0 for s, r in opened}
@@ -318,6 +386,7 @@ def stop_on_signals(stopper: Stopper):
 
     Only usable from the main thread (Python delivers signals there).
     """
+
     def handler(signum, frame):
         if signum == signal.SIGINT and stopper.is_set():
             raise KeyboardInterrupt

@@ -15,8 +15,14 @@ import numpy as np
 from edgeres.errors import EdgeresError, require
 
 OVERLAYS = ("labels", "fps", "latency")
-PANEL_STAGES = (("capture_wait", "capture wait"), ("preprocess", "pre-process"), ("inference", "inference"),
-                ("postprocess", "post-process"), ("render", "render"), ("capture_to_result", "capture-to-result"))
+PANEL_STAGES = (
+    ("capture_wait", "capture wait"),
+    ("preprocess", "pre-process"),
+    ("inference", "inference"),
+    ("postprocess", "post-process"),
+    ("render", "render"),
+    ("capture_to_result", "capture-to-result"),
+)
 _WHITE, _BLACK, _GREEN, _YELLOW = (255, 255, 255), (0, 0, 0), (80, 220, 80), (0, 215, 255)
 
 
@@ -46,8 +52,9 @@ class OverlayConfig:
             return cls()
         unknown = sorted(names - set(OVERLAYS))
         if unknown or not names:
-            raise EdgeresError(f"unknown --overlay '{text}'; accepted: a comma list of {', '.join(OVERLAYS)}, "
-                               "or all, or none")
+            raise EdgeresError(
+                f"unknown --overlay '{text}'; accepted: a comma list of {', '.join(OVERLAYS)}, or all, or none"
+            )
         return cls(*(n in names for n in OVERLAYS))
 
 

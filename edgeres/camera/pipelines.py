@@ -76,9 +76,11 @@ def csi_pipeline(sensor_id: int, size: tuple[int, int] = (1280, 720), fps: int =
         flip: nvvidconv flip-method (0: none, 2: rotate 180).
     """
     w, h = size
-    return (f"nvarguscamerasrc sensor-id={int(sensor_id)} ! video/x-raw(memory:NVMM), width=(int){w}, "
-            f"height=(int){h}, framerate=(fraction){int(fps)}/1, format=(string)NV12 ! nvvidconv flip-method={flip} "
-            f"! video/x-raw, format=(string)BGRx ! videoconvert ! video/x-raw, format=(string)BGR ! {appsink(True)}")
+    return (
+        f"nvarguscamerasrc sensor-id={int(sensor_id)} ! video/x-raw(memory:NVMM), width=(int){w}, "
+        f"height=(int){h}, framerate=(fraction){int(fps)}/1, format=(string)NV12 ! nvvidconv flip-method={flip} "
+        f"! video/x-raw, format=(string)BGRx ! videoconvert ! video/x-raw, format=(string)BGR ! {appsink(True)}"
+    )
 
 
 def jetson_decode_pipeline(spec: SourceSpec, open_timeout: float = 10.0) -> str:
@@ -112,7 +114,7 @@ def open_plan(spec: SourceSpec, cfg: SourceConfig, facts: Facts) -> list[OpenAtt
         raise EdgeresError(f"--decoder jetson decodes files and rtsp:// streams in hardware, not {spec.describe()}")
     if spec.kind == "camera":
         device = spec.target if spec.target.startswith("/dev/") else f"/dev/video{spec.target}"
-        index = int(spec.target) if spec.target.isdigit() else int(device[len("/dev/video"):])
+        index = int(spec.target) if spec.target.isdigit() else int(device[len("/dev/video") :])
         return [OpenAttempt(f"V4L2 {device}", "V4L2", device), OpenAttempt(f"any backend, index {index}", "ANY", index)]
     if spec.kind == "csi":
         pipe = csi_pipeline(int(spec.target), cfg.csi_size, cfg.csi_fps)

@@ -64,8 +64,10 @@ class VideoReader:
         reasons = []
         for attempt in open_plan(self.spec, self.cfg, facts):
             if attempt.backend == "GSTREAMER" and not facts.gstreamer:
-                reasons.append(f"{attempt.label}: this OpenCV has no GStreamer support ('GStreamer: NO' in "
-                               "cv2.getBuildInformation()); on a Jetson use JetPack's OpenCV")
+                reasons.append(
+                    f"{attempt.label}: this OpenCV has no GStreamer support ('GStreamer: NO' in "
+                    "cv2.getBuildInformation()); on a Jetson use JetPack's OpenCV"
+                )
                 continue
             cap = _open_with_deadline(cv2, attempt, self.spec, self.cfg)
             if isinstance(cap, str):
@@ -127,8 +129,16 @@ def _open_with_deadline(cv2, attempt: OpenAttempt, spec: SourceSpec, cfg: Source
     api = {"FFMPEG": cv2.CAP_FFMPEG, "GSTREAMER": cv2.CAP_GSTREAMER, "V4L2": cv2.CAP_V4L2, "ANY": cv2.CAP_ANY}
     # Only FFmpeg is given OpenCV's timeout parameters: a backend that does not know a parameter refuses
     # to open at all. The others rely on this watchdog (open) and the loop's stall timeout (reads).
-    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(cfg.open_timeout * 1000),
-              cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(cfg.read_timeout * 1000)] if attempt.backend == "FFMPEG" else []
+    params = (
+        [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(cfg.open_timeout * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(cfg.read_timeout * 1000),
+        ]
+        if attempt.backend == "FFMPEG"
+        else []
+    )
     box: dict = {}
 
     def work() -> None:

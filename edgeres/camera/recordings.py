@@ -23,12 +23,14 @@ class StreamRecorders:
 
     def __init__(self, folder: Path, names: list[str], force: bool = False, ext: str = ".mkv"):
         """Raises:
-            EdgeresError: the folder is a file, or a stream's file exists without ``force``.
+        EdgeresError: the folder is a file, or a stream's file exists without ``force``.
         """
         self.folder = Path(folder)
         if self.folder.exists() and not self.folder.is_dir():
-            raise EdgeresError(f"--record {self.folder}: not a folder; with several streams --record takes a folder "
-                               "(one file per stream) or a file with --tile")
+            raise EdgeresError(
+                f"--record {self.folder}: not a folder; with several streams --record takes a folder "
+                "(one file per stream) or a file with --tile"
+            )
         if not self.folder.parent.is_dir():
             raise EdgeresError(f"cannot record to {self.folder}: folder {self.folder.parent} does not exist")
         self.folder.mkdir(exist_ok=True)
@@ -96,10 +98,18 @@ class Tiler:
             if image is not None:
                 if (image.shape[1], image.shape[0]) != (w, h):
                     image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-                canvas[y:y + h, x:x + w] = image
+                canvas[y : y + h, x : x + w] = image
             scale = max(0.4, h / 720.0)
-            cv2.putText(canvas, name, (x + 6, y + h - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.7 * scale, (255, 255, 255),
-                        max(1, round(2 * scale)), cv2.LINE_AA)
+            cv2.putText(
+                canvas,
+                name,
+                (x + 6, y + h - 8),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.7 * scale,
+                (255, 255, 255),
+                max(1, round(2 * scale)),
+                cv2.LINE_AA,
+            )
         self.dirty = False
         return canvas
 
@@ -111,7 +121,7 @@ class TiledRecorder:
 
     def __init__(self, path: Path, names: list[str], fps: float = 30.0, force: bool = False):
         """Raises:
-            EdgeresError: see ``VideoRecorder``.
+        EdgeresError: see ``VideoRecorder``.
         """
         self.inner = VideoRecorder(path, fps=fps, force=force)
         self.tiler = Tiler(names)
@@ -161,12 +171,15 @@ def recording_sink(path: Path, names: list[str], tile: bool, force: bool):
     is_file = path.suffix.lower() in RECORD_CODECS
     if tile:
         if not is_file:
-            raise EdgeresError(f"--tile records all streams into one file; --record {path} is not a .mkv, .mp4 or "
-                               ".avi file")
+            raise EdgeresError(
+                f"--tile records all streams into one file; --record {path} is not a .mkv, .mp4 or .avi file"
+            )
         return TiledRecorder(path, names, force=force)
     if len(names) == 1:
         return VideoRecorder(path, force=force)
     if is_file:
-        raise EdgeresError(f"--record {path} is one file for {len(names)} streams; pass a folder (one file per "
-                           "stream) or add --tile (all streams in one grid)")
+        raise EdgeresError(
+            f"--record {path} is one file for {len(names)} streams; pass a folder (one file per "
+            "stream) or add --tile (all streams in one grid)"
+        )
     return StreamRecorders(path, names, force=force)

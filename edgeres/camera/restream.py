@@ -73,9 +73,12 @@ def check_target(url: str, open_timeout: float = 3.0) -> str:
             with socket.create_connection((parts.hostname, port), timeout=open_timeout):
                 pass
         except OSError as exc:
-            reason = ("connection refused (no RTSP server listens there; start one, e.g. mediamtx, or use "
-                      "rtp://HOST:PORT to send to a player directly)" if isinstance(exc, ConnectionRefusedError)
-                      else exc.strerror or str(exc))
+            reason = (
+                "connection refused (no RTSP server listens there; start one, e.g. mediamtx, or use "
+                "rtp://HOST:PORT to send to a player directly)"
+                if isinstance(exc, ConnectionRefusedError)
+                else exc.strerror or str(exc)
+            )
             raise EdgeresError(f"cannot re-stream to {url}: {parts.hostname}:{port}: {reason}") from None
     return url
 
@@ -96,8 +99,9 @@ def jetson_encoder() -> str | None:
     return launch if ok else None
 
 
-def ffmpeg_command(ffmpeg: str, url: str, size: tuple[int, int], fps: float, x264: bool = True,
-                   sdp_file: str | None = None) -> list[str]:
+def ffmpeg_command(
+    ffmpeg: str, url: str, size: tuple[int, int], fps: float, x264: bool = True, sdp_file: str | None = None
+) -> list[str]:
     """The FFmpeg command that reads raw BGR frames on stdin and sends them to ``url``.
 
     Frames are timestamped by their arrival (a live loop's rate varies); a keyframe every second lets a
@@ -105,10 +109,32 @@ def ffmpeg_command(ffmpeg: str, url: str, size: tuple[int, int], fps: float, x26
     """
     w, h = size
     gop = str(max(1, round(fps)))
-    encoder = (["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-bf", "0", "-pix_fmt", "yuv420p"]
-               if x264 else ["-c:v", "mpeg4", "-q:v", "5", "-bf", "0", "-pix_fmt", "yuv420p"])
-    cmd = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-use_wallclock_as_timestamps", "1",
-           "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{w}x{h}", "-i", "pipe:0", "-an", *encoder, "-g", gop]
+    encoder = (
+        ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-bf", "0", "-pix_fmt", "yuv420p"]
+        if x264
+        else ["-c:v", "mpeg4", "-q:v", "5", "-bf", "0", "-pix_fmt", "yuv420p"]
+    )
+    cmd = [
+        ffmpeg,
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-use_wallclock_as_timestamps",
+        "1",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "bgr24",
+        "-s",
+        f"{w}x{h}",
+        "-i",
+        "pipe:0",
+        "-an",
+        *encoder,
+        "-g",
+        gop,
+    ]
     scheme = urlsplit(url).scheme.lower()
     if scheme == "rtsp":
         return [*cmd, "-f", "rtsp", "-rtsp_transport", "tcp", url]
@@ -121,10 +147,12 @@ def gstreamer_command(launch: str, url: str, size: tuple[int, int], fps: float) 
     """The gst-launch-1.0 command for a Jetson's hardware encoder (nvv4l2h264enc) reading BGR on stdin."""
     w, h = size
     parts = urlsplit(url)
-    head = (f"fdsrc fd=0 ! rawvideoparse width={w} height={h} format=bgr framerate={max(1, round(fps))}/1 "
-            f"! videoconvert ! video/x-raw,format=BGRx ! nvvidconv ! video/x-raw(memory:NVMM),format=NV12 "
-            f"! nvv4l2h264enc insert-sps-pps=true iframeinterval={max(1, round(fps))} idrinterval={max(1, round(fps))} "
-            "! h264parse")
+    head = (
+        f"fdsrc fd=0 ! rawvideoparse width={w} height={h} format=bgr framerate={max(1, round(fps))}/1 "
+        f"! videoconvert ! video/x-raw,format=BGRx ! nvvidconv ! video/x-raw(memory:NVMM),format=NV12 "
+        f"! nvv4l2h264enc insert-sps-pps=true iframeinterval={max(1, round(fps))} idrinterval={max(1, round(fps))} "
+        "! h264parse"
+    )
     scheme = parts.scheme.lower()
     if scheme == "rtsp":
         tail = f"rtspclientsink location={url} protocols=tcp"
@@ -159,15 +187,19 @@ class Encoder(threading.Thread):
         return ffmpeg_command(ffmpeg, self.url, self.size, self.fps, ffmpeg_has_libx264(ffmpeg), self.sdp_file)
 
     def _spawn(self) -> None:
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            self.command(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         threading.Thread(target=self._pump_stderr, args=(self.proc,), daemon=True).start()
 
     def _announce_sdp(self) -> None:
         """Say once where an rtp:// re-stream's SDP is (FFmpeg writes it when the stream starts)."""
         if self.sdp_file and self.restarts == 0 and urlsplit(self.url).scheme.lower() == "rtp":
-            self.on_event("note", f"re-stream to {self.url}: session description in {self.sdp_file} (play it with "
-                                  f"ffplay -protocol_whitelist file,udp,rtp -i {self.sdp_file})")
+            self.on_event(
+                "note",
+                f"re-stream to {self.url}: session description in {self.sdp_file} (play it with "
+                f"ffplay -protocol_whitelist file,udp,rtp -i {self.sdp_file})",
+            )
 
     def _pump_stderr(self, proc: subprocess.Popen) -> None:
         for line in proc.stderr:
@@ -211,8 +243,9 @@ class Encoder(threading.Thread):
             self.proc.wait(5)
         time.sleep(0.1)  # let the stderr reader take the last line
         reason = self._stderr[-1] if self._stderr else f"the encoder exited with code {self.proc.returncode}"
-        self.on_event("warning", f"re-stream to {self.url} stopped ({reason}); retrying in {delay:g} s, the loop "
-                                 "goes on")
+        self.on_event(
+            "warning", f"re-stream to {self.url} stopped ({reason}); retrying in {delay:g} s, the loop goes on"
+        )
         self.proc = None
         self.restarts += 1
         end = time.perf_counter() + delay
@@ -238,8 +271,7 @@ class Restreamer:
 
     needs_image = True
 
-    def __init__(self, url: str, names: list[str], on_event: EventFn, fps: float = 30.0,
-                 sdp_file: str | None = None):
+    def __init__(self, url: str, names: list[str], on_event: EventFn, fps: float = 30.0, sdp_file: str | None = None):
         self.url, self.names, self.on_event = url, list(names), on_event
         self.per_stream = "{name}" in url
         self.fps, self.sdp_file = fps, sdp_file

@@ -33,10 +33,14 @@ def make_postprocess(engine, cfg) -> Callable[[np.ndarray, tuple[int, int]], lis
     """
     class_names = engine.class_names
     if engine.task == "classify":
+
         def classify(logits: np.ndarray, image_hw: tuple[int, int]) -> list[dict]:
             idx, val = topk(softmax(logits), cfg.top_k)
-            return [{"label": class_names[i], "index": int(i), "score": float(s)}
-                    for i, s in zip(idx[0], val[0], strict=True)]
+            return [
+                {"label": class_names[i], "index": int(i), "score": float(s)}
+                for i, s in zip(idx[0], val[0], strict=True)
+            ]
+
         return classify
     if engine.task == "detect":
         from edgeres.evaluate_detect import decode_maps
@@ -46,8 +50,10 @@ def make_postprocess(engine, cfg) -> Callable[[np.ndarray, tuple[int, int]], lis
         input_hw = engine.preprocess.input_size
 
         def detect(maps: np.ndarray, image_hw: tuple[int, int]) -> list[dict]:
-            return detections_to_json(decode_maps(maps, len(class_names), input_hw, [image_hw], settings)[0],
-                                      class_names)
+            return detections_to_json(
+                decode_maps(maps, len(class_names), input_hw, [image_hw], settings)[0], class_names
+            )
+
         return detect
     raise EdgeresError(f"unknown engine task '{engine.task}'; accepted: {', '.join(TASKS)}")
 
@@ -88,8 +94,14 @@ def rate(count: int, first: float | None, last: float | None) -> float | None:
 class ResultStage:
     """Post-process, draw and feed the sinks, one batch at a time, on the calling thread; keeps the stats."""
 
-    def __init__(self, post: Callable[[np.ndarray, tuple[int, int]], list[dict]], task: str, sinks: list, cfg,
-                 names: list[str] | None = None):
+    def __init__(
+        self,
+        post: Callable[[np.ndarray, tuple[int, int]], list[dict]],
+        task: str,
+        sinks: list,
+        cfg,
+        names: list[str] | None = None,
+    ):
         self.post, self.task, self.sinks, self.cfg = post, task, sinks, cfg
         self.names = names or ["cam0"]
         self.image_sinks = [s for s in sinks if s.needs_image]
@@ -110,9 +122,14 @@ class ResultStage:
     def handle(self, frame: Frame) -> None:
         stats = self.streams[frame.stream]
         t0 = time.perf_counter()
-        record = {"stream": stats.name, "frame": frame.index, "source_ts": round(frame.source_ts, 6),
-                  "task": self.task, "batch": frame.batch,
-                  "predictions": self.post(frame.outputs, frame.image.shape[:2])}
+        record = {
+            "stream": stats.name,
+            "frame": frame.index,
+            "source_ts": round(frame.source_ts, 6),
+            "task": self.task,
+            "batch": frame.batch,
+            "predictions": self.post(frame.outputs, frame.image.shape[:2]),
+        }
         t1 = time.perf_counter()
         image = frame.image
         if self.draw:

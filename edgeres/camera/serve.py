@@ -97,8 +97,15 @@ class LiveView:
 
     needs_image = True
 
-    def __init__(self, address: ServeAddress, names: list[str], token: str | None = None, task: str = "classify",
-                 max_fps: float = 15.0, jpeg_quality: int = 80):
+    def __init__(
+        self,
+        address: ServeAddress,
+        names: list[str],
+        token: str | None = None,
+        task: str = "classify",
+        max_fps: float = 15.0,
+        jpeg_quality: int = 80,
+    ):
         require("aiohttp", "desktop")
         self.address, self.names, self.token, self.task = address, list(names), token or None, task
         self.max_fps, self.jpeg_quality = max_fps, jpeg_quality
@@ -148,8 +155,9 @@ class LiveView:
             exc = box["error"]
             where = f"{self.address.host}:{self.address.port}"
             if getattr(exc, "errno", None) == 98:
-                raise EdgeresError(f"--serve {where}: the port is in use; choose another port (or stop what "
-                                   "listens there)")
+                raise EdgeresError(
+                    f"--serve {where}: the port is in use; choose another port (or stop what listens there)"
+                )
             raise EdgeresError(f"--serve {where}: cannot listen there ({exc.strerror or exc})")
         return self
 
@@ -196,7 +204,8 @@ class LiveView:
         out = {}
         for name, feed in self.feeds.items():
             out[name] = {
-                "fps": feed.hud.fps, "results": feed.results,
+                "fps": feed.hud.fps,
+                "results": feed.results,
                 "age_s": None if feed.last_result is None else round(now - feed.last_result, 3),
                 "latency_ms": {stage: feed.hud.median_ms(stage) for stage, _ in PANEL_STAGES},
                 "frame": feed.record["frame"] if feed.record else None,
@@ -236,16 +245,22 @@ class LiveView:
         @web.middleware
         async def guard(request, handler):
             if self.token and request.path != "/health" and not self._authorized(request):
-                return web.json_response({"error": "missing or wrong token (?token=... or Authorization: Bearer)"},
-                                         status=401)
+                return web.json_response(
+                    {"error": "missing or wrong token (?token=... or Authorization: Bearer)"}, status=401
+                )
             return await handler(request)
 
         app = web.Application(middlewares=[guard])
-        app.add_routes([
-            web.get("/", self._page), web.get("/health", self._health), web.get("/stats", self._stats),
-            web.get("/results", self._results), web.get("/stream/{name}.mjpg", self._mjpeg),
-            web.get("/snapshot/{name}.jpg", self._snapshot),
-        ])
+        app.add_routes(
+            [
+                web.get("/", self._page),
+                web.get("/health", self._health),
+                web.get("/stats", self._stats),
+                web.get("/results", self._results),
+                web.get("/stream/{name}.mjpg", self._mjpeg),
+                web.get("/snapshot/{name}.jpg", self._snapshot),
+            ]
+        )
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.address.host, self.address.port)
@@ -303,8 +318,9 @@ class LiveView:
         from aiohttp import web
 
         feed = self._feed(request)
-        response = web.StreamResponse(headers={"Content-Type": "multipart/x-mixed-replace; boundary=frame",
-                                               "Cache-Control": "no-store"})
+        response = web.StreamResponse(
+            headers={"Content-Type": "multipart/x-mixed-replace; boundary=frame", "Cache-Control": "no-store"}
+        )
         await response.prepare(request)
         feed.viewers += 1
         last = -1
@@ -316,8 +332,13 @@ class LiveView:
                         await asyncio.wait_for(event.wait(), 1.0)
                     continue
                 jpeg, last = feed.jpeg, feed.seq
-                await response.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                                     + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                await response.write(
+                    b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                    + str(len(jpeg)).encode()
+                    + b"\r\n\r\n"
+                    + jpeg
+                    + b"\r\n"
+                )
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

@@ -22,8 +22,11 @@ import numpy as np
 from edgeres.errors import EdgeresError, require
 from edgeres.fileio import check_writable
 
-RECORD_CODECS = {".mkv": ("mp4v", "MPEG-4 Part 2 in Matroska"), ".mp4": ("mp4v", "MPEG-4 Part 2 in MP4"),
-                 ".avi": ("MJPG", "Motion JPEG in AVI")}
+RECORD_CODECS = {
+    ".mkv": ("mp4v", "MPEG-4 Part 2 in Matroska"),
+    ".mp4": ("mp4v", "MPEG-4 Part 2 in MP4"),
+    ".avi": ("MJPG", "Motion JPEG in AVI"),
+}
 
 
 def gui_available() -> bool:
@@ -98,8 +101,9 @@ class VideoRecorder:
         if self._writer is None:
             h, w = image.shape[:2]
             self.size = (w - w % 2, h - h % 2)  # 4:2:0 chroma needs even sides
-            self._writer = cv2.VideoWriter(str(self.path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*self.fourcc),
-                                           self.fps, self.size)
+            self._writer = cv2.VideoWriter(
+                str(self.path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self.size
+            )
             if not self._writer.isOpened():
                 self._writer = None
                 raise EdgeresError(f"this OpenCV cannot write {self.format} to {self.path}")
@@ -125,8 +129,10 @@ class Window:
     def __init__(self, multi: bool = False):
         require("cv2", "desktop")
         if not gui_available():
-            raise EdgeresError("cannot open a window: this OpenCV has no GUI support or no display is set "
-                               "(opencv-python-headless); use --record FILE, --json, --serve or --headless")
+            raise EdgeresError(
+                "cannot open a window: this OpenCV has no GUI support or no display is set "
+                "(opencv-python-headless); use --record FILE, --json, --serve or --headless"
+            )
         self.multi = multi
         self.opened: list[str] = []
         self.closed = False

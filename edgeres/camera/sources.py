@@ -19,8 +19,10 @@ from edgeres.errors import EdgeresError
 KINDS = ("camera", "file", "stream", "csi", "gstreamer", "images")
 LIVE_KINDS = ("camera", "stream", "csi", "gstreamer")
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "tcp", "udp")
-ACCEPTED = ("a camera index or /dev/videoN, a video file, an rtsp://, rtsps://, http://, https://, tcp:// or udp:// "
-            "URL, csi://N, a GStreamer pipeline ending in appsink, or a folder of images")
+ACCEPTED = (
+    "a camera index or /dev/videoN, a video file, an rtsp://, rtsps://, http://, https://, tcp:// or udp:// "
+    "URL, csi://N, a GStreamer pipeline ending in appsink, or a folder of images"
+)
 
 
 class SourceOpenError(EdgeresError):
@@ -62,8 +64,14 @@ class SourceSpec:
         return self.kind in ("camera", "stream", "csi")
 
     def describe(self) -> str:
-        names = {"camera": "camera", "file": "video file", "stream": "stream", "csi": "CSI camera",
-                 "gstreamer": "GStreamer pipeline", "images": "image folder"}
+        names = {
+            "camera": "camera",
+            "file": "video file",
+            "stream": "stream",
+            "csi": "CSI camera",
+            "gstreamer": "GStreamer pipeline",
+            "images": "image folder",
+        }
         return f"{names[self.kind]} '{self.text}'"
 
 
@@ -96,17 +104,19 @@ def parse_source(text: str) -> SourceSpec:
                 raise EdgeresError(f"--source '{text}' has no host; e.g. {name}://127.0.0.1:8554/stream")
             return SourceSpec("stream", text, text)
         if name == "csi":
-            rest = text[len("csi://"):]
+            rest = text[len("csi://") :]
             if not rest.isdigit():
                 raise EdgeresError(f"--source '{text}': csi:// takes a sensor index, e.g. csi://0")
             return SourceSpec("csi", rest, text)
         if name == "file":
-            return _path_source(text[len("file://"):], text)
+            return _path_source(text[len("file://") :], text)
         raise EdgeresError(f"unknown source scheme '{name}://' in '{text}'; accepted: {ACCEPTED}")
     if "!" in text:
         if not re.search(r"\bappsink\b", text):
-            raise EdgeresError(f"GStreamer pipeline '{text}' must end in an appsink (e.g. '... ! videoconvert ! "
-                               "video/x-raw, format=BGR ! appsink drop=true max-buffers=1')")
+            raise EdgeresError(
+                f"GStreamer pipeline '{text}' must end in an appsink (e.g. '... ! videoconvert ! "
+                "video/x-raw, format=BGR ! appsink drop=true max-buffers=1')"
+            )
         return SourceSpec("gstreamer", text, text)
     return _path_source(text, text)
 
@@ -186,8 +196,9 @@ def plan_streams(texts: list[str]) -> list[Stream]:
             (a second reader of one camera would only split its frames).
     """
     if not texts:
-        raise EdgeresError(f"no source given; pass --source (repeat it for several) or --sources FILE; accepted: "
-                           f"{ACCEPTED}")
+        raise EdgeresError(
+            f"no source given; pass --source (repeat it for several) or --sources FILE; accepted: {ACCEPTED}"
+        )
     streams: list[Stream] = []
     by_name: dict[str, Stream] = {}
     by_identity: dict[str, Stream] = {}
@@ -196,13 +207,15 @@ def plan_streams(texts: list[str]) -> list[Stream]:
         spec = parse_source(source)
         name = name or f"cam{position}"
         if name in by_name:
-            raise EdgeresError(f"stream name '{name}' is used twice ({by_name[name].spec.text} and {spec.text}); "
-                               "names must be unique")
+            raise EdgeresError(
+                f"stream name '{name}' is used twice ({by_name[name].spec.text} and {spec.text}); names must be unique"
+            )
         identity = _identity(spec)
         if identity in by_identity:
             first = by_identity[identity]
-            raise EdgeresError(f"{spec.describe()} is given twice (streams '{first.name}' and '{name}'); give each "
-                               "source once")
+            raise EdgeresError(
+                f"{spec.describe()} is given twice (streams '{first.name}' and '{name}'); give each source once"
+            )
         stream = Stream(name, spec)
         by_name[name] = by_identity[identity] = stream
         streams.append(stream)

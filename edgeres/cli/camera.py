@@ -27,52 +27,102 @@ def parse_size(text: str, option: str) -> tuple[int, int]:
 
 def camera(
     engine: Path = typer.Option(..., "--engine", help="Engine file, its manifest or its folder."),
-    source: list[str] = typer.Option(None, "--source", help="Camera index or /dev/videoN, video file, rtsp:// "
-                                     "http:// tcp:// udp:// URL, csi://N, a GStreamer pipeline ending in appsink, or "
-                                     "an image folder; NAME=SOURCE names it. Repeat for several streams."),
-    sources: Path = typer.Option(None, "--sources", help="A file listing the sources, one per line (SOURCE or "
-                                 "NAME=SOURCE; # comments)."),
-    realtime: bool = typer.Option(False, "--realtime", help="Pace files and image folders at their frame rate, "
-                                  "dropping frames like a live source (default: process every frame)."),
+    source: list[str] = typer.Option(
+        None,
+        "--source",
+        help="Camera index or /dev/videoN, video file, rtsp:// "
+        "http:// tcp:// udp:// URL, csi://N, a GStreamer pipeline ending in appsink, or "
+        "an image folder; NAME=SOURCE names it. Repeat for several streams.",
+    ),
+    sources: Path = typer.Option(
+        None, "--sources", help="A file listing the sources, one per line (SOURCE or NAME=SOURCE; # comments)."
+    ),
+    realtime: bool = typer.Option(
+        False,
+        "--realtime",
+        help="Pace files and image folders at their frame rate, "
+        "dropping frames like a live source (default: process every frame).",
+    ),
     fps: float = typer.Option(None, "--fps", min=0.1, help="Frame rate of an image folder [default: 30]."),
-    max_frames: int = typer.Option(None, "--max-frames", min=1, help="Stop after this many processed frames (all "
-                                   "streams together)."),
+    max_frames: int = typer.Option(
+        None, "--max-frames", min=1, help="Stop after this many processed frames (all streams together)."
+    ),
     duration: float = typer.Option(None, "--duration", min=0.001, help="Stop after this many seconds."),
-    max_batch_wait: float = typer.Option(10.0, "--max-batch-wait", min=0.0, help="Milliseconds to wait for the "
-                                         "other streams' frames once one is waiting, to fill a batch (0: run what "
-                                         "is there)."),
-    max_batch: int = typer.Option(None, "--max-batch", min=1, help="Largest batch [default: the engine's, at most "
-                                  "the number of streams]."),
-    record: Path = typer.Option(None, "--record", help="Write the annotated video (.mkv recommended, .mp4, .avi); "
-                                "with several streams a folder (one .mkv per stream), or a file with --tile."),
+    max_batch_wait: float = typer.Option(
+        10.0,
+        "--max-batch-wait",
+        min=0.0,
+        help="Milliseconds to wait for the "
+        "other streams' frames once one is waiting, to fill a batch (0: run what "
+        "is there).",
+    ),
+    max_batch: int = typer.Option(
+        None, "--max-batch", min=1, help="Largest batch [default: the engine's, at most the number of streams]."
+    ),
+    record: Path = typer.Option(
+        None,
+        "--record",
+        help="Write the annotated video (.mkv recommended, .mp4, .avi); "
+        "with several streams a folder (one .mkv per stream), or a file with --tile.",
+    ),
     tile: bool = typer.Option(False, "--tile", help="Record (and re-stream) all streams tiled in one video."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing --record files."),
-    json_out: bool = typer.Option(False, "--json", help="One JSON line per frame on stdout (stream, frame, "
-                                  "source_ts, predictions, times_ms); the summary goes to stderr."),
+    json_out: bool = typer.Option(
+        False,
+        "--json",
+        help="One JSON line per frame on stdout (stream, frame, "
+        "source_ts, predictions, times_ms); the summary goes to stderr.",
+    ),
     headless: bool = typer.Option(False, "--headless", help="Never open a window."),
-    serve: str = typer.Option(None, "--serve", help="Live view in a browser at [HOST:]PORT (127.0.0.1 unless a "
-                              "host is given): annotated frames, predictions, latency; /results (SSE), /health."),
-    serve_token: str = typer.Option(None, "--serve-token", envvar="EDGERES_SERVE_TOKEN", help="Require this token "
-                                    "(?token= or Authorization: Bearer) for the live view."),
-    restream: list[str] = typer.Option(None, "--restream", help="Send the annotated video to rtsp://HOST[:PORT]/PATH "
-                                       "(an RTSP server), rtp://HOST:PORT or udp://HOST:PORT; {name} in the URL: one "
-                                       "per stream, else streams are tiled. Repeat for several targets."),
-    restream_sdp: Path = typer.Option(None, "--restream-sdp", help="Where to write an rtp:// re-stream's SDP "
-                                      "(players open it) [default: a file in the temp folder, named on stderr]."),
-    overlay: str = typer.Option("labels,fps,latency", "--overlay", help="Comma list of labels, fps, latency; "
-                                "or all, or none."),
+    serve: str = typer.Option(
+        None,
+        "--serve",
+        help="Live view in a browser at [HOST:]PORT (127.0.0.1 unless a "
+        "host is given): annotated frames, predictions, latency; /results (SSE), /health.",
+    ),
+    serve_token: str = typer.Option(
+        None,
+        "--serve-token",
+        envvar="EDGERES_SERVE_TOKEN",
+        help="Require this token (?token= or Authorization: Bearer) for the live view.",
+    ),
+    restream: list[str] = typer.Option(
+        None,
+        "--restream",
+        help="Send the annotated video to rtsp://HOST[:PORT]/PATH "
+        "(an RTSP server), rtp://HOST:PORT or udp://HOST:PORT; {name} in the URL: one "
+        "per stream, else streams are tiled. Repeat for several targets.",
+    ),
+    restream_sdp: Path = typer.Option(
+        None,
+        "--restream-sdp",
+        help="Where to write an rtp:// re-stream's SDP "
+        "(players open it) [default: a file in the temp folder, named on stderr].",
+    ),
+    overlay: str = typer.Option(
+        "labels,fps,latency", "--overlay", help="Comma list of labels, fps, latency; or all, or none."
+    ),
     top_k: int = typer.Option(5, "--top-k", min=1, help="Predictions per frame (the overlay shows up to 5)."),
-    score_threshold: float = typer.Option(None, "--score-threshold", help="detect: lowest box score shown "
-                                          "[default: the engine manifest's]."),
+    score_threshold: float = typer.Option(
+        None, "--score-threshold", help="detect: lowest box score shown [default: the engine manifest's]."
+    ),
     nms_iou: float = typer.Option(None, "--nms-iou", help="detect: NMS IoU [default: the engine manifest's]."),
     threads: int = typer.Option(None, "--threads", min=1, help="Inference threads [default: runtime's choice]."),
-    decoder: str = typer.Option("auto", "--decoder", help="auto: Jetson hardware decoding when available, else "
-                                "FFmpeg; cpu: FFmpeg only; jetson: hardware only."),
+    decoder: str = typer.Option(
+        "auto",
+        "--decoder",
+        help="auto: Jetson hardware decoding when available, else FFmpeg; cpu: FFmpeg only; jetson: hardware only.",
+    ),
     open_timeout: float = typer.Option(10.0, "--open-timeout", min=0.1, help="Seconds to open a source."),
     read_timeout: float = typer.Option(5.0, "--read-timeout", min=0.1, help="Seconds one FFmpeg read may block."),
-    stall_timeout: float = typer.Option(20.0, "--stall-timeout", min=0.0, help="A stream that sends no frame for "
-                                        "this long is reported (reconnects included); the run ends when all are "
-                                        "silent (0: never)."),
+    stall_timeout: float = typer.Option(
+        20.0,
+        "--stall-timeout",
+        min=0.0,
+        help="A stream that sends no frame for "
+        "this long is reported (reconnects included); the run ends when all are "
+        "silent (0: never).",
+    ),
     csi_size: str = typer.Option("1280x720", "--csi-size", help="Capture size of a csi:// camera."),
     csi_fps: int = typer.Option(30, "--csi-fps", min=1, help="Frame rate of a csi:// camera."),
 ) -> None:
@@ -99,12 +149,27 @@ def camera(
     overlays = OverlayConfig.parse(overlay)
     cfg = CameraConfig(
         engine=engine,
-        source=SourceConfig(texts[0] if texts else "", decoder=decoder, open_timeout=open_timeout,
-                            read_timeout=read_timeout, fps=fps, csi_size=parse_size(csi_size, "--csi-size"),
-                            csi_fps=csi_fps),
-        loop=LoopConfig(max_frames=max_frames, duration=duration, realtime=realtime, top_k=top_k,
-                        score_threshold=score_threshold, nms_iou=nms_iou, stall_timeout=stall_timeout,
-                        overlays=overlays, max_batch_wait=max_batch_wait / 1e3, max_batch=max_batch),
+        source=SourceConfig(
+            texts[0] if texts else "",
+            decoder=decoder,
+            open_timeout=open_timeout,
+            read_timeout=read_timeout,
+            fps=fps,
+            csi_size=parse_size(csi_size, "--csi-size"),
+            csi_fps=csi_fps,
+        ),
+        loop=LoopConfig(
+            max_frames=max_frames,
+            duration=duration,
+            realtime=realtime,
+            top_k=top_k,
+            score_threshold=score_threshold,
+            nms_iou=nms_iou,
+            stall_timeout=stall_timeout,
+            overlays=overlays,
+            max_batch_wait=max_batch_wait / 1e3,
+            max_batch=max_batch,
+        ),
         threads=threads,
         sources=texts,
     )
@@ -112,8 +177,10 @@ def camera(
     streams = plan_run(cfg)
     names = [s.name for s in streams]
     if tile and record is None:
-        raise EdgeresError("--tile records all streams into one file; give --record FILE too (a re-stream of several "
-                           "streams is tiled unless its URL has {name})")
+        raise EdgeresError(
+            "--tile records all streams into one file; give --record FILE too (a re-stream of several "
+            "streams is tiled unless its URL has {name})"
+        )
     recorder = recording_sink(record, names, tile, force) if record is not None else None
     restreamers = []
     if restream:
@@ -121,17 +188,24 @@ def camera(
 
         if len(set(restream)) < len(restream):
             raise EdgeresError("the same --restream target is given twice")
-        restreamers = [Restreamer(check_target(url, open_timeout), names, on_event,
-                                  sdp_file=str(restream_sdp) if restream_sdp else None) for url in restream]
+        restreamers = [
+            Restreamer(
+                check_target(url, open_timeout), names, on_event, sdp_file=str(restream_sdp) if restream_sdp else None
+            )
+            for url in restream
+        ]
     view = None
     if serve is not None:
         from edgeres.camera.serve import LiveView, parse_serve
 
         address = parse_serve(serve)
         if not address.loopback and not serve_token:
-            on_event("warning", f"!!! the live view listens on {address.host}, reachable from other machines, "
-                                "WITHOUT a token: anyone on the network sees the cameras. Add --serve-token TOKEN "
-                                "(or EDGERES_SERVE_TOKEN) !!!")
+            on_event(
+                "warning",
+                f"!!! the live view listens on {address.host}, reachable from other machines, "
+                "WITHOUT a token: anyone on the network sees the cameras. Add --serve-token TOKEN "
+                "(or EDGERES_SERVE_TOKEN) !!!",
+            )
         view = LiveView(address, names, token=serve_token).start()
         note = " (add ?token=YOUR_TOKEN)" if serve_token else ""
         on_event("note", f"live view at {address.url(view.port)}{note}; results at /results, health at /health")
@@ -139,9 +213,11 @@ def camera(
 
     def sinks(rate) -> list:  # called once the engine and the sources are open
         if not headless and not window and recorder is None and not json_out and view is None and not restreamers:
-            err.print("note: no window (this OpenCV has no GUI support or no display is set); running headless. "
-                      "Add --record, --json, --serve or --restream to see results, or --headless to silence this.",
-                      highlight=False)
+            err.print(
+                "note: no window (this OpenCV has no GUI support or no display is set); running headless. "
+                "Add --record, --json, --serve or --restream to see results, or --headless to silence this.",
+                highlight=False,
+            )
         out = []
         if recorder is not None:
             if isinstance(recorder, StreamRecorders):
@@ -172,8 +248,11 @@ def camera(
     print_summary(summary, out, recorder)
     for restreamer in restreamers:
         restarts = sum(e.restarts for e in restreamer.encoders.values())
-        out.print(f"re-streamed {restreamer.frames} frames to {restreamer.url}"
-                  + (f" ({restarts} encoder restarts)" if restarts else ""), highlight=False)
+        out.print(
+            f"re-streamed {restreamer.frames} frames to {restreamer.url}"
+            + (f" ({restarts} encoder restarts)" if restarts else ""),
+            highlight=False,
+        )
 
 
 def print_summary(s: dict, console, recorder=None) -> None:
@@ -182,32 +261,57 @@ def print_summary(s: dict, console, recorder=None) -> None:
 
     fps = f"{s['fps']:.1f}" if s["fps"] else "n/a"
     via = f" via {s['opened_with']}" if len(s["streams"]) == 1 else ""
-    console.print(f"{s['source']}{via}: stopped by {s['stopped_by']} after {s['seconds']:.1f} s; "
-                  f"frames read {s['frames_read']}, processed {s['frames_processed']}, dropped {s['frames_dropped']}, "
-                  f"decode errors {s['decode_errors']}, reconnects {s['reconnects']}; {fps} FPS", highlight=False)
+    console.print(
+        f"{s['source']}{via}: stopped by {s['stopped_by']} after {s['seconds']:.1f} s; "
+        f"frames read {s['frames_read']}, processed {s['frames_processed']}, dropped {s['frames_dropped']}, "
+        f"decode errors {s['decode_errors']}, reconnects {s['reconnects']}; {fps} FPS",
+        highlight=False,
+    )
     batching = s.get("batching") or {}
     if len(s["streams"]) > 1 and batching.get("batches"):
-        console.print(f"batches {batching['batches']}, mean size {batching['mean_batch']:.2f} (largest "
-                      f"{batching['max_batch']}{', fixed' if batching['fixed'] else ''}; waited up to "
-                      f"{batching['max_wait_ms']:g} ms to fill one)", highlight=False)
+        console.print(
+            f"batches {batching['batches']}, mean size {batching['mean_batch']:.2f} (largest "
+            f"{batching['max_batch']}{', fixed' if batching['fixed'] else ''}; waited up to "
+            f"{batching['max_wait_ms']:g} ms to fill one)",
+            highlight=False,
+        )
     if recorder is not None and recorder.frames:
         if hasattr(recorder, "folder"):
-            console.print(f"recorded {recorder.frames} frames to {recorder.folder} (one file per stream)",
-                          highlight=False)
+            console.print(
+                f"recorded {recorder.frames} frames to {recorder.folder} (one file per stream)", highlight=False
+            )
         else:
-            console.print(f"recorded {recorder.frames} frames to {recorder.path} ({recorder.format}, "
-                          f"{recorder.fps:g} fps)", highlight=False)
+            console.print(
+                f"recorded {recorder.frames} frames to {recorder.path} ({recorder.format}, {recorder.fps:g} fps)",
+                highlight=False,
+            )
     if len(s["streams"]) > 1:
         table = Table(title="per stream")
-        for col in ("stream", "read", "processed", "dropped", "decode errors", "reconnects", "FPS",
-                    "capture to result p50 ms", "p99 ms"):
+        for col in (
+            "stream",
+            "read",
+            "processed",
+            "dropped",
+            "decode errors",
+            "reconnects",
+            "FPS",
+            "capture to result p50 ms",
+            "p99 ms",
+        ):
             table.add_column(col, justify="left" if col == "stream" else "right")
         for row in s["streams"]:
             c2r = row["latency_ms"].get("capture_to_result")
-            table.add_row(f"{row['name']} ({row['source']})", str(row["frames_read"]), str(row["frames_processed"]),
-                          str(row["frames_dropped"]), str(row["decode_errors"]), str(row["reconnects"]),
-                          f"{row['fps']:.1f}" if row["fps"] else "n/a", f"{c2r['p50']:.2f}" if c2r else "n/a",
-                          f"{c2r['p99']:.2f}" if c2r else "n/a")
+            table.add_row(
+                f"{row['name']} ({row['source']})",
+                str(row["frames_read"]),
+                str(row["frames_processed"]),
+                str(row["frames_dropped"]),
+                str(row["decode_errors"]),
+                str(row["reconnects"]),
+                f"{row['fps']:.1f}" if row["fps"] else "n/a",
+                f"{c2r['p50']:.2f}" if c2r else "n/a",
+                f"{c2r['p99']:.2f}" if c2r else "n/a",
+            )
         console.print(table)
     if not s["latency_ms"]:
         return
@@ -215,6 +319,7 @@ def print_summary(s: dict, console, recorder=None) -> None:
     for col in ("stage", "p50 ms", "p99 ms", "mean ms", "max ms"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     for stage, st in s["latency_ms"].items():
-        table.add_row(stage.replace("_", " "), f"{st['p50']:.2f}", f"{st['p99']:.2f}", f"{st['mean']:.2f}",
-                      f"{st['max']:.2f}")
+        table.add_row(
+            stage.replace("_", " "), f"{st['p50']:.2f}", f"{st['p99']:.2f}", f"{st['mean']:.2f}", f"{st['max']:.2f}"
+        )
     console.print(table)
