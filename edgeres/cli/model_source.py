@@ -111,7 +111,14 @@ def make_request(
     )
 
 
-def resolve_for_command(request, workspace_default: bool = True, quiet: bool = False, needs_torch: str | None = None):
+def resolve_for_command(
+    request,
+    workspace_default: bool = True,
+    quiet: bool = False,
+    needs_torch: str | None = None,
+    out: Path | None = None,
+    force: bool = False,
+):
     """The model a command works on: what ``request`` names, else the workspace's model; a foreign source is
     converted (once, into the cache) and what was read is printed on stderr.
 
@@ -120,6 +127,7 @@ def resolve_for_command(request, workspace_default: bool = True, quiet: bool = F
         workspace_default: fall back to the workspace's model when nothing names one.
         quiet: don't print the summary.
         needs_torch: the step's name when it needs torch weights (an ONNX model is refused, before any summary).
+        out, force: write the converted model there (``resolve_model``'s ``out``), overwriting only with force.
 
     Returns:
         A ``ResolvedModel``.
@@ -136,7 +144,7 @@ def resolve_for_command(request, workspace_default: bool = True, quiet: bool = F
 
             raise EdgeresError("no model given: pass --model FILE or --weights NAME --arch ARCH")
         request = replace(request, model=model_or_workspace_default(None))
-    resolved = resolve_model(request)
+    resolved = resolve_model(request, out=out, force=force)
     if needs_torch is not None:
         from edgeres.models.sources import require_torch_weights
 

@@ -29,14 +29,15 @@ def selftest(
     from edgeres.cli.model_source import resolve_for_command
     from edgeres.selftest import SelftestConfig, parse_precisions, run_selftest, summary_table, unavailable_reason
 
-    model = resolve_for_command(request, quiet=json_out).path if request.given else None
-    cfg = SelftestConfig(out=out, model=model, precisions=parse_precisions(precisions), duration=duration,
-                         cuda_graph=cuda_graph)
+    parse_precisions(precisions)  # a mistyped option is an error here too
     reason = unavailable_reason()
     if reason:
         make_console().print(f"selftest: nothing to test here: {reason}. It runs on a Jetson (JetPack 6) or a machine "
                              "with an NVIDIA GPU and TensorRT; CPU engines are covered by 'pytest'.")
         return
+    model = resolve_for_command(request, quiet=json_out).path if request.given else None
+    cfg = SelftestConfig(out=out, model=model, precisions=parse_precisions(precisions), duration=duration,
+                         cuda_graph=cuda_graph)
     report = run_selftest(cfg)
     if json_out:
         print(json.dumps(report, indent=2))

@@ -25,17 +25,15 @@ def init(
 
     if request.given:
         from edgeres.fileio import check_writable
+        from edgeres.models.sources import is_edgeres_model
 
         check_writable(folder / WORKSPACE_FILE, force)  # before any import is written
-        resolved = resolve_for_command(request, workspace_default=False)
-        if resolved.foreign:  # the workspace keeps its own copy: the cache may be cleared, the source moved
-            from edgeres.models.sources import resolve_model
-
-            suffix = ".onnx" if resolved.is_onnx else ".safetensors"
-            stem = Path(resolved.source).stem if request.model is not None else resolved.config.arch
-            imported = resolve_model(request, out=folder / "models" / f"{stem}{suffix}", force=force)
-            model = imported.path
-        else:
-            model = resolved.path
+        copy = None  # a foreign model is imported into the workspace: the cache may be cleared, the source moved
+        if request.model is None or not is_edgeres_model(request.model):
+            stem = Path(request.model).stem if request.model is not None else request.arch or "model"
+            onnx = request.model is not None and request.model.suffix.lower() == ".onnx"
+            suffix = ".onnx" if onnx else ".safetensors"
+            copy = folder / "models" / f"{stem}{suffix}"
+        model = resolve_for_command(request, workspace_default=False, out=copy, force=force).path
     ws = init_workspace(folder, model=model, name=name, force=force)
     make_console().print(f"workspace ready in {ws.root} (edgeres.toml, calibration/, engines/)", highlight=False)

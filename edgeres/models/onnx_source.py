@@ -242,3 +242,56 @@ def onnx_predict_fn(path: Path, threads: int | None = None):
         return session.run(None, {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
     return predict
+
+
+def from_onnx(request, path: Path, out: Path | None, force: bool):
+    """Resolve an ONNX file: an edgeres ONNX as it is, anything else checked, cleaned and converted."""
+    from edgeres.models.checkpoint import file_sha256
+    from edgeres.models.sources import (
+        ResolvedModel,
+        cache_key,
+        check_out_suffix,
+        class_names_for,
+        from_edgeres_file,
+        preprocess_for,
+        target_path,
+    )
+
+    found = read_edgeres_onnx(path)
+    if found is not None:
+        return from_edgeres_file(request, path, found[0], "onnx-edgeres", out, force)
+    if out is not None:
+        check_out_suffix(out, ".onnx", path)
+    model, facts, size = checked_classifier(path, request.img_size)
+    names, class_origin = class_names_for(request, facts["classes"], str(path), "the output's size")
+    pre, origins = preprocess_for(request, size, f"the ONNX input shape {facts['input_dims']}")
+    if request.img_size:
+        origins["input_size"] = "--img-size (the ONNX input is dynamic)"
+    arch = request.arch or f"onnx-{path.stem}"
+    config = ModelConfig(arch=arch, class_names=names, preprocess=pre)
+    origins |= {"arch": "--arch" if request.arch else "the file name (--arch names it)", "classes": class_origin}
+    sha = file_sha256(path)
+    target = target_path(out, path.stem, cache_key(sha, config.to_dict()), ".onnx")
+    notes = [
+        f"opset {facts['opset']}",
+        f"input '{facts['input']}' {facts['input_dims']} -> 'input' [batch, 3, {size[0]}, {size[1]}]",
+        f"output '{facts['output']}' -> 'logits'",
+    ]
+    if out is not None or not target.is_file():
+        images = check_runs(model.SerializeToString(), path, size, facts["classes"], pre)
+        notes.append(f"checked in ONNX Runtime on {images} real images")
+        summary = {
+            "imported_from": {
+                "kind": "onnx",
+                "file": str(path.resolve()),
+                "sha256": sha,
+                "origins": origins,
+                "notes": notes,
+            }
+        }
+        if out is not None:
+            from edgeres.fileio import check_writable
+
+            check_writable(out, force)
+        write_edgeres_onnx(model, config, summary, target)
+    return ResolvedModel(path=target, config=config, kind="onnx", source=str(path), origins=origins, notes=notes)

@@ -14,6 +14,9 @@ converted once into the model cache (``$EDGERES_CACHE``, else ``$XDG_CACHE_HOME/
 ``~/.cache/edgeres``), keyed by the source's bytes and the options, so repeated commands reuse the same file
 and calibrations (keyed by the model's hash) are reused too. ``edgeres import`` writes that file where the user
 wants it. Every value the conversion chose is recorded with where it came from and printed.
+
+This module holds the request, the result, option parsing and the dispatch; each kind of source has its own
+module: ``state_dict_source``, ``torchvision_source`` and ``onnx_source``.
 """
 
 from __future__ import annotations
@@ -231,7 +234,9 @@ def resolve_model(request: ModelRequest, out: Path | None = None, force: bool = 
     if request.model is not None and request.weights is not None:
         raise EdgeresError("give --model FILE or --weights NAME, not both")
     if request.weights is not None:
-        return _from_torchvision(request, out, force)
+        from edgeres.models.torchvision_source import from_torchvision
+
+        return from_torchvision(request, out, force)
     if request.model is None:
         raise EdgeresError(
             "no model given: pass --model FILE (checkpoint, .pth state dict or .onnx) or --weights imagenet --arch ARCH"
@@ -239,20 +244,46 @@ def resolve_model(request: ModelRequest, out: Path | None = None, force: bool = 
     path = Path(request.model)
     if not path.is_file():
         raise CheckpointError(f"model not found: {path}" + (" (it is a folder)" if path.is_dir() else ""))
+    from edgeres.models.state_dict_source import from_state_dict
+
     suffix = path.suffix.lower()
     if suffix == ".onnx":
-        return _from_onnx(request, path, out, force)
+        from edgeres.models.onnx_source import from_onnx
+
+        return from_onnx(request, path, out, force)
     if suffix == ".safetensors":
         found = _edgeres_config(path)
         if found is not None:
-            return _from_edgeres_file(request, path, found, "checkpoint", out, force)
-        return _from_state_dict(request, path, out, force)
+            return from_edgeres_file(request, path, found, "checkpoint", out, force)
+        return from_state_dict(request, path, out, force)
     if suffix in STATE_DICT_SUFFIXES:
-        return _from_state_dict(request, path, out, force)
+        return from_state_dict(request, path, out, force)
     raise CheckpointError(
         f"unsupported model file type '{path.suffix}' ({path}); accepted: .safetensors, .pth, .pt, "
         ".bin (state dicts) and .onnx"
     )
+
+
+def is_edgeres_model(path: Path) -> bool:
+    """Whether ``path`` is an edgeres checkpoint or edgeres ONNX (a file every command reads without options)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    if path.suffix.lower() == ".onnx":
+        from edgeres.models.onnx_source import read_edgeres_onnx
+
+        try:
+            return read_edgeres_onnx(path) is not None
+        except CheckpointError:
+            return False
+    if path.suffix.lower() != ".safetensors":
+        return False
+    st = require("safetensors", "desktop")
+    try:
+        with st.safe_open(str(path), framework="pt") as f:
+            return "edgeres" in (f.metadata() or {})
+    except Exception:
+        return False
 
 
 def _edgeres_config(path: Path) -> ModelConfig | None:
@@ -267,7 +298,7 @@ def _edgeres_config(path: Path) -> ModelConfig | None:
     return load_checkpoint(path).config if has_meta else None
 
 
-def _from_edgeres_file(
+def from_edgeres_file(
     request: ModelRequest, path: Path, config: ModelConfig, kind: str, out: Path | None, force: bool
 ) -> ResolvedModel:
     """An edgeres checkpoint or ONNX already records everything; describing options must agree with it."""
@@ -294,7 +325,7 @@ def _from_edgeres_file(
 
         from edgeres.fileio import atomic_path, check_writable
 
-        _check_out_suffix(out, ".onnx" if kind == "onnx-edgeres" else ".safetensors", path)
+        check_out_suffix(out, ".onnx" if kind == "onnx-edgeres" else ".safetensors", path)
         check_writable(out, force)
         with atomic_path(out) as tmp:
             shutil.copyfile(path, tmp)
@@ -318,13 +349,13 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def _check_out_suffix(out: Path, wanted: str, source: Path | str) -> None:
+def check_out_suffix(out: Path, wanted: str, source: Path | str) -> None:
     if Path(out).suffix.lower() != wanted:
         kind = "an ONNX model stays ONNX" if wanted == ".onnx" else "torch weights become an edgeres checkpoint"
         raise EdgeresError(f"--out {out}: {kind}; name it *{wanted} (source: {source})")
 
 
-def _class_names(request: ModelRequest, outputs: int, where: str, head_origin: str) -> tuple[list[str], str]:
+def class_names_for(request: ModelRequest, outputs: int, where: str, head_origin: str) -> tuple[list[str], str]:
     """Class names for a model with ``outputs`` logits: from --classes, else numbered after --num-classes or the
     head. A count that differs names both numbers."""
     if request.classes is not None:
@@ -351,7 +382,7 @@ def _class_names(request: ModelRequest, outputs: int, where: str, head_origin: s
     return [str(i) for i in range(outputs)], origin + " (numbered; --classes FILE names them)"
 
 
-def _preprocess(
+def preprocess_for(
     request: ModelRequest,
     size: tuple[int, int] | None,
     size_origin: str,
@@ -369,281 +400,20 @@ def _preprocess(
     return pre, origins
 
 
-def _key(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _target(request_out: Path | None, stem: str, key: str, suffix: str) -> Path:
-    if request_out is not None:
-        return Path(request_out)
-    return cache_dir() / "models" / f"{stem}-{key}{suffix}"
-
-
-# ---- torch state dicts ---------------------------------------------------------------------------------------
-
-
-def _architecture_shapes(arch: str, num_classes: int) -> dict:
-    """Parameter names and shapes of a registered classifier, built on the meta device (no memory, no time)."""
-    torch = require("torch", "desktop")
-    from edgeres.models.registry import get_model
-
-    with torch.device("meta"):
-        model = get_model(arch, num_classes=num_classes)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
-
-
-def fitting_architectures(state: dict) -> list[str]:
-    """The registered classifiers whose parameter names and shapes ``state`` matches exactly."""
-    from edgeres.models.registry import list_models
-
-    head = state.get("fc.weight")
-    if head is None or len(getattr(head, "shape", ())) != 2:
-        return []
-    return [arch for arch in list_models("classify") if _fits(state, _architecture_shapes(arch, int(head.shape[0])))]
-
-
-def _fits(state: dict, own: dict) -> bool:
-    """Same names and shapes; BatchNorm's ``num_batches_tracked`` may be absent (older torchvision files lack it and
-    BatchNorm fills it in when loading)."""
-    given = {k: tuple(v.shape) for k, v in state.items()}
-    needed = {k: v for k, v in own.items() if k in given or not k.endswith("num_batches_tracked")}
-    return given == needed
-
-
-def describe_mismatch(state: dict, arch: str, where: str) -> str:
-    """One line: which keys of ``state`` are missing/unexpected/other-shaped for ``arch``, and what it does fit."""
-    head = state.get("fc.weight")
-    classes = int(head.shape[0]) if head is not None and len(head.shape) == 2 else 1
-    own = _architecture_shapes(arch, classes)
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {own[k]}" for k in own if k in state and tuple(state[k].shape) != own[k]]
-    detail = []
-    if missing:
-        detail.append(f"{len(missing)} missing (e.g. {', '.join(missing[:2])})")
-    if unexpected:
-        detail.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:2])})")
-    if wrong:
-        detail.append(f"{len(wrong)} with other shapes (e.g. {wrong[0]})")
-    fits = fitting_architectures(state)
-    if fits:
-        hint = f"its keys fit {' and '.join(fits)} (--arch {fits[0]})"
-    elif any(k.startswith("backbone.") for k in state):
-        hint = "it looks like an edgeres detector's weights, which need the edgeres checkpoint they were saved in"
-    else:
-        hint = "they fit no registered architecture (" + ", ".join(_classifiers()) + ")"
-    return f"{where} does not fit {arch} with {classes} classes: " + "; ".join(detail) + f"; {hint}"
-
-
-def _classifiers() -> list[str]:
+def classifiers() -> list[str]:
     from edgeres.models.registry import list_models
 
     return list_models("classify")
 
 
-def _from_state_dict(request: ModelRequest, path: Path, out: Path | None, force: bool) -> ResolvedModel:
-    from edgeres.models.checkpoint import file_sha256, read_state_dict_file, save_checkpoint
-    from edgeres.models.registry import check_arch, get_model
-
-    state, notes = read_state_dict_file(path)
-    if request.arch is None:
-        fits = fitting_architectures(state) if "fc.weight" in state else []
-        hint = (
-            f"its keys fit {' and '.join(fits)} (--arch {fits[0]})"
-            if fits
-            else f"accepted: {', '.join(_classifiers())}"
-        )
-        raise CheckpointError(
-            f"{path} is a state dict without edgeres metadata; say which architecture it is with --arch: {hint}"
-        )
-    check_arch(request.arch)
-    if request.arch not in _classifiers():
-        raise CheckpointError(
-            f"--arch {request.arch} is a detector; state dicts from elsewhere are classifiers "
-            f"({', '.join(_classifiers())})"
-        )
-    head = state.get("fc.weight")
-    if head is None or len(head.shape) != 2:
-        raise CheckpointError(
-            describe_mismatch(state, request.arch, str(path)) if state else f"{path} holds no tensors"
-        )
-    if not _fits(state, _architecture_shapes(request.arch, int(head.shape[0]))):
-        raise CheckpointError(describe_mismatch(state, request.arch, str(path)))
-    names, class_origin = _class_names(request, int(head.shape[0]), str(path), "the fc layer's size")
-    pre, origins = _preprocess(request, None, f"the default {DEFAULT_IMG_SIZE} (torchvision's ImageNet size)")
-    config = ModelConfig(arch=request.arch, class_names=names, preprocess=pre)
-    origins |= {"arch": "--arch", "classes": class_origin}
-    sha = file_sha256(path)
-    target = _target(out, path.stem, _key(sha, config.to_dict()), ".safetensors")
-    if out is not None:
-        _check_out_suffix(out, ".safetensors", path)
-    if out is not None or not target.is_file():
-        model = get_model(request.arch, num_classes=len(names))
-        model.load_state_dict(state, strict=True)
-        summary = {
-            "imported_from": {
-                "kind": "state_dict",
-                "file": str(path.resolve()),
-                "sha256": sha,
-                "origins": origins,
-                "notes": notes,
-            }
-        }
-        save_checkpoint(target, model, config, summary=summary, force=force if out is not None else True)
-    return ResolvedModel(path=target, config=config, kind="state_dict", source=str(path), origins=origins, notes=notes)
+def cache_key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-# ---- torchvision pretrained weights -------------------------------------------------------------------------
-
-
-def torchvision_weights(arch: str, name: str):
-    """torchvision's weights enum member for ``arch`` named ``name`` ("imagenet"/"default" mean DEFAULT)."""
-    tv = require("torchvision", "desktop")
-    try:
-        enum = tv.models.get_model_weights(arch)
-    except (ValueError, KeyError):
-        raise EdgeresError(f"torchvision has no pretrained weights for '{arch}'") from None
-    members = [w.name for w in enum]
-    key = name.split(".")[-1]
-    if key.lower() in ("imagenet", "default"):
-        return enum.DEFAULT
-    try:
-        return enum[key.upper()]
-    except KeyError:
-        raise EdgeresError(
-            f"unknown weights '{name}' for {arch}; accepted: imagenet (torchvision's DEFAULT, "
-            f"{enum.DEFAULT.name}), {', '.join(members)}"
-        ) from None
-
-
-def download_weights(weights, arch: str, progress: bool = False) -> Path:
-    """The weights file in torchvision's own cache (``torch.hub.get_dir()/checkpoints``), downloaded when absent.
-
-    torch.hub prints a "Downloading" line before it tries; this checks the cache first and downloads quietly, so
-    offline the only output is one error line.
-    """
-    torch = require("torch", "desktop")
-    import re
-
-    url = weights.url
-    target = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
-    if target.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    found = re.search(r"-([a-f0-9]*)\.", Path(url).name)  # torch.hub's hash-prefix convention
-    try:
-        torch.hub.download_url_to_file(
-            url, str(target), hash_prefix=found.group(1) if found else None, progress=progress
-        )
-    except Exception as exc:  # URLError, socket errors, a hash mismatch...
-        reason = str(getattr(exc, "reason", "") or exc).strip().splitlines()
-        raise EdgeresError(
-            f"could not download torchvision's {weights} ({type(exc).__name__}: {reason[0][:100] if reason else ''}); "
-            f"offline, put {url} (downloaded elsewhere) at {target}, or import them on a connected machine with "
-            f"'edgeres import --weights {weights.name} --arch {arch} --out {arch}.safetensors' and copy that file"
-        ) from None
-    return target
-
-
-def _from_torchvision(request: ModelRequest, out: Path | None, force: bool) -> ResolvedModel:
-    from edgeres.models.checkpoint import file_sha256, load_state_dict_file, save_checkpoint
-    from edgeres.models.registry import check_arch, get_model
-
-    if request.arch is None:
-        raise EdgeresError(f"--weights {request.weights} needs --arch (e.g. --arch resnet50)")
-    check_arch(request.arch)
-    if request.arch not in _classifiers():
-        raise EdgeresError(
-            f"--weights loads torchvision classifiers ({', '.join(_classifiers())}); for a detector "
-            "train with 'edgeres train --task detect --weights imagenet'"
-        )
-    weights = torchvision_weights(request.arch, request.weights)
-    meta = weights.meta
-    categories = list(meta.get("categories") or [])
-    where = f"torchvision's {weights}"
-    names, class_origin = categories, f"{where} metadata"
-    if request.classes is not None or request.num_classes is not None:
-        own, class_origin = _class_names(request, len(categories), where, "")
-        names = own if request.classes is not None else categories
-    transform = weights.transforms()
-    crop = int(getattr(transform, "crop_size", [DEFAULT_IMG_SIZE])[0])
-    resize = int(getattr(transform, "resize_size", [crop])[0])
-    size_origin = (
-        f"{where} metadata (torchvision resizes to {resize} and centre-crops {crop}; edgeres resizes "
-        f"the whole frame to {crop})"
-    )
-    pre, origins = _preprocess(
-        request, (crop, crop), size_origin, tuple(transform.mean), tuple(transform.std), f"{where} metadata"
-    )
-    config = ModelConfig(arch=request.arch, class_names=names, preprocess=pre)
-    origins |= {"arch": "--arch", "classes": class_origin}
-    if out is not None:
-        _check_out_suffix(out, ".safetensors", str(weights))
-    target = _target(out, f"{request.arch}-{weights.name.lower()}", _key(weights.url, config.to_dict()), ".safetensors")
-    if out is not None or not target.is_file():
-        file = download_weights(weights, request.arch)
-        model = get_model(request.arch, num_classes=len(categories))
-        model.load_state_dict(load_state_dict_file(file), strict=True)
-        summary = {
-            "imported_from": {
-                "kind": "torchvision",
-                "weights": str(weights),
-                "url": weights.url,
-                "file": str(file),
-                "sha256": file_sha256(file),
-                "origins": origins,
-                "metrics": meta.get("_metrics"),
-            }
-        }
-        save_checkpoint(target, model, config, summary=summary, force=force if out is not None else True)
-    return ResolvedModel(path=target, config=config, kind="torchvision", source=str(weights), origins=origins)
-
-
-# ---- ONNX classifiers ---------------------------------------------------------------------------------------
-
-
-def _from_onnx(request: ModelRequest, path: Path, out: Path | None, force: bool) -> ResolvedModel:
-    from edgeres.models.checkpoint import file_sha256
-    from edgeres.models.onnx_source import check_runs, checked_classifier, read_edgeres_onnx, write_edgeres_onnx
-
-    found = read_edgeres_onnx(path)
-    if found is not None:
-        return _from_edgeres_file(request, path, found[0], "onnx-edgeres", out, force)
-    if out is not None:
-        _check_out_suffix(out, ".onnx", path)
-    model, facts, size = checked_classifier(path, request.img_size)
-    names, class_origin = _class_names(request, facts["classes"], str(path), "the output's size")
-    pre, origins = _preprocess(request, size, f"the ONNX input shape {facts['input_dims']}")
-    if request.img_size:
-        origins["input_size"] = "--img-size (the ONNX input is dynamic)"
-    arch = request.arch or f"onnx-{path.stem}"
-    config = ModelConfig(arch=arch, class_names=names, preprocess=pre)
-    origins |= {"arch": "--arch" if request.arch else "the file name (--arch names it)", "classes": class_origin}
-    sha = file_sha256(path)
-    target = _target(out, path.stem, _key(sha, config.to_dict()), ".onnx")
-    notes = [
-        f"opset {facts['opset']}",
-        f"input '{facts['input']}' {facts['input_dims']} -> 'input' [batch, 3, {size[0]}, {size[1]}]",
-        f"output '{facts['output']}' -> 'logits'",
-    ]
-    if out is not None or not target.is_file():
-        images = check_runs(model.SerializeToString(), path, size, facts["classes"], pre)
-        notes.append(f"checked in ONNX Runtime on {images} real images")
-        summary = {
-            "imported_from": {
-                "kind": "onnx",
-                "file": str(path.resolve()),
-                "sha256": sha,
-                "origins": origins,
-                "notes": notes,
-            }
-        }
-        if out is not None:
-            from edgeres.fileio import check_writable
-
-            check_writable(out, force)
-        write_edgeres_onnx(model, config, summary, target)
-    return ResolvedModel(path=target, config=config, kind="onnx", source=str(path), origins=origins, notes=notes)
+def target_path(request_out: Path | None, stem: str, key: str, suffix: str) -> Path:
+    if request_out is not None:
+        return Path(request_out)
+    return cache_dir() / "models" / f"{stem}-{key}{suffix}"
 
 
 def require_torch_weights(resolved: ResolvedModel, command: str) -> None:
