@@ -11,6 +11,13 @@ ResNet-18 at 224x224, batch 1, the same thread count everywhere; timing rounds a
 The model is the clutter-set ResNet-18 (trained at 64x64), run at 224x224 on the same images
 upscaled: every variant sees identical inputs, so accuracies compare (they are lower than at 64x64).
 
+Also printed: the CPU's ISA, the kernels each engine ran (ONNX Runtime: the integer op types of its optimized
+graph and whether any u8 x s8 pair sum can leave int16; OpenVINO: the execution graph's kernel names, e.g.
+`brgconv_avx512_amx_I8`, `jit_avx2_I8`), and a roofline column: each row's achieved GOP/s against the nominal
+peak of this ISA for the cores used (int8 for INT8 rows, FP32 FMA for FP32 rows; see `nominal_peak_gops`).
+On an AVX-512/AMX machine, `ONEDNN_MAX_CPU_ISA=AVX2` caps oneDNN (the OpenVINO rows) at AVX2 kernels; ONNX
+Runtime has no such cap (MLAS picks kernels from CPUID), so its rows stay this CPU's.
+
 Needs the `bench` extra (openvino, nncf) for the OpenVINO rows. `--static-peer` adds a row for the NNCF
 model compiled for the fixed input shape (the edgeres OpenVINO engine compiles static shapes).
 Run:  python benchmarks/cpu_int8_speed.py --model runs/clutter/best.safetensors --data data/digits-clutter
@@ -29,6 +36,71 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import interleaved, machine_line, print_table
+
+RESNET18_GMACS_224 = 1.8186  # multiply-accumulates of one 224x224 ResNet-18 inference (conv + fc), in billions
+
+# Nominal multiply-accumulates per cycle and core: (int8, fp32). x86 without VNNI: vpmaddubsw on two 256/512-bit
+# ports (its vpmaddwd/vpaddd companions ignored: an upper bound); VNNI: vpdpbusd, the same width; AMX: one TMUL
+# tile multiply (16x16x64 int8) per 16 cycles; FP32: two FMA ports.
+MACS_PER_CYCLE = {"avx2": (64, 16), "avx2-vnni": (64, 16), "avx512": (128, 32), "avx512-vnni": (128, 32),
+                  "amx": (1024, 32)}
+
+
+def nominal_peak_gops(cores: int) -> dict[str, float | None]:
+    """This CPU's nominal int8 and FP32 peaks in GOP/s (2 ops per multiply-accumulate) for ``cores`` cores, from its
+    ISA and current clock (/proc/cpuinfo "cpu MHz"); None where either is unknown. ``ONEDNN_MAX_CPU_ISA=AVX2``
+    lowers the ISA used for the OpenVINO rows' peak."""
+    from edgeres.sysinfo import cpu_facts
+
+    isa = cpu_facts()["isa"]
+    tags = isa.split("-")[1:]
+    key = "amx" if "amx" in tags else "-".join(tags[:2]) if len(tags) > 1 else (tags[0] if tags else "")
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        mhz = max(float(line.split(":")[1]) for line in text.splitlines() if line.startswith("cpu MHz"))
+    except (OSError, ValueError):
+        mhz = None
+    if key not in MACS_PER_CYCLE or not mhz:
+        return {"int8": None, "fp32": None, "isa": isa, "ghz": mhz and mhz / 1e3}
+    int8, fp32 = MACS_PER_CYCLE[key]
+    capped = os.environ.get("ONEDNN_MAX_CPU_ISA", "").lower()
+    onednn_names = {"avx2": "avx2", "avx2_vnni": "avx2-vnni", "avx512_core": "avx512",
+                    "avx512_core_vnni": "avx512-vnni"}
+    ov_int8 = MACS_PER_CYCLE[onednn_names[capped]][0] if capped in onednn_names else int8
+    scale = 2 * cores * mhz / 1e3
+    return {"int8": int8 * scale, "fp32": fp32 * scale, "openvino_int8": ov_int8 * scale, "isa": isa,
+            "ghz": mhz / 1e3}
+
+
+def ort_kernels(model_path: Path, session_config: dict | None = None) -> str:
+    """The integer kernels of ONNX Runtime's optimized graph for a model, with their largest u8 x s8 pair sum."""
+    import collections
+
+    import onnx
+
+    from edgeres.backends.onnxrt.loader import write_optimized_model
+    from edgeres.quant.cpu import INTEGER_KERNEL_INPUTS, integer_kernel_bounds
+
+    out = model_path.with_suffix(".optimized.onnx")
+    write_optimized_model(model_path, out, "all", session_config=session_config)
+    model = onnx.load(str(out))
+    ops = collections.Counter(n.op_type for n in model.graph.node if n.op_type in INTEGER_KERNEL_INPUTS)
+    bounds = integer_kernel_bounds(model)
+    worst = max((b.pair_max for b in bounds), default=0)
+    return (", ".join(f"{k} x{v}" for k, v in sorted(ops.items())) + (
+        f"; largest u8 x s8 pair sum {worst} ({'fits' if worst <= 32767 else 'can saturate'} int16 without VNNI)"
+        if bounds else "; u8 x u8 weights (precision mode)"))
+
+
+def openvino_kernels(compiled) -> str:
+    """The execution graph's Convolution / FullyConnected kernels (name x count, runtime precision)."""
+    import collections
+
+    from edgeres.backends.openvino.loader import COMPUTE_LAYERS, runtime_kernels
+
+    counts = collections.Counter(f"{kernel} ({precision})" for kind, kernel, precision in runtime_kernels(compiled)
+                                 if kind in COMPUTE_LAYERS)
+    return ", ".join(f"{k} x{v}" for k, v in sorted(counts.items()))
 
 
 def main() -> None:
@@ -118,13 +190,16 @@ def main() -> None:
 
     predictors = {}
     runners = []
+    kernels = {}
     try:
         from edgeres.backends.openvino.loader import ModelLoader, write_int8_engine
         from edgeres.backends.openvino.runner import OpenVinoRunner
 
         ov_engine = work / "int8-openvino.onnx"
         write_int8_engine(onnx.load(str(calib.qdq_onnx)), ov_engine, (1, 3, args.size, args.size), args.threads)
-        ov_runner = OpenVinoRunner(ModelLoader(ov_engine, threads=args.threads))
+        ov_loader = ModelLoader(ov_engine, threads=args.threads)
+        kernels["edgeres INT8 engine (OpenVINO)"] = openvino_kernels(ov_loader.compile((1, 3, args.size, args.size)))
+        ov_runner = OpenVinoRunner(ov_loader)
         runners.append(ov_runner)
         predictors["edgeres INT8 engine (OpenVINO)"] = lambda x: ov_runner.infer(x)["logits"]
     except MissingDependencyError:
@@ -135,6 +210,10 @@ def main() -> None:
         r.activate()
     predictors["edgeres INT8 engine (ONNX Runtime)"] = lambda x: engines["int8"].runner.infer(x)["logits"]
     predictors["ONNX Runtime quantize_static INT8"] = lambda x: ort_session.run(None, {"input": x})[0]
+    int8_config = engines["int8"].runner.loader.session_config
+    kernels["edgeres INT8 engine (ONNX Runtime)"] = ort_kernels(engines["int8"].engine_file, int8_config) + (
+        "; session.x64quantprecision " + ("on" if "session.x64quantprecision" in int8_config else "off"))
+    kernels["ONNX Runtime quantize_static INT8"] = ort_kernels(ort_q)
     try:
         import nncf
         import openvino as ov
@@ -146,6 +225,7 @@ def main() -> None:
                                                         "PERFORMANCE_HINT": "LATENCY"})
         request = compiled.create_infer_request()
         predictors["OpenVINO + NNCF PTQ INT8"] = lambda x: request.infer({0: x})[0].copy()
+        kernels["OpenVINO + NNCF PTQ INT8"] = openvino_kernels(compiled)
         if args.static_peer:
             static = ov_int8.clone()
             static.reshape([1, 3, args.size, args.size])
@@ -178,16 +258,29 @@ def main() -> None:
     print(f"ResNet-18 {args.size}x{args.size} batch 1, {args.threads} threads, {args.rounds} interleaved rounds of "
           f"{args.per_round}; {len(calib_paths)} calibration images from {args.data}/train; accuracy on "
           f"{len(labels)} val images; edgeres method {args.method}\n")
+    peak = nominal_peak_gops(args.threads)
+    gop = 2 * RESNET18_GMACS_224 * (args.size / 224) ** 2  # ResNet-18's work scales with the pixels
     rows = []
     for name, v in medians.items():
         med = np.median(v)
+        top = peak["fp32"] if "FP32" in name else peak.get("openvino_int8") if "OpenVINO" in name else peak["int8"]
+        achieved = gop / (med / 1e3)
         rows.append([name, f"{med:.2f}", f"{min(v):.2f}-{max(v):.2f}", f"{fp32_engine / med:.2f}x",
-                     f"{eager_ms / med:.2f}x", f"{100 * (preds[name] == labels).mean():.1f}",
+                     f"{eager_ms / med:.2f}x", f"{achieved:.0f}" + (f" ({100 * achieved / top:.0f} %)" if top else ""),
+                     f"{100 * (preds[name] == labels).mean():.1f}",
                      f"{100 * (preds[name] == ref).mean():.1f}",
                      f"{100 * (preds[name] == ref_logits.argmax(1)).mean():.1f}",
                      f"{np.abs(logits[name] - ref_logits).max():.3f}"])
-    print_table(["runtime", "median ms", "range", "vs edgeres FP32", "vs eager", "top-1 %", "agree w/ FP32 %",
-                 "agree w/ Q/DQ ref %", "max |dlogit| vs Q/DQ ref"], rows)
+    print_table(["runtime", "median ms", "range", "vs edgeres FP32", "vs eager", "GOP/s (% of peak)", "top-1 %",
+                 "agree w/ FP32 %", "agree w/ Q/DQ ref %", "max |dlogit| vs Q/DQ ref"], rows)
+    ghz = f"{peak['ghz']:.2f} GHz" if peak.get("ghz") else "clock unknown"
+    print(f"\nRoofline: {gop:.2f} GOP per image; nominal peaks for {args.threads} cores of {peak['isa']} at {ghz}: "
+          + (f"int8 {peak['int8']:.0f} GOP/s (OpenVINO rows: {peak['openvino_int8']:.0f} under "
+             f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')}), FP32 {peak['fp32']:.0f} GOP/s"
+             if peak["int8"] else "unknown for this ISA"))
+    print("Kernels:")
+    for name, text in kernels.items():
+        print(f"- {name}: {text}")
     ours = "edgeres INT8 engine (OpenVINO)"
     if ours in medians:  # per-round speed-ups: machine noise hits both sides of each ratio alike
         for name, v in medians.items():

@@ -165,6 +165,19 @@ def nvidia_smi_gpus() -> list[dict]:
     return parse_nvidia_smi(proc.stdout) if proc.returncode == 0 else []
 
 
+def int8_guarantee(manifest: dict, facts: dict | None = None) -> dict | None:
+    """What a CPU INT8 engine's arithmetic reproduces on this CPU (``backends.cpu_int8.guarantee``), from its
+    manifest's ``saturation_free`` (engines from before that field count as not proven); None for other engines.
+    The manifest's ``backend.guarantee`` records the same for the CPU the engine was built on."""
+    from edgeres.backends.cpu_int8 import CPU_INT8_BACKENDS, guarantee
+    from edgeres.sysinfo import cpu_facts
+
+    backend = manifest["backend"]
+    if manifest.get("precision") not in ("int8", "mixed") or backend.get("name") not in CPU_INT8_BACKENDS:
+        return None
+    return guarantee(backend["name"], facts if facts is not None else cpu_facts(), bool(backend.get("saturation_free")))
+
+
 def backend_version(backend: str) -> str | None:
     import importlib.metadata as md
 

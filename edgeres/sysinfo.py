@@ -376,13 +376,19 @@ def collect() -> dict:
     """Every fact above in one JSON-able dict (what ``edgeres info --json`` prints).
 
     Returns:
-        ``{"os", "hostname", "cpu", "packages", "gpus", "cuda", "jetson"}``.
+        ``{"os", "hostname", "cpu", "cpu_int8", "packages", "gpus", "cuda", "jetson"}``; ``cpu_int8`` is
+        ``backends.cpu_int8.cpu_int8_summary`` (how this CPU sums int8 products, the INT8 engine ``auto``
+        builds, each CPU engine's guarantee here).
     """
+    from edgeres.backends.cpu_int8 import cpu_int8_summary  # standard library only, like this module
+
     gpu = gpu_facts()
+    cpu = cpu_facts()
     return {
         "os": platform.platform(),
         "hostname": socket.gethostname(),
-        "cpu": cpu_facts(),
+        "cpu": cpu,
+        "cpu_int8": cpu_int8_summary(cpu),
         "packages": package_versions(),
         "gpus": gpu["gpus"],
         "cuda": gpu["cuda"],

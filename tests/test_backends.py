@@ -160,7 +160,7 @@ def test_auto_backend_is_onnxruntime_without_tensorrt():
 
     assert pick_backend("auto") == "onnxruntime"
     assert pick_backend("tensorrt") == "tensorrt"  # an explicit choice is kept; the build then explains
-    assert pick_backend("openvino") == "openvino"  # never chosen by auto: asked for by name
+    assert pick_backend("openvino") == "openvino"  # auto picks it only for INT8 (tests/test_cpu_int8.py)
     with pytest.raises(EdgeresError, match="unknown backend 'tflite'; accepted: auto, onnxruntime, openvino, tensorrt"):
         pick_backend("tflite")
 

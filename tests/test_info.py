@@ -220,7 +220,7 @@ def _family(machine: str) -> str:
 
 def test_collect_on_this_machine():
     facts = sysinfo.collect()
-    assert set(facts) == {"os", "hostname", "cpu", "packages", "gpus", "cuda", "jetson"}
+    assert set(facts) == {"os", "hostname", "cpu", "cpu_int8", "packages", "gpus", "cuda", "jetson"}
     assert json.loads(json.dumps(facts)) == facts
     cpu = facts["cpu"]
     assert cpu["arch"] == platform.machine()
@@ -286,9 +286,27 @@ def test_human_output_names_the_isa():
     app.command()(info_cmd.info)
     result = CliRunner().invoke(app, [])
     assert result.exit_code == 0, result.output
-    for section in ("System", "CPU", "Packages", "GPU", "Jetson"):
+    for section in ("System", "CPU", "CPU INT8", "Packages", "GPU", "Jetson"):
         assert section in result.output
     assert sysinfo.cpu_facts()["isa"] in result.output
+
+
+def test_info_says_which_int8_engine_auto_builds_and_what_each_guarantees_here():
+    """The CPU INT8 section: how this CPU sums int8 products, the engine ``build --backend auto`` makes of an INT8
+    classifier and why, and each CPU engine's guarantee on this CPU (the same words the build prints)."""
+    from edgeres.backends.cpu_int8 import cpu_int8_summary, guarantee
+
+    cpu = sysinfo.cpu_facts()
+    summary = sysinfo.collect()["cpu_int8"]
+    assert summary == json.loads(json.dumps(cpu_int8_summary(cpu)))
+    console = Console(record=True, width=400)
+    for table in info_cmd.render(sysinfo.collect()):
+        console.print(table)
+    text = console.export_text()
+    assert re.search(rf"auto INT8 engine\s+{summary['auto_backend']} \(INT8 on {re.escape(cpu['isa'])}", text)
+    for name in summary["guarantees"]:
+        promise = guarantee(name, cpu, saturation_free=True)
+        assert re.search(rf"{name} guarantee\s+{promise['level']}: {re.escape(promise['why'])}", text)
 
 
 def test_info_json_subprocess():

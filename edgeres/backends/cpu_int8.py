@@ -62,17 +62,32 @@ def guarantee(backend: str, facts: dict, saturation_free: bool) -> dict:
     isa = facts.get("isa")
     wide = sums_int8_in_32_bits(facts)
     if backend == "onnxruntime":
-        why = ("integer kernels exact: every u8 x s8 pair sum fits in int16 (no precision mode needed)"
-               if saturation_free else "integer kernels exact: int8 products summed in 32 bits on this CPU" if wide
-               else "integer kernels exact through ONNX Runtime's u8 x u8 precision mode (slower), set at load")
-        return {"backend": backend, "cpu_isa": isa, "level": EXACT_KERNELS,
-                "why": why + "; one calibrated rounding of each residual Add input the artifact keeps float"}
+        why = (
+            "integer kernels exact: every u8 x s8 pair sum fits in int16 (no precision mode needed)"
+            if saturation_free
+            else "integer kernels exact: int8 products summed in 32 bits on this CPU"
+            if wide
+            else "integer kernels exact through ONNX Runtime's u8 x u8 precision mode (slower), set at load"
+        )
+        return {
+            "backend": backend,
+            "cpu_isa": isa,
+            "level": EXACT_KERNELS,
+            "why": why + "; one calibrated rounding of each residual Add input the artifact keeps float",
+        }
     if saturation_free or wide:
-        why = ("every u8 x s8 pair sum fits in int16, so oneDNN's int8 kernels are exact on every x86 ISA"
-               if saturation_free else "int8 products summed in 32 bits on this CPU (VNNI/AMX)")
+        why = (
+            "every u8 x s8 pair sum fits in int16, so oneDNN's int8 kernels are exact on every x86 ISA"
+            if saturation_free
+            else "int8 products summed in 32 bits on this CPU (VNNI/AMX)"
+        )
         return {"backend": backend, "cpu_isa": isa, "level": EXACT, "why": why + "; TensorRT's float epilogue"}
-    return {"backend": backend, "cpu_isa": isa, "level": BOUNDED,
-            "why": "an engine of the earlier form: oneDNN's vpmaddubsw can saturate on x86 without VNNI; rebuild it"}
+    return {
+        "backend": backend,
+        "cpu_isa": isa,
+        "level": BOUNDED,
+        "why": "an engine of the earlier form: oneDNN's vpmaddubsw can saturate on x86 without VNNI; rebuild it",
+    }
 
 
 def openvino_installed() -> bool:
@@ -102,7 +117,36 @@ def pick_cpu_backend(precision: str, task: str, facts: dict, openvino: bool | No
     if task != "classify":
         return "onnxruntime", f"INT8 {task} model: ONNX Runtime (the OpenVINO INT8 engine is checked for classifiers)"
     if not installed:
-        return "onnxruntime", (f"INT8 on {isa}: ONNX Runtime, exact here; OpenVINO is not installed "
-                               "(pip install 'edgeres[openvino]' for the faster x86 INT8 engine)")
-    return "openvino", (f"INT8 on {isa}: OpenVINO, installed, exact on this ISA and the fastest CPU INT8 engine "
-                        "measured on x86 (docs/benchmarks.md)")
+        return "onnxruntime", (
+            f"INT8 on {isa}: ONNX Runtime, exact here; OpenVINO is not installed "
+            "(pip install 'edgeres[openvino]' for the faster x86 INT8 engine)"
+        )
+    return "openvino", (
+        f"INT8 on {isa}: OpenVINO, installed, exact on this ISA and the fastest CPU INT8 engine "
+        "measured on x86 (docs/benchmarks.md)"
+    )
+
+
+def cpu_int8_summary(facts: dict, openvino: bool | None = None) -> dict:
+    """What ``edgeres info`` says about INT8 on this CPU: how it sums int8 products, the engine ``auto`` builds
+    for an INT8 classifier and why, and each CPU engine's guarantee here (for engines this edgeres builds)."""
+    installed = openvino_installed() if openvino is None else openvino
+    picked, why = pick_cpu_backend("int8", "classify", facts, installed)
+    x86 = is_x86(facts)
+    sums = (
+        (
+            "32-bit (VNNI/AMX)"
+            if sums_int8_in_32_bits(facts)
+            else "pairs in saturating 16 bits (vpmaddubsw), then 32-bit"
+        )
+        if x86
+        else "32-bit (ARM)"
+    )
+    engines = ("onnxruntime", "openvino") if x86 else ("onnxruntime",)
+    return {
+        "int8_products": sums,
+        "auto_backend": picked,
+        "auto_reason": why,
+        "openvino_installed": installed,
+        "guarantees": {name: guarantee(name, facts, saturation_free=True) for name in engines},
+    }

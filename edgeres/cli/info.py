@@ -38,6 +38,13 @@ def _gpu_line(gpu: dict) -> str:
             f"{f'{mem} MiB' if mem is not None else 'memory unknown'}, driver {_fmt(gpu['driver_version'])}")
 
 
+def _int8_rows(summary: dict) -> list[tuple[str, str]]:
+    rows = [("int8 products", summary["int8_products"]),
+            ("auto INT8 engine", f"{summary['auto_backend']} ({summary['auto_reason']})")]
+    rows += [(f"{name} guarantee", f"{g['level']}: {g['why']}") for name, g in summary["guarantees"].items()]
+    return rows
+
+
 def render(facts: dict) -> list[Table]:
     """Turn ``collect()`` output into one rich table per section.
 
@@ -45,7 +52,8 @@ def render(facts: dict) -> list[Table]:
         facts: the dict returned by ``edgeres.sysinfo.collect``.
 
     Returns:
-        Tables for System, CPU, Packages, GPU and Jetson, in that order.
+        Tables for System, CPU, CPU INT8 (what INT8 engines guarantee here), Packages, GPU and Jetson, in that
+        order.
     """
     cpu, pkgs, cuda, jetson = facts["cpu"], facts["packages"], facts["cuda"], facts["jetson"]
     feats = cpu["features"]
@@ -60,6 +68,8 @@ def render(facts: dict) -> list[Table]:
         _section("CPU", [("model", _fmt(cpu["model"])), ("arch", cpu["arch"]), ("cores", cores),
                          *simd, ("isa", cpu["isa"])]),
     ]
+    if "cpu_int8" in facts:
+        tables.append(_section("CPU INT8", _int8_rows(facts["cpu_int8"])))
     rows = [(k, _fmt(pkgs[k], "not installed"))
             for k in ("python", "edgeres", "numpy", "torch", "torchvision", "onnx", "onnxruntime")]
     if pkgs["onnxruntime"]:

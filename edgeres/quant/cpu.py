@@ -239,7 +239,9 @@ def _activations_to_uint8(graph) -> None:
 def _nonnegative_tensors(graph) -> set[str]:
     """Float tensors that can never hold a negative value: ReLU outputs, what pooling, reshaping or
     concatenation make of them, and the dequantized values of their quantizers."""
-    made_by = producers(graph)
+    from onnx import numpy_helper
+
+    made_by, inits = producers(graph), initializers(graph)
     memo: dict[str, bool] = {}
 
     def nonnegative(tensor: str) -> bool:
@@ -251,6 +253,9 @@ def _nonnegative_tensors(graph) -> set[str]:
             result = False
         elif node.op_type == "Relu":
             result = True
+        elif node.op_type == "Clip":  # Clip(x, min >= 0, ...)
+            low = inits.get(node.input[1]) if len(node.input) > 1 else None
+            result = low is not None and float(numpy_helper.to_array(low)) >= 0
         elif node.op_type in ORDER_KEEPING_OPS:
             result = nonnegative(node.input[0])
         elif node.op_type == "Concat":

@@ -89,6 +89,17 @@ def runtime_layers(compiled) -> list[tuple[str, str, str]]:
     return rows
 
 
+def runtime_kernels(compiled) -> list[tuple[str, str, str]]:
+    """(layer type, kernel, runtime precision) of every layer of a compiled model's execution graph, the kernel as
+    the CPU plugin names it (e.g. ``brgconv_avx512_amx_I8``, ``jit_avx2_I8``: which ISA's int8 code runs)."""
+    rows = []
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        rows.append((info["layerType"].astype(str), info["primitiveType"].astype(str),
+                     info["runtimePrecision"].astype(str)))
+    return rows
+
+
 def float_compute_layers(compiled) -> list[str]:
     """Convolution / fully connected layers of the execution graph that do not run on int8 activations."""
     return [f"{kind} {name} ({precision})" for name, kind, precision in runtime_layers(compiled)
