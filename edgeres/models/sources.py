@@ -149,7 +149,7 @@ class ResolvedModel:
 
 def parse_img_size(text: str) -> tuple[int, int]:
     """'224' -> (224, 224); '224x320' or '224,320' -> (224, 320) as (height, width)."""
-    parts = [p for p in text.lower().replace(",", "x").split("x") if p.strip()]
+    parts = text.lower().replace(",", "x").split("x")
     try:
         sizes = [int(p) for p in parts]
     except ValueError:

@@ -48,6 +48,14 @@ def _fits(state: dict, own: dict) -> bool:
     return given == needed
 
 
+def with_batchnorm_counters(state: dict, model) -> dict:
+    """``state`` with BatchNorm's ``num_batches_tracked`` counters added where it lacks them (files saved before
+    PyTorch 0.4.1 and some converters omit them; BatchNorm in eval mode never reads them)."""
+    own = model.state_dict()
+    missing = {k: own[k].clone() for k in own if k.endswith("num_batches_tracked") and k not in state}
+    return {**state, **missing}
+
+
 def describe_mismatch(state: dict, arch: str, where: str) -> str:
     """One line: which keys of ``state`` are missing/unexpected/other-shaped for ``arch``, and what it does fit."""
     head = state.get("fc.weight")
@@ -74,7 +82,7 @@ def describe_mismatch(state: dict, arch: str, where: str) -> str:
 
 
 def from_state_dict(request: ModelRequest, path: Path, out: Path | None, force: bool) -> ResolvedModel:
-    from edgeres.models.checkpoint import file_sha256, read_state_dict_file, save_checkpoint
+    from edgeres.models.checkpoint import file_sha256, load_weights, read_state_dict_file, save_checkpoint
     from edgeres.models.registry import check_arch, get_model
 
     state, notes = read_state_dict_file(path)
@@ -109,7 +117,8 @@ def from_state_dict(request: ModelRequest, path: Path, out: Path | None, force: 
         check_out_suffix(out, ".safetensors", path)
     if out is not None or not target.is_file():
         model = get_model(request.arch, num_classes=len(names))
-        model.load_state_dict(state, strict=True)
+        # the checks every checkpoint load makes
+        load_weights(model, with_batchnorm_counters(state, model), request.arch, source=str(path))
         summary = {
             "imported_from": {
                 "kind": "state_dict",

@@ -70,8 +70,9 @@ def download_weights(weights, arch: str, progress: bool = False) -> Path:
 
 
 def from_torchvision(request: ModelRequest, out: Path | None, force: bool) -> ResolvedModel:
-    from edgeres.models.checkpoint import file_sha256, load_state_dict_file, save_checkpoint
+    from edgeres.models.checkpoint import file_sha256, load_state_dict_file, load_weights, save_checkpoint
     from edgeres.models.registry import check_arch, get_model
+    from edgeres.models.state_dict_source import with_batchnorm_counters
 
     if request.arch is None:
         raise EdgeresError(f"--weights {request.weights} needs --arch (e.g. --arch resnet50)")
@@ -109,7 +110,8 @@ def from_torchvision(request: ModelRequest, out: Path | None, force: bool) -> Re
     if out is not None or not target.is_file():
         file = download_weights(weights, request.arch)
         model = get_model(request.arch, num_classes=len(categories))
-        model.load_state_dict(load_state_dict_file(file), strict=True)
+        state = with_batchnorm_counters(load_state_dict_file(file), model)
+        load_weights(model, state, request.arch, source=str(file))
         summary = {
             "imported_from": {
                 "kind": "torchvision",
