@@ -6,6 +6,7 @@ An engine folder ``engines/NAME/`` holds ``NAME.onnx`` (ONNX Runtime) or ``NAME.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import shutil
 import tempfile
@@ -84,6 +85,26 @@ def choose_backend(requested: str, precision: str = "fp32", model: Path | None =
 
 
 def build_engine(cfg: BuildConfig, progress: bool = True) -> tuple[Path, dict]:
+    """Build an engine folder and return (engine file, manifest).
+
+    The ``--out`` folder is locked for the build (a second build into it is refused, naming the first) and so,
+    for reading, is a ``--calib`` folder (a calibration rewriting it meanwhile is refused); a full or
+    read-only disk is reported as such. See ``_build_engine`` for the rest.
+    """
+    from edgeres.fileio import ensure_free_space, output_lock, writing_into
+
+    out = Path(cfg.out)
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(output_lock(out, "--out"))
+        if cfg.calib is not None and Path(cfg.calib).is_dir():
+            locks.enter_context(output_lock(Path(cfg.calib), "--calib folder", shared=True))
+        with writing_into(out.parent, f"engine {out}"):
+            if Path(cfg.model).is_file():  # the engine, its source ONNX and the temporary folder's copy
+                ensure_free_space(out.parent, 2 * Path(cfg.model).stat().st_size, f"engine {out}")
+            return _build_engine(cfg, progress)
+
+
+def _build_engine(cfg: BuildConfig, progress: bool = True) -> tuple[Path, dict]:
     """Build an engine folder and return (engine file, manifest).
 
     Raises:

@@ -78,10 +78,50 @@ def read_manifest(path: Path) -> dict:
                if k not in manifest]
     if missing:
         raise EdgeresError(f"{path} is missing manifest fields: {', '.join(missing)}")
+    _check_field_types(manifest, path)
     name = manifest["engine"].get("file", "")
     if not name or Path(name).name != name:
         raise EdgeresError(f"{path}: engine file name '{name}' must be a plain file name beside the manifest")
     return manifest
+
+
+def _check_field_types(manifest: dict, path: Path) -> None:
+    """Refuse an edited manifest whose fields have the wrong types, before any of them is used."""
+    sections = ("engine", "backend", "input", "preprocess", "device", "source")
+    wrong = [k for k in sections if k in manifest and not isinstance(manifest[k], dict)]
+    names = manifest["class_names"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        wrong.append("class_names")
+    wrong += [k for k in ("task", "arch", "precision") if not isinstance(manifest[k], str)]
+    if not wrong:
+        eng, backend = manifest["engine"], manifest["backend"]
+        if not isinstance(eng.get("file"), str) or not isinstance(eng.get("sha256"), str):
+            wrong.append("engine.file/sha256")
+        if not isinstance(backend.get("name"), str):
+            wrong.append("backend.name")
+        batch = manifest["input"].get("max_batch")
+        if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
+            wrong.append("input.max_batch")
+        try:
+            pre = PreprocessConfig.from_dict(manifest["preprocess"])
+            ok = (
+                len(pre.input_size) == 2
+                and all(isinstance(v, int) and v > 0 for v in pre.input_size)
+                and len(pre.mean) == len(pre.std) == 3
+                and all(isinstance(v, (int, float)) for v in pre.mean)
+                and all(isinstance(v, (int, float)) and v > 0 for v in pre.std)
+                and pre.channel_order in ("RGB", "BGR")
+                and pre.interpolation in ("linear", "area", "nearest", "cubic")
+            )
+        except (TypeError, ValueError, KeyError):
+            ok = False
+        if not ok:
+            wrong.append("preprocess")
+    if wrong:
+        raise EdgeresError(
+            f"{path} is not a valid edgeres engine manifest: wrong or unreadable {', '.join(wrong)}; "
+            "rebuild the engine with 'edgeres build'"
+        )
 
 
 def rebuild_hint(manifest: dict) -> str:

@@ -327,12 +327,15 @@ def prepare_run(cfg: TrainConfig, model, loader, model_cfg, dist_info: DistInfo)
 
 
 def _check_out_dir(cfg: TrainConfig) -> None:
+    from edgeres.fileio import probe_writable
+
     existing = [p for p in ("best.safetensors", "last.safetensors") if (cfg.out / p).exists()]
     if existing and not (cfg.force or cfg.resume):
         raise EdgeresError(
             f"{cfg.out} already holds a training run ({', '.join(existing)}); pass --force to overwrite "
             "it or --resume to continue it"
         )
+    probe_writable(cfg.out, "--out")  # a read-only or full disk is found now, not after the first epoch
 
 
 def train(cfg: TrainConfig) -> dict:

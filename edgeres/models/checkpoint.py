@@ -72,7 +72,8 @@ def save_checkpoint(path: Path, model, config: ModelConfig, summary: dict | None
     module = getattr(model, "module", model)
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     meta = {"format_version": FORMAT_VERSION, "config": config.to_dict(), "summary": summary or {}}
-    with atomic_path(path) as tmp:
+    size = sum(t.numel() * t.element_size() for t in state.values())
+    with atomic_path(path, expect_bytes=size) as tmp:  # free space checked first: a run must not die at epoch end
         st.save_file(state, str(tmp), metadata={METADATA_KEY: json.dumps(meta)})
 
 
@@ -189,6 +190,7 @@ def read_state_dict_file(path: Path) -> tuple[dict, list[str]]:
     import re
     import warnings
 
+    _refuse_zip_bomb(Path(path))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the outcome is reported below
@@ -227,6 +229,24 @@ def read_state_dict_file(path: Path) -> tuple[dict, list[str]]:
     return {k.removeprefix("module."): v for k, v in obj.items()}, notes
 
 
+def _refuse_zip_bomb(path: Path) -> None:
+    """Refuse a zip checkpoint whose entries declare far more bytes than the file holds, before torch inflates
+    them: ``torch.save`` stores entries uncompressed, so a real checkpoint unpacks to about its own size."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return  # not a zip (a legacy pickle) or a broken one: torch.load reports it
+    size = path.stat().st_size
+    if declared > 2 * size + (1 << 20):
+        raise CheckpointError(
+            f"refusing to load {path}: its zip entries unpack to {declared / 2**20:.0f} MiB from a "
+            f"{size / 2**20:.1f} MiB file (a zip bomb; torch.save writes entries uncompressed)"
+        )
+
+
 def _is_pickled_module(path: Path) -> bool:
     """True for ``torch.save(model)`` files: their pickle holds a ``torch.nn.Module``'s own attribute names.
     Read as bytes only: nothing is unpickled."""
@@ -260,7 +280,22 @@ def load_weights(model, state_dict: dict, arch: str, source: str = "checkpoint")
         if wrong:
             detail.append(f"{len(wrong)} with other shapes (e.g. {wrong[0]})")
         raise CheckpointError(f"{source} does not fit {arch} with {_num_classes(own)} classes: " + "; ".join(detail))
+    _check_values(state_dict, own, source)
     model.load_state_dict(state_dict, strict=True)
+
+
+def _check_values(state_dict: dict, own: dict, source: str) -> None:
+    """Refuse weights that load but cannot work: integer tensors where the network has floats (load_state_dict
+    would convert them silently) and NaN/Inf values (a diverged run or a damaged file)."""
+    import torch
+
+    for k, v in state_dict.items():
+        if own[k].is_floating_point() and not v.is_floating_point():
+            raise CheckpointError(f"{source}: tensor {k} is stored as {v.dtype}; the network needs floating point")
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise CheckpointError(
+                f"{source}: tensor {k} holds NaN or Inf values (a diverged training run or a damaged file)"
+            )
 
 
 def _num_classes(state: dict) -> str:

@@ -52,10 +52,15 @@ class Scales:
             raise EdgeresError(f"cannot read scales file {path}: {exc}") from None
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise EdgeresError(f"{path} is not an edgeres scales file")
+        if not isinstance(d.get("version", 0), int):
+            raise EdgeresError(f"{path} has a scales format version that is not a number; recalibrate")
         if d.get("version", 0) > VERSION:
             raise EdgeresError(f"{path} has scales format {d['version']}, newer than this edgeres reads; upgrade")
         d.pop("format")
         d.pop("version")
+        problem = _shape_problem(d)
+        if problem:
+            raise EdgeresError(f"{path} is not a usable scales file ({problem}); recalibrate with 'edgeres calibrate'")
         return cls(**d)
 
     def check_model(self, checkpoint_sha256: str, what: str) -> None:
@@ -65,6 +70,45 @@ class Scales:
                 f"{what} was calibrated for another model (checkpoint sha256 {str(self.model.get('sha256'))[:12]}…, "
                 f"this one is {checkpoint_sha256[:12]}…); recalibrate with 'edgeres calibrate'"
             )
+
+
+def _shape_problem(d: dict) -> str | None:
+    """What is wrong with a scales document's fields (edited by hand, cut short, from another tool), or None.
+
+    Checked once on load so that no later step meets a string where a range should be."""
+    import math
+
+    known = set(Scales.__dataclass_fields__)
+    unknown = sorted(set(d) - known)
+    if unknown:
+        return f"unknown fields {', '.join(unknown)}"
+
+    def finite(v, low: float) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= low
+
+    acts, weights = d.get("activations"), d.get("weights")
+    if not isinstance(acts, dict) or not acts:
+        return "'activations' must map tensor names to ranges"
+    for name, entry in acts.items():
+        if not isinstance(entry, dict) or not finite(entry.get("amax"), 0.0) or entry["amax"] == 0:
+            return f"activation '{name}' needs a finite positive 'amax', got {str(entry)[:60]}"
+    if not isinstance(weights, dict) or not weights:
+        return "'weights' must map initializer names to per-channel ranges"
+    for name, entry in weights.items():
+        amax = entry.get("amax") if isinstance(entry, dict) else None
+        if not isinstance(amax, list) or not amax or not all(finite(v, 0.0) for v in amax):
+            return f"weight '{name}' needs a list of finite non-negative 'amax' values"
+        if entry.get("axis") not in (0, 1) or isinstance(entry.get("axis"), bool):
+            return f"weight '{name}' has channel axis {entry.get('axis')!r}; accepted: 0 or 1"
+    for key in ("model", "data"):
+        if not isinstance(d.get(key, {}), dict):
+            return f"'{key}' must be a mapping"
+    for key in ("method", "source", "created"):
+        if key in d and not isinstance(d[key], str):
+            return f"'{key}' must be text"
+    if d.get("percentile") is not None and not finite(d["percentile"], 0.0):
+        return "'percentile' must be a number"
+    return None
 
 
 def data_hash(paths: list[Path], root: Path) -> str:

@@ -133,7 +133,21 @@ def check_calibration_image(path: Path, image: np.ndarray, input_size: tuple[int
 
 
 def run_calibration(cfg: CalibConfig) -> CalibResult:
-    """Calibrate ``cfg.model`` on ``cfg.data`` into ``cfg.out``, or reuse scales there whose hashes match."""
+    """Calibrate ``cfg.model`` on ``cfg.data`` into ``cfg.out``, or reuse scales there whose hashes match.
+
+    ``cfg.out`` is locked meanwhile: a second calibration into it, or a build reading it, is refused with
+    one line; a full or read-only disk is reported as such."""
+    from edgeres.fileio import ensure_free_space, output_lock, writing_into
+
+    out = Path(cfg.out)
+    with output_lock(out, "--out"), writing_into(out.parent, f"calibration {out}"):
+        if Path(cfg.model).is_file():  # the FP32 and Q/DQ ONNX files
+            ensure_free_space(out.parent, 2 * Path(cfg.model).stat().st_size, f"calibration {out}")
+        return _run_calibration(cfg)
+
+
+def _run_calibration(cfg: CalibConfig) -> CalibResult:
+    """``run_calibration`` without the lock."""
     from edgeres.export import export_checkpoint
     from edgeres.models.checkpoint import load_checkpoint
     from edgeres.quant.calibrate import calibrate_onnx, check_method

@@ -82,8 +82,8 @@ class SessionLoader:
 
         check_onnx_file(Path(self.path))
         try:
-            return ort.InferenceSession(
-                str(self.path), self.session_options(), providers=resolve_providers(self.providers)
+            return ort.InferenceSession(  # no fallback: ORT would print "EP Error" banners and retry the same file
+                str(self.path), self.session_options(), providers=resolve_providers(self.providers), enable_fallback=0
             )
         except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
             raise EdgeresError(f"ONNX Runtime cannot load {self.path}: {str(exc).splitlines()[0][:300]}") from None
@@ -97,7 +97,7 @@ def write_optimized_model(src: Path, dst: Path, opt_level: str, threads: int | N
     so = loader.session_options()
     so.optimized_model_filepath = str(dst)
     try:
-        ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+        ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"], enable_fallback=0)
     except Exception as exc:
         raise EdgeresError(f"ONNX Runtime cannot optimize {src}: {str(exc).splitlines()[0][:300]}") from None
 

@@ -1,0 +1,304 @@
+"""Faults injected into real writes, not mocks: a full disk (a small tmpfs), a file size limit (RLIMIT_FSIZE, as
+``ulimit -f`` sets it), a read-only disk (a tmpfs mounted ``ro``: the tests run as root, which ignores permission
+bits), ``kill -9`` in the middle of build and train, and two writers of one artifact at once.
+
+Afterwards: one line naming the disk or the limit, no half-written artifact where a finished one is expected (and
+no empty folder or temporary file left by the failed command), and a rerun (``train --resume``) that works.
+Mounting needs root; where the machine refuses ``mount -t tmpfs`` those tests are skipped and the
+RLIMIT_FSIZE tests still cover a write failing half-way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import CLI, assert_user_error, run_cli, subprocess_env
+
+pytest_plugins = ["fixtures_models"]
+
+
+def files_under(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*"))
+
+
+@contextlib.contextmanager
+def tmpfs(mount_point: Path, size_mb: int, read_only: bool = False):
+    """A real tmpfs of ``size_mb`` MB at ``mount_point`` (read-only if asked), unmounted afterwards."""
+    mount_point.mkdir(parents=True, exist_ok=True)
+    options = f"size={size_mb}m" + (",ro" if read_only else "")
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        pytest.skip(
+            f"cannot mount a tmpfs here ({proc.stderr.strip() or proc.returncode}); the RLIMIT_FSIZE tests "
+            "cover a failing write"
+        )
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def run_limited(*args, file_limit: int, cwd: Path) -> subprocess.CompletedProcess:
+    """The real CLI with RLIMIT_FSIZE set in the child (what ``ulimit -f`` does): writes past it fail with EFBIG
+    (Python ignores SIGXFSZ, so the write fails instead of the process being killed)."""
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+
+    return subprocess.run(
+        [*CLI, *map(str, args)],
+        cwd=cwd,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limit,
+    )
+
+
+def test_full_disk_during_export_names_the_disk(tmp_path, trained_checkpoint):
+    """A 20 MB tmpfs fills up half-way through writing a 45 MB ONNX file."""
+    with tmpfs(tmp_path / "small", 20) as disk:
+        proc = run_cli("export", "--model", trained_checkpoint, "--out", disk / "out" / "model.onnx", cwd=tmp_path)
+        line = assert_user_error(proc, "no space left", str(disk), "tmpfs")
+        assert "ran full" in line
+        assert files_under(disk) == []  # no half-written file, no temporary file, no empty folder
+
+
+def test_full_disk_refuses_build_up_front(tmp_path, trained_checkpoint):
+    """The free-space check: a build that cannot fit is refused before it starts, naming the disk."""
+    with tmpfs(tmp_path / "small", 20) as disk:
+        proc = run_cli("build", "--model", trained_checkpoint, "--out", disk / "engines" / "digits", cwd=tmp_path)
+        assert_user_error(proc, "not enough free space", str(disk), "tmpfs", "MB free")
+        assert files_under(disk) == []
+
+
+def test_read_only_disk_refuses_calibrate_and_train(tmp_path, trained_checkpoint, digits3):
+    with tmpfs(tmp_path / "ro", 20, read_only=True) as disk:
+        proc = run_cli(
+            "calibrate",
+            "--model",
+            trained_checkpoint,
+            "--data",
+            digits3,
+            "--out",
+            disk / "calib",
+            "--num-images",
+            "8",
+            "--quiet",
+            cwd=tmp_path,
+        )
+        assert_user_error(proc, "read-only", str(disk))
+        start = time.perf_counter()
+        proc = run_cli(
+            "train",
+            "--data",
+            digits3,
+            "--out",
+            disk / "run",
+            "--epochs",
+            "1",
+            "--max-steps",
+            "3",
+            "--img-size",
+            "32",
+            "--batch-size",
+            "8",
+            "--quiet",
+            cwd=tmp_path,
+        )
+        assert_user_error(proc, "read-only", str(disk))
+        assert time.perf_counter() - start < 60  # refused before training, not after the first epoch
+
+
+def test_file_size_limit_while_saving_a_checkpoint(tmp_path, digits3):
+    """RLIMIT_FSIZE of 8 MB: training's first checkpoint (45 MB) fails half-way through safetensors' own writer."""
+    proc = run_limited(
+        "train",
+        "--data",
+        digits3,
+        "--out",
+        tmp_path / "run",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "2",
+        "--img-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--quiet",
+        file_limit=8 << 20,
+        cwd=tmp_path,
+    )
+    assert_user_error(proc, "file size limit", "ulimit -f")
+    run = tmp_path / "run"
+    leftovers = [p.name for p in run.iterdir()] if run.exists() else []
+    assert not [n for n in leftovers if n.endswith(".safetensors") or n.endswith(".tmp")], leftovers
+
+
+def test_kill_during_train_then_resume_loses_at_most_one_epoch(tmp_path, digits3):
+    run = tmp_path / "run"
+    args = ["--data", digits3, "--epochs", "4", "--max-steps", "6", "--img-size", "32", "--batch-size", "8", "--quiet"]
+    proc = subprocess.Popen(
+        [*CLI, "train", "--out", str(run), *map(str, args)],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    history = run / "history.json"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if history.is_file() and len(json.loads(history.read_text() or "[]")) >= 1:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read()}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    done = json.loads(history.read_text())
+    assert 1 <= len(done) < 4
+    # Every file there is complete: the checkpoints load, the history parses (temp files may remain).
+    from edgeres.models.checkpoint import load_checkpoint
+
+    for name in ("best.safetensors", "last.safetensors"):
+        load_checkpoint(run / name)
+    resumed = run_cli("train", "--resume", run, "--out", run, *args, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    final = json.loads(history.read_text())
+    assert [e["epoch"] for e in final] == [1, 2, 3, 4], final
+    assert final[: len(done)] == done  # finished epochs were kept, not trained again
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_kill_during_build_leaves_no_engine_and_a_rerun_works(tmp_path, trained_checkpoint):
+    out = tmp_path / "engines" / "digits"
+    proc = subprocess.Popen(
+        [*CLI, "build", "--model", str(trained_checkpoint), "--out", str(out)],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        temps = [p for p in out.parent.glob(".digits.*") if p.is_dir()] if out.parent.exists() else []
+        if temps and any(temps[0].iterdir()):  # the export has started writing into the temporary folder
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the build ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not out.exists()  # no half-built engine where a finished one is expected
+    rerun = run_cli("build", "--model", trained_checkpoint, "--out", out, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert files_under(out.parent) == ["digits", "digits/digits.manifest.json", "digits/digits.onnx"]  # swept
+
+    from edgeres.engine import open_engine
+
+    open_engine(out)
+
+
+def test_two_builds_into_one_out(tmp_path, trained_checkpoint):
+    """Started together: one builds, the other is refused in one line; the engine on disk is complete."""
+    out = tmp_path / "engines" / "digits"
+    procs = [
+        subprocess.Popen(
+            [*CLI, "build", "--model", str(trained_checkpoint), "--out", str(out)],
+            cwd=tmp_path,
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 1], results
+    loser = next(err for code, err in results if code == 1).strip().splitlines()
+    assert len(loser) == 1 and "Traceback" not in loser[0], loser
+    assert "another edgeres process" in loser[0] or "already exists" in loser[0], loser
+    from edgeres.engine import open_engine
+
+    open_engine(out)  # manifest and engine of one build: the hash check passes
+    assert files_under(out.parent) == ["digits", "digits/digits.manifest.json", "digits/digits.onnx"]
+
+
+def test_two_calibrations_into_one_folder(tmp_path, trained_checkpoint, digits3):
+    out = tmp_path / "calib"
+    args = [
+        "calibrate",
+        "--model",
+        str(trained_checkpoint),
+        "--data",
+        str(digits3),
+        "--out",
+        str(out),
+        "--num-images",
+        "16",
+        "--quiet",
+    ]
+    procs = [
+        subprocess.Popen(
+            [*CLI, *args, *extra],
+            cwd=tmp_path,
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for extra in ([], ["--method", "minmax"])
+    ]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    assert 0 in [code for code, _ in results], results
+    for code, err in results:
+        if code:
+            assert code == 1 and "Traceback" not in err, err
+            assert "another edgeres process" in err or "holds a calibration of another" in err, err
+    from edgeres.quant.workflow import load_calibration
+
+    load_calibration(out, trained_checkpoint)  # a complete calibration of one of them
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".calib")) == []
+
+
+def test_build_refuses_a_calibration_being_rewritten(tmp_path, trained_checkpoint):
+    """A build reading --calib while another process holds that folder's writer lock is refused, naming it."""
+    calib = tmp_path / "calib"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from edgeres.fileio import output_lock\n"
+            f"with output_lock({str(calib)!r}, '--out'):\n    print('held', flush=True); time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        from edgeres.build import BuildConfig, build_engine
+        from edgeres.errors import EdgeresError
+
+        calib.mkdir()
+        with pytest.raises(EdgeresError, match=f"being written by another edgeres process \\(pid {holder.pid}\\)"):
+            build_engine(
+                BuildConfig(model=trained_checkpoint, out=tmp_path / "engines" / "x", precision="int8", calib=calib),
+                progress=False,
+            )
+        assert not (tmp_path / "engines").exists()
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
