@@ -95,8 +95,9 @@ def deploy_deepstream(cfg: DeepStreamConfig) -> dict:
 
     model, scales = _gpu_onnx(src, int8_from, cfg.calib)
     int8 = NETWORK_MODE[src.precision] == 1
+    how = scaling.how
     if scaling.inv_std is not None:
-        _apply_inv_std(model, scaling.inv_std, int8)
+        how += f": {_apply_inv_std(model, scaling.inv_std, int8)}"
     if src.task == "classify":
         _append_softmax(model)
     output_name = model.graph.output[0].name
@@ -138,7 +139,7 @@ def deploy_deepstream(cfg: DeepStreamConfig) -> dict:
         "precision": src.precision,
         "int8_from": int8_from if int8 else None,
         "tensorrt_version": trt_version if int8 else None,
-        "normalization": scaling.how,
+        "normalization": how,
         "output": "probabilities (Softmax added)" if src.task == "classify" else "raw",
         "detection": src.manifest.get("detection"),
         "engine": str(src.engine_file.resolve()),
@@ -249,13 +250,20 @@ def _fresh_export(src: DeploySource):
         return onnx.load(str(out))
 
 
-def _apply_inv_std(model, inv_std, int8: bool) -> None:
+def _apply_inv_std(model, inv_std, int8: bool) -> str:
+    """Move 1/std into the ONNX (see ``normalize``) and say how."""
     from edgeres.deploy.normalize import fold_inv_std_into_first_conv, insert_inv_std_mul
 
+    mul = "a per-channel Mul before the input quantizer, so every calibrated scale stays as calibrated"
     if int8:
         insert_inv_std_mul(model, inv_std)
-    else:
+        return mul
+    try:
         fold_inv_std_into_first_conv(model, inv_std)
+        return "folded into the first convolution's weights"
+    except EdgeresError:  # e.g. an FP16-typed ONNX casts its input first: the Mul is just as exact
+        insert_inv_std_mul(model, inv_std)
+        return "a per-channel Mul after the input (the input does not feed one Conv directly)"
 
 
 def _append_softmax(model) -> None:

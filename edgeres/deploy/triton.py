@@ -180,6 +180,11 @@ def _plan_checks(src: DeploySource, release: str | None, result: TritonResult) -
         f"the plan runs on TensorRT {version} and {gpu}"
         + (f"; matching Triton releases: {', '.join(matching)}" if matching else "")
     )
+    if device.get("l4t"):
+        result.notes.append(
+            f"built on a Jetson (L4T {device['l4t']}): serve it with Triton's JetPack release "
+            "(the iGPU tarball of a matching release), not the x86 container"
+        )
     if device.get("dla_core") is not None:
         result.warnings.append(
             f"the plan runs on DLA core {device['dla_core']}; Triton's TensorRT backend runs it "
