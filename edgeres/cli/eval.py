@@ -42,7 +42,7 @@ def evaluate(
             from edgeres.data.imagefolder import load_eval_split
             from edgeres.models.checkpoint import checkpoint_task
 
-            if request.model is None or checkpoint_task(request.model) == "classify":
+            if request.model is not None and checkpoint_task(request.model) == "classify":
                 request = replace(
                     request,
                     class_names=tuple(load_eval_split(data).class_names),
