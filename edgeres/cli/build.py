@@ -133,7 +133,9 @@ def build(
     with printed_warnings(notes_only=True):
         engine_file, manifest = build_engine(cfg)
     detail = (f"calibration {manifest['calibration']['method']} ({manifest['calibration']['images']} images)"
-              if "calibration" in manifest else f"export max abs diff {manifest['export']['max_abs_diff']:.1e}")
+              if "calibration" in manifest else "from the checked ONNX model"
+              if manifest["export"].get("exporter") == "external"
+              else f"export max abs diff {manifest['export']['max_abs_diff']:.1e}")
     make_console().print(
         f"built {engine_file} ({manifest['backend']['name']} {manifest['backend']['version']}, "
         f"{manifest['precision']}, {manifest['engine']['size'] / 2**20:.1f} MiB) in {manifest['build_seconds']:.1f} s; "
