@@ -428,8 +428,10 @@ def _save_state(cfg: TrainConfig, epoch: int, optimizer, scheduler, best_top1: f
 
     from edgeres.fileio import atomic_path, write_json_atomic
 
+    # The history travels inside the state too: train_state.pt is the one file whose rename commits an epoch, so a
+    # kill between it and history.json cannot leave a resumed run with an epoch missing from its history.
     state = {"epoch": epoch, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "best_top1": best_top1}
+             "best_top1": best_top1, "history": json.dumps(history)}
     with atomic_path(cfg.out / "train_state.pt") as tmp:
         torch.save(state, tmp)
     write_json_atomic(cfg.out / "history.json", history)
@@ -461,7 +463,10 @@ def _resume(cfg: TrainConfig, model, optimizer, scheduler, model_cfg, steps_per_
             for _ in range(int(state["epoch"]) * steps_per_epoch):
                 scheduler.step()
     history_file = run / "history.json"
-    history = json.loads(history_file.read_text()) if history_file.is_file() else []
+    if isinstance(state.get("history"), str):
+        history = json.loads(state["history"])
+    else:  # a run saved before the history was kept in the state
+        history = json.loads(history_file.read_text()) if history_file.is_file() else []
     if cfg.out != run:
         cfg.out.mkdir(parents=True, exist_ok=True)
     return int(state["epoch"]), float(state["best_top1"]), history

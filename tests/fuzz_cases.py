@@ -163,7 +163,7 @@ def png_bytes(width: int, height: int, bit_depth: int = 8, rows: bytes | None = 
         return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, 2, 0, 0, 0)
-    if rows is None:  # the declared pixels, all zero: compresses about 1000:1 (the decompression bomb)
+    if rows is None:  # all the declared pixels, zero: compresses about 1000:1
         row = b"\x00" + bytes(width * 3 * bit_depth // 8)
         comp = zlib.compressobj(9)
         rows_z = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
@@ -217,8 +217,10 @@ def image_special_cases(folder: Path) -> Iterator[tuple[str, Path]]:
     """Inputs no mutation finds by chance: declared sizes beyond memory (decompression bombs), empty files."""
     folder.mkdir(parents=True, exist_ok=True)
     for w, h in ((50000, 50000), (30000, 30000), (200000, 1)):
+        # The header declares the size, the data holds a few rows: decoding would allocate the whole image
+        # (7.5 GB for 50000x50000) before noticing; the header check refuses it without decoding.
         p = folder / f"bomb-{w}x{h}.png"
-        p.write_bytes(png_bytes(w, h))
+        p.write_bytes(png_bytes(w, h, rows=(b"\x00" + bytes(w * 3)) * min(h, 4)))
         yield f"PNG declaring {w}x{h}", p
     lie = folder / "lie-4000x4000.png"  # header says 4000x4000, data holds 8 rows: a truncated stream
     lie.write_bytes(png_bytes(4000, 4000, rows=(b"\x00" + bytes(12000)) * 8))
