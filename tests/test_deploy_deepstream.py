@@ -280,3 +280,16 @@ def test_force_replaces_a_deploy_folder(tmp_path, cls_int8_engine):
     (out / "stale.txt").write_text("old")
     deploy(cls_int8_engine, out, "--tensorrt-version", "10.3.0", "--force")
     assert not (out / "stale.txt").exists() and (out / "calib.cache").is_file()
+
+
+def test_one_std_for_all_channels_stays_in_net_scale_factor():
+    from edgeres.config import PreprocessConfig
+    from edgeres.deploy.normalize import nvinfer_scaling
+
+    scaling = nvinfer_scaling(PreprocessConfig(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)))
+    assert scaling.inv_std is None and scaling.net_scale_factor == pytest.approx(1 / (255 * 0.25))
+    assert scaling.offsets == pytest.approx((127.5, 127.5, 127.5))
+    x = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=3)
+    from edgeres.deploy.normalize import nvinfer_input
+
+    np.testing.assert_allclose(nvinfer_input(x, scaling)[0, 0], (x[0, ..., 0] / 255 - 0.5) / 0.25, atol=1e-5)

@@ -258,3 +258,14 @@ def test_existing_repository_needs_force_and_keeps_other_models(tmp_path, cls_fp
         run_cli("deploy", "triton", "--engine", cls_fp32_engine, "--out", repo, "--force", "--name", "other_model"),
         "not written by 'edgeres deploy'",
     )
+
+
+def test_release_table_answers():
+    from edgeres.deploy.triton_releases import plan_release_problem, releases_for
+
+    assert releases_for("10.3.0.30") == ("24.08",)
+    assert plan_release_problem("10.3.0", False, None) is None
+    assert plan_release_problem("10.3.0", True, "24.09") is None  # version-compatible: later 10.x loads it
+    assert "serve it with Triton 23.05-24.04" in plan_release_problem("8.6.1", False, "24.08")
+    assert "not in edgeres's table" in plan_release_problem("10.40.0", False, None)
+    assert "not in edgeres's table" in plan_release_problem("10.3.0", False, "99.01")

@@ -60,6 +60,8 @@ def deepstream(
     )
     console.print(f"wrote {out}/ for DeepStream: {', '.join(done['files'])}")
     console.print(f"  {done['task']}, {precision}, batch-size {done['max_batch']}; {done['normalization']}")
+    for note in done["notes"]:
+        console.print(f"  note: {note}")
     console.print(
         f"  run on the device: cd {out} && python3 deepstream_app.py file:///path/video.mp4 "
         f"(or: deepstream-app with {CONFIG_FILE} as the primary GIE config)"

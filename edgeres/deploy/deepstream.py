@@ -121,7 +121,7 @@ def deploy_deepstream(cfg: DeepStreamConfig) -> dict:
         "process-mode": 1,  # primary: whole frames
         "gie-unique-id": 1,
         "maintain-aspect-ratio": 0,  # edgeres stretches to the input size
-        "scaling-filter": SCALING_FILTER.get(pre.interpolation, 1),
+        "scaling-filter": SCALING_FILTER.get(pre.interpolation, 1),  # "area": bilinear, said in notes
         "output-blob-names": [output_name],
         "output-tensor-meta": 1,  # the app's probe reads the raw output (every task)
     }
@@ -145,7 +145,18 @@ def deploy_deepstream(cfg: DeepStreamConfig) -> dict:
         "engine": str(src.engine_file.resolve()),
         "engine_sha256": src.manifest["engine"]["sha256"],
         "files": [CONFIG_FILE, LABELS_FILE, ONNX_FILE, APP_FILE],
+        "notes": [],
     }
+    if pre.interpolation not in SCALING_FILTER:
+        settings["notes"].append(
+            f"nvinfer has no '{pre.interpolation}' resize filter; it resizes bilinearly, so "
+            "inputs differ slightly from edgeres's pre-processing"
+        )
+    if plan_name:
+        settings["notes"].append(
+            f"model-engine-file is the TensorRT plan {plan_name}; nvinfer rebuilds from "
+            f"{ONNX_FILE} if the plan does not fit the device's TensorRT or GPU"
+        )
     _check_nvinfer_invariants(prop)
     with staged_folder(cfg.out, {"target": "deepstream", **settings}) as tmp:
         import onnx
