@@ -182,3 +182,51 @@ def test_live_view_serves_health_snapshots_stats_and_guards_with_the_token():
         view.close()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{view.port}/health", timeout=2)
+
+
+def test_a_restream_target_that_fails_mid_run_never_holds_up_the_loop():
+    """An RTSP 'server' that accepts and hangs up: FFmpeg fails, the failure is reported with FFmpeg's reason and
+    retried with backoff, and handing frames to the re-stream never blocks."""
+    import threading
+    import time
+
+    from helpers import require_tool
+
+    from edgeres.camera.restream import Restreamer
+
+    require_tool("ffmpeg")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    port, stop = listener.getsockname()[1], threading.Event()
+
+    def hang_up():
+        while not stop.is_set():
+            try:
+                listener.accept()[0].close()
+            except OSError:
+                continue
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    events = []
+    sink = Restreamer(f"rtsp://127.0.0.1:{port}/live", ["cam0"], lambda level, msg: events.append((level, msg)))
+    image = np.zeros((48, 64, 3), np.uint8)
+    try:
+        slowest = 0.0
+        end = time.monotonic() + 4.0
+        while time.monotonic() < end:
+            t = time.perf_counter()
+            sink.write({"stream": "cam0"}, image)
+            slowest = max(slowest, time.perf_counter() - t)
+            time.sleep(1 / 30)
+    finally:
+        sink.close()
+        stop.set()
+        listener.close()
+    assert slowest < 0.05  # the loop's side never waits for the encoder
+    warnings = [m for level, m in events if level == "warning"]
+    assert warnings and warnings[0].startswith(f"re-stream to rtsp://127.0.0.1:{port}/live stopped (")
+    assert "retrying in 1 s" in warnings[0] and "the loop goes on (1 restart so far)" in warnings[0]
+    assert "@ 0x" not in warnings[0]
+    assert next(iter(sink.encoders.values())).restarts >= 2

@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import re
 import shutil
 import socket
 import subprocess
@@ -176,6 +177,7 @@ class Encoder(threading.Thread):
         self.proc: subprocess.Popen | None = None
         self.size: tuple[int, int] | None = None
         self._stderr: collections.deque[str] = collections.deque(maxlen=5)
+        self.spawned_at = 0.0
 
     def command(self) -> list[str]:
         launch = jetson_encoder()
@@ -187,6 +189,8 @@ class Encoder(threading.Thread):
         return ffmpeg_command(ffmpeg, self.url, self.size, self.fps, ffmpeg_has_libx264(ffmpeg), self.sdp_file)
 
     def _spawn(self) -> None:
+        self._stderr.clear()  # the first line FFmpeg prints after a start names the cause of a failure
+        self.spawned_at = time.perf_counter()
         self.proc = subprocess.Popen(
             self.command(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
@@ -232,7 +236,8 @@ class Encoder(threading.Thread):
             try:
                 self.proc.stdin.write(np.ascontiguousarray(image).tobytes())
                 self.frames += 1
-                delay = 1.0
+                if time.perf_counter() - self.spawned_at > 10.0:  # a write succeeds (pipe buffer) before a
+                    delay = 1.0  # failing encoder exits: only an encoder that kept running resets the backoff
             except (BrokenPipeError, OSError, ValueError):
                 self._lost(delay)
                 delay = min(delay * 2, 8.0)
@@ -242,12 +247,16 @@ class Encoder(threading.Thread):
             self.proc.kill()
             self.proc.wait(5)
         time.sleep(0.1)  # let the stderr reader take the last line
-        reason = self._stderr[-1] if self._stderr else f"the encoder exited with code {self.proc.returncode}"
-        self.on_event(
-            "warning", f"re-stream to {self.url} stopped ({reason}); retrying in {delay:g} s, the loop goes on"
-        )
-        self.proc = None
+        reason = self._stderr[0] if self._stderr else f"the encoder exited with code {self.proc.returncode}"
+        reason = re.sub(r"^\[[^\]]* @ 0x[0-9a-f]+\]\s*", "", reason)  # FFmpeg's "[rtsp @ 0x5600...]" prefix
         self.restarts += 1
+        if self.restarts in (1, 3) or self.restarts % 10 == 0:  # like reconnects: the first, the third, then rarely
+            self.on_event(
+                "warning",
+                f"re-stream to {self.url} stopped ({reason}); retrying in {delay:g} s (backoff doubling up to 8 s), "
+                f"the loop goes on ({self.restarts} restart{'s' * (self.restarts > 1)} so far)",
+            )
+        self.proc = None
         end = time.perf_counter() + delay
         while time.perf_counter() < end and not self.slot.closed:
             time.sleep(0.1)
