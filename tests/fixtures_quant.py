@@ -7,7 +7,6 @@ copy a folder before changing it.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import pytest
@@ -15,29 +14,7 @@ from helpers import run_cli
 
 pytest_plugins = ["fixtures_models"]  # digits_data
 
-# Two epochs of 40 steps of 64 images on 32x32 digits, in one torch thread: about 20 s, about 95% val top-1.
-# No label smoothing: it trains the top-two logit gap towards a fixed size and leaves more near-ties, where
-# any one-LSB difference between two correct INT8 implementations (an int32 bias, one more rounding before a
-# residual Add) flips the prediction.
-TRAIN_EPOCHS = 2
-TRAIN_STEPS = 40
-MIN_VAL_TOP1 = 90.0
 CALIB_IMAGES = 512
-
-
-@contextlib.contextmanager
-def one_torch_thread():
-    """Run torch on one thread, then restore the count. Two threads on two cores that other processes also use
-    stall each other (measured here: 20 vs 280 training images/s), and the thread count changes float sums, so
-    results would depend on the machine's load."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
@@ -48,16 +25,9 @@ def quant_digits(digits_data) -> Path:
 
 
 @pytest.fixture(scope="session")
-def quant_model(tmp_path_factory, quant_digits) -> Path:
-    """The best checkpoint of a short real training run (resnet18, 10 classes) that reaches >= 90% val top-1."""
-    from edgeres.train import TrainConfig, train
-
-    out = tmp_path_factory.mktemp("quant_train") / "run"
-    with one_torch_thread():
-        summary = train(TrainConfig(data=quant_digits, out=out, epochs=TRAIN_EPOCHS, img_size=32, label_smoothing=0.0,
-                                    max_steps_per_epoch=TRAIN_STEPS, progress=False, seed=0))
-    assert summary["best_top1"] >= MIN_VAL_TOP1, f"fixture model reached only {summary['best_top1']:.1f}% val top-1"
-    return out / "best.safetensors"
+def quant_model(trained_checkpoint) -> Path:
+    """The suite's trained digits model (``fixtures_models.trained_checkpoint``: resnet18, >= 90 % val top-1)."""
+    return trained_checkpoint
 
 
 @pytest.fixture(scope="session")

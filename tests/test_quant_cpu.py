@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fixtures_quant import one_torch_thread
+from fixtures_models import one_torch_thread
 
 from edgeres.errors import EdgeresError
 
