@@ -9,7 +9,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 from helpers import require_tool
 
 pytest_plugins = ["fixtures_camera"]
@@ -40,7 +39,6 @@ def _probe(path) -> tuple[str, int, int, int]:
     return codec, int(width), int(height), int(frames)
 
 
-@pytest.mark.slow
 def test_restream_to_rtsp_rtp_and_udp_is_read_back(tmp_path, camera_engine, digits_video, digits_h264):
     import cv2
     from fixtures_camera import LOOPBACK, VIDEO_SIZE, CliRun, free_port, rtsp_record_server, wait_until
