@@ -148,6 +148,7 @@ def test_file_size_limit_while_saving_a_checkpoint(tmp_path, digits3):
     assert not [n for n in leftovers if n.endswith(".safetensors") or n.endswith(".tmp")], leftovers
 
 
+@pytest.mark.slow  # two real runs of the CLI (about 20 s on two cores)
 def test_kill_during_train_then_resume_loses_at_most_one_epoch(tmp_path, digits3):
     run = tmp_path / "run"
     args = ["--data", digits3, "--epochs", "4", "--max-steps", "6", "--img-size", "32", "--batch-size", "8", "--quiet"]
@@ -181,6 +182,7 @@ def test_kill_during_train_then_resume_loses_at_most_one_epoch(tmp_path, digits3
     assert final[: len(done)] == done  # finished epochs were kept, not trained again
 
 
+@pytest.mark.slow  # two real runs of the CLI (about 20 s on two cores)
 def test_kill_during_build_leaves_no_engine_and_a_rerun_works(tmp_path, trained_checkpoint):
     out = tmp_path / "engines" / "digits"
     proc = subprocess.Popen(
@@ -209,6 +211,7 @@ def test_kill_during_build_leaves_no_engine_and_a_rerun_works(tmp_path, trained_
     open_engine(out)
 
 
+@pytest.mark.slow  # two real runs of the CLI (about 20 s on two cores)
 def test_two_builds_into_one_out(tmp_path, trained_checkpoint):
     """Started together: one builds, the other is refused in one line; the engine on disk is complete."""
     out = tmp_path / "engines" / "digits"
@@ -235,6 +238,7 @@ def test_two_builds_into_one_out(tmp_path, trained_checkpoint):
     assert files_under(out.parent) == ["digits", "digits/digits.manifest.json", "digits/digits.onnx"]
 
 
+@pytest.mark.slow  # two real runs of the CLI (about 20 s on two cores)
 def test_two_calibrations_into_one_folder(tmp_path, trained_checkpoint, digits3):
     out = tmp_path / "calib"
     args = [
