@@ -214,7 +214,7 @@ def test_uint8_activations_are_the_int8_values(quant_calib, qdq_model, quant_val
 
 
 def test_engine_integer_kernels_read_uint8_and_their_pair_sums_fit_int16(quant_calib, qdq_model, engine_model,
-                                                                           quant_int8_engine):
+                                                                           quant_int8_engine, tmp_path):
     """Every integer kernel of the optimized engine reads uint8 of zero point 0 capped at 127 (128 for the stem's
     negative half) with int8 weights of at most 127: no pair of products can leave int16, so the fast u8 x s8
     kernels are exact on x86 without VNNI too. The TensorRT form carried as zero point 128 would not be."""
@@ -246,6 +246,14 @@ def test_engine_integer_kernels_read_uint8_and_their_pair_sums_fit_int16(quant_c
     manifest = json.loads(next(quant_int8_engine.glob("*.manifest.json")).read_text())
     assert manifest["backend"]["saturation_free"] and manifest["backend"]["integer_kernels"] == 21
     assert manifest["backend"]["largest_pair_sum"] == max(b.pair_max for b in bounds)
+    # What ONNX Runtime runs at load (level "all": NHWC layout transforms on top of the saved graph) keeps the proof.
+    import onnx
+
+    from edgeres.backends.onnxrt.loader import write_optimized_model
+    from edgeres.engine import resolve
+
+    write_optimized_model(resolve(quant_int8_engine)[0], tmp_path / "runtime.onnx", "all")
+    assert all(b.exact for b in integer_kernel_bounds(onnx.load(str(tmp_path / "runtime.onnx"))))
     # The same graph with the stem left reading the image as uint8 + 128: its pair sums could reach 2 x 255 x 127.
     original, cpu._split_signed_conv_inputs = cpu._split_signed_conv_inputs, lambda graph, float_form=False: None
     try:

@@ -498,7 +498,7 @@ def uint8_cap(graph, tensor: str) -> int:
             return min(upper, cap(node.input[0]))
         if node.op_type == "Concat":
             return max(cap(i) for i in node.input)
-        if node.op_type in ORDER_KEEPING_OPS:
+        if node.op_type in ORDER_KEEPING_OPS or node.op_type == "NhwcMaxPool":  # ONNX Runtime's NHWC layout
             return cap(node.input[0])
         if node.op_type == "QuantizeLinear" and _zero_point(graph, node) == 0:  # Q(Clip(x, ., c)) <= round(c / s)
             clip = made_by.get(node.input[0])
