@@ -1,9 +1,9 @@
 """Session fixtures and real servers for the camera-loop tests.
 
-Load with ``pytest_plugins = ["fixtures_camera"]``. Everything is real: a ResNet-18 trained briefly on the
-bundled digits and built as an FP32 ONNX Runtime engine, the digits test video, ffmpeg serving MPEG-TS over
-TCP and GStreamer's RTSP server (python3-gi + gir1.2-gst-rtsp-server-1.0), both on 127.0.0.1 only. Every
-process is started with a bounded lifetime and killed by its pid.
+Load with ``pytest_plugins = ["fixtures_camera"]`` (it loads ``fixtures_models``). Everything is real: the
+suite's ResNet-18 trained briefly on the bundled digits, built as an FP32 ONNX Runtime engine, the digits test
+video, ffmpeg serving MPEG-TS over TCP and GStreamer's RTSP server (python3-gi + gir1.2-gst-rtsp-server-1.0),
+both on 127.0.0.1 only. Every process is started with a bounded lifetime and killed by its pid.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 from helpers import CLI, require_tool, subprocess_env
 
+pytest_plugins = ["fixtures_models"]  # the trained digits model the whole suite shares
+
 VIDEO_SIZE = (320, 240)
 VIDEO_FRAMES = 300
 VIDEO_FPS = 30.0
@@ -29,29 +31,10 @@ LOOPBACK = "127.0.0.1"  # the only address any test server binds or any test cli
 
 
 @pytest.fixture(scope="session")
-def camera_engine(tmp_path_factory) -> Path:
-    """A resnet18 trained on the real digits (1 epoch of 60 steps, >= 90% val top-1) as an FP32 ORT engine folder."""
-    from edgeres.build import BuildConfig, build_engine
-    from edgeres.data.digits import write_digits
-    from edgeres.train import TrainConfig, train
-
-    root = tmp_path_factory.mktemp("camera_engine")
-    write_digits(root / "digits", size=32, progress=False)
-    summary = train(
-        TrainConfig(
-            data=root / "digits",
-            out=root / "run",
-            epochs=1,
-            img_size=32,
-            max_steps_per_epoch=60,
-            progress=False,
-            seed=0,
-        )
-    )
-    assert summary["best_val_top1"] >= 90.0, summary
-    out = root / "engines" / "digits"
-    build_engine(BuildConfig(model=root / "run" / "best.safetensors", out=out, backend="onnxruntime"), progress=False)
-    return out
+def camera_engine(trained_engine) -> Path:
+    """The suite's one trained digits model (``fixtures_models``: >= 90 % val top-1) as an FP32 ONNX Runtime engine
+    folder (max batch 32). Read-only: a test that changes it copies it first."""
+    return trained_engine
 
 
 @pytest.fixture(scope="session")
