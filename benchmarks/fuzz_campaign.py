@@ -201,14 +201,14 @@ def faults(root: Path, seeds: dict[str, Path]) -> list[list]:
                 [
                     name,
                     fault,
-                    one_line(proc)[:150],
+                    one_line(proc)[:400],
                     ", ".join(left) or "nothing",
                     "works" if rerun.returncode == 0 else one_line(rerun)[:80],
                 ]
             )
     rows += kill_rows(root, commands)
     rows += concurrency_rows(root, commands)
-    return rows
+    return [[str(cell).replace(str(root), "<tmp>") for cell in row] for row in rows]
 
 
 def kill_rows(root: Path, commands: dict) -> list[list]:
@@ -264,7 +264,7 @@ def concurrency_rows(root: Path, commands: dict) -> list[list]:
         ]
         results = [subprocess.CompletedProcess(p.args, p.wait(), p.stdout.read(), p.stderr.read()) for p in procs]
         outcome = "; ".join(
-            sorted(f"exit {r.returncode}" + ("" if r.returncode == 0 else f": {one_line(r)[:90]}") for r in results)
+            sorted(f"exit {r.returncode}" + ("" if r.returncode == 0 else f": {one_line(r)[:160]}") for r in results)
         )
         rows.append([name, "two at once into one --out", outcome, ", ".join(leftovers(out))[:150], ""])
     return rows

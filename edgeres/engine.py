@@ -97,8 +97,8 @@ def _check_field_types(manifest: dict, path: Path) -> None:
         eng, backend = manifest["engine"], manifest["backend"]
         if not isinstance(eng.get("file"), str) or not isinstance(eng.get("sha256"), str):
             wrong.append("engine.file/sha256")
-        if not isinstance(backend.get("name"), str):
-            wrong.append("backend.name")
+        if backend.get("name") not in ENGINE_SUFFIXES:
+            wrong.append(f"backend.name (accepted: {', '.join(ENGINE_SUFFIXES)})")
         batch = manifest["input"].get("max_batch")
         if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
             wrong.append("input.max_batch")
