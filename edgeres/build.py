@@ -19,7 +19,7 @@ from edgeres.backends.trt.loader import TrtBuildOptions
 from edgeres.engine import ENGINE_SUFFIXES, MANIFEST_SUFFIX, SCHEMA_VERSION, backend_version
 from edgeres.errors import EdgeresError
 from edgeres.export import output_names
-from edgeres.fileio import write_json_atomic
+from edgeres.fileio import replace_folder, write_json_atomic
 from edgeres.models.checkpoint import file_sha256
 
 PRECISIONS = ("fp32", "fp16", "int8", "mixed")
@@ -180,7 +180,7 @@ def _build_engine(cfg: BuildConfig, progress: bool = True) -> tuple[Path, dict]:
         manifest["build_seconds"] = round(time.perf_counter() - start, 2)
         manifest["backend_choice"] = {"requested": cfg.backend, "picked": backend, "reason": reason}
         write_json_atomic(tmp / (out.name + MANIFEST_SUFFIX), manifest)
-        _install(tmp, out)
+        replace_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out / engine_file.name, manifest
@@ -509,15 +509,3 @@ def detection_defaults(cfg: BuildConfig) -> dict:
                            f"and {cfg.nms_iou}")
     return {"decoder": "centernet", "stride": 4, "score_threshold": cfg.score_threshold, "nms_iou": cfg.nms_iou,
             "max_detections": 100}
-
-
-def _install(tmp: Path, out: Path) -> None:
-    """Move the finished folder into place; an old one (with --force) is removed only after that works."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -303,6 +303,25 @@ def _remove_empty(folders: list[Path]) -> None:
             folder.rmdir()
 
 
+def replace_folder(tmp: Path, out: Path) -> None:
+    """Move the finished folder ``tmp`` into place at ``out`` (same file system). An existing ``out`` (already
+    allowed by ``--force``) is moved aside first and removed only after the swap; if the swap fails it is put
+    back, so the path always holds one complete version."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / out.name)
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        if old is not None:  # put the previous version back rather than leave nothing
+            os.replace(old / out.name, out)
+            old.rmdir()
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

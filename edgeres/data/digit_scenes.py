@@ -26,12 +26,12 @@ from edgeres.data.digits import (
     MANIFEST,
     SPLITS,
     _check_out,
-    _install,
     _track,
     load_mnist_digits,
     split_indices,
 )
 from edgeres.errors import EdgeresError
+from edgeres.fileio import replace_folder
 
 DEFAULT_SIZE = 128
 DEFAULT_COUNTS = {"train": 2000, "val": 400}
@@ -193,7 +193,7 @@ def write_digit_scenes(
             (tmp / split / "annotations.json").write_text(json.dumps(docs[split], separators=(",", ":")) + "\n")
         summary = _summary(out, size, seed, counts, docs, time.perf_counter() - start)
         (tmp / MANIFEST).write_text(json.dumps(summary, indent=2) + "\n")
-        _install(tmp, out)
+        replace_folder(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

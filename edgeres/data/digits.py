@@ -7,7 +7,6 @@ ImageFolder reader. Everything is a pure function of the seed, so every machine 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -18,6 +17,7 @@ from PIL import Image
 
 from edgeres.data import compose
 from edgeres.errors import DataError, EdgeresError
+from edgeres.fileio import replace_folder
 
 CLASS_NAMES: tuple[str, ...] = tuple(str(i) for i in range(10))
 SPLITS: tuple[str, ...] = ("train", "val")
@@ -75,23 +75,6 @@ def _check_out(out: Path, force: bool) -> None:
             f"{out} exists and is not an edgeres data set (no {MANIFEST}); refusing to replace it "
             "even with --force; choose another --out"
         )
-
-
-def _install(tmp: Path, out: Path) -> None:
-    """Move the finished tree into place; the old set (if any) is removed only after the swap."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / out.name)
-    try:
-        os.replace(tmp, out)
-    except OSError:
-        if old is not None:  # put the previous set back rather than leave nothing
-            os.replace(old / out.name, out)
-            old.rmdir()
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_digits(
@@ -165,7 +148,7 @@ def write_digits(
             "seconds": round(time.perf_counter() - start, 2),
         }
         (tmp / MANIFEST).write_text(json.dumps(summary, indent=2) + "\n")
-        _install(tmp, out)
+        replace_folder(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

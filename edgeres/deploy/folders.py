@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from edgeres.errors import EdgeresError
+from edgeres.fileio import replace_folder
 
 MARKER = "edgeres-deploy.json"  # written into every folder deploy creates; --force replaces only such folders
 
@@ -44,13 +45,6 @@ def staged_folder(out: Path, facts: dict):
     try:
         yield tmp
         (tmp / MARKER).write_text(json.dumps(facts, indent=2) + "\n")
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-        tmp.rename(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
