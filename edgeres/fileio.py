@@ -272,8 +272,9 @@ def output_lock(target: Path, what: str, shared: bool = False):
 
 def remove_stale_temps(target: Path) -> list[Path]:
     """Remove what a killed writer of ``target`` left beside it: the temporary folder (``.NAME.XXXXXXXX``, from
-    mkdtemp), temporary files (``.NAME.XXXXXXXX.tmp``, from ``atomic_path``) and ``.NAME.old`` of a replaced
-    folder. Only called while holding ``target``'s exclusive lock, so no live writer owns them.
+    mkdtemp), temporary files (``.NAME.XXXXXXXX.tmp``, from ``atomic_path``) and the previous version of a
+    replaced folder (``.NAME.old``, ``.NAME.old-XXXXXXXX`` from ``replace_folder``). Only called while
+    holding ``target``'s exclusive lock, so no live writer owns them.
 
     Returns:
         What was removed.
@@ -282,7 +283,7 @@ def remove_stale_temps(target: Path) -> list[Path]:
 
     target = Path(target)
     name = re.escape(target.name)
-    stale = re.compile(rf"^\.{name}\.(?:[a-z0-9_]{{8}}|[a-z0-9_]{{8}}\.tmp|old)$")
+    stale = re.compile(rf"^\.{name}\.(?:[a-z0-9_]{{8}}|[a-z0-9_]{{8}}\.tmp|old|old-[a-z0-9_]{{8}})$")
     removed = []
     with contextlib.suppress(OSError):
         for p in target.parent.iterdir():

@@ -72,7 +72,7 @@ def test_readers_share_the_lock(tmp_path):
 
 def test_stale_temps_of_a_killed_writer_are_swept_and_nothing_else(tmp_path):
     target = tmp_path / "digits"
-    stale = [tmp_path / ".digits.k3j_x9ab", tmp_path / ".digits.old"]
+    stale = [tmp_path / ".digits.k3j_x9ab", tmp_path / ".digits.old", tmp_path / ".digits.old-ab_c1234"]
     for p in stale:
         p.mkdir()
         (p / "half.onnx").write_bytes(b"\0" * 10)
@@ -81,7 +81,12 @@ def test_stale_temps_of_a_killed_writer_are_swept_and_nothing_else(tmp_path):
     for p in keep:
         p.write_bytes(b"user")
     removed = remove_stale_temps(target)
-    assert sorted(p.name for p in removed) == [".digits.ab12cd34.tmp", ".digits.k3j_x9ab", ".digits.old"]
+    assert sorted(p.name for p in removed) == [
+        ".digits.ab12cd34.tmp",
+        ".digits.k3j_x9ab",
+        ".digits.old",
+        ".digits.old-ab_c1234",
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in keep)
 
 
