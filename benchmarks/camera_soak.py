@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine_line, print_table
 from camera_loop import build_engine_224
-from camera_streams import free_port, h264_video
+from camera_streams import free_port, h264_video, serve_tcp_command
 
 
 def proc_facts(pid: int) -> tuple[float, int]:
@@ -51,28 +51,8 @@ class Server:
         return f"tcp://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "ffmpeg",
-                "-nostdin",
-                "-v",
-                "error",
-                "-re",
-                "-stream_loop",
-                "-1",
-                "-i",
-                str(self.video),
-                "-t",
-                str(self.lifetime),
-                "-c",
-                "copy",
-                "-f",
-                "mpegts",
-                f"{self.url}?listen=1",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.proc = subprocess.Popen(serve_tcp_command("ffmpeg", self.video, self.url, self.lifetime),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

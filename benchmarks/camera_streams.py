@@ -42,6 +42,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def serve_tcp_command(ffmpeg: str, video: Path, url: str, lifetime: float) -> list[str]:
+    """ffmpeg serving ``video`` looped in real time as MPEG-TS on ``url`` (tcp://HOST:PORT, one client)."""
+    return [ffmpeg, "-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i", str(video), "-t", str(lifetime),
+            "-c", "copy", "-f", "mpegts", f"{url}?listen=1"]
+
+
 @contextlib.contextmanager
 def ffmpeg_streams(video: Path, count: int, lifetime: float):
     """``count`` ffmpeg processes serving ``video`` (looped, real time) on tcp://127.0.0.1:PORT; yields the URLs."""
@@ -53,30 +59,8 @@ def ffmpeg_streams(video: Path, count: int, lifetime: float):
         for _ in range(count):
             port = free_port()
             url = f"tcp://127.0.0.1:{port}"
-            procs.append(
-                subprocess.Popen(
-                    [
-                        ffmpeg,
-                        "-nostdin",
-                        "-v",
-                        "error",
-                        "-re",
-                        "-stream_loop",
-                        "-1",
-                        "-i",
-                        str(video),
-                        "-t",
-                        str(lifetime),
-                        "-c",
-                        "copy",
-                        "-f",
-                        "mpegts",
-                        f"{url}?listen=1",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
+            command = serve_tcp_command(ffmpeg, video, url, lifetime)
+            procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             urls.append(url)
         time.sleep(1.0)  # listening
         yield urls
