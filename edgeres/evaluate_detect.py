@@ -60,7 +60,7 @@ def decode_maps(maps: np.ndarray, num_classes: int, input_hw: tuple[int, int], i
                 settings: dict) -> list:
     """The network's maps -> boxes in original-image pixels, with a manifest-style settings dict (score_threshold,
     nms_iou, max_detections): the one decoding call behind eval, predict, bench and the camera loop."""
-    from edgeres.detection.decode import decode_centernet
+    from edgeres.tasks.detect.decode import decode_centernet
 
     return decode_centernet(np.asarray(maps, np.float32), num_classes, input_hw, image_hws,
                             score_threshold=settings["score_threshold"], nms_iou=settings["nms_iou"],
@@ -84,7 +84,7 @@ def predict_detections(predict: PredictFn, data: DetectionImages, num_classes: i
 def evaluate_detections(predict: PredictFn, data: DetectionImages, class_names: list[str], batch_size: int = 32,
                         progress: bool = False) -> dict:
     """mAP@0.5, mAP@0.5:0.95 and per-class AP of a predictor on a detection split."""
-    from edgeres.detection.metrics import coco_map
+    from edgeres.tasks.detect.metrics import coco_map
 
     detections = predict_detections(predict, data, len(class_names), batch_size, progress=progress)
     metrics = coco_map(data.dataset.samples, detections, class_names)

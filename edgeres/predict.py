@@ -34,7 +34,7 @@ def detection_settings(manifest: dict, score_threshold: float | None = None, nms
 
 
 def detect(runner, cfg, num_classes: int, images: list[np.ndarray], settings: dict) -> list:
-    """Boxes in original-image pixels (``edgeres.detection.decode.Detections``) for BGR uint8 images."""
+    """Boxes in original-image pixels (``edgeres.tasks.detect.decode.Detections``) for BGR uint8 images."""
     from edgeres.evaluate_detect import decode_maps
 
     maps = next(iter(runner.infer(preprocess(images, cfg)).values()))
@@ -100,7 +100,7 @@ def _draw_targets(paths: list[Path], draw_dir: Path, force: bool) -> list[Path]:
 
 
 def _write_drawn(image: np.ndarray, det, class_names: list[str], target: Path) -> None:
-    from edgeres.detection.draw import draw_detections
+    from edgeres.tasks.detect.draw import draw_detections
     from edgeres.errors import require
     from edgeres.fileio import atomic_path
 

@@ -1,4 +1,4 @@
-"""Pre- and post-processing in plain numpy/OpenCV, shared by every backend and the camera loop.
+"""Image reading and pre-processing in plain numpy/OpenCV, shared by every backend, task and the camera loop.
 
 Frames are resized as uint8 first (cheap on a Jetson's ARM cores), then normalized at network size.
 """
@@ -184,17 +184,3 @@ def finish_batch(resized_bgr: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
         rgb = resized_bgr[..., ::-1] if cfg.channel_order == "RGB" else resized_bgr
         return np.ascontiguousarray(rgb)
     return normalize(resized_bgr, cfg)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Numerically stable softmax over the last axis."""
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def topk(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and values of the k largest entries per row, largest first (ties: lower index first)."""
-    k = min(k, probs.shape[-1])
-    idx = np.argsort(-probs, axis=-1, kind="stable")[..., :k]
-    return idx, np.take_along_axis(probs, idx, axis=-1)

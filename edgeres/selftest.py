@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeres.errors import EdgeresError
-from edgeres.processing import softmax
+from edgeres.tasks.classify.outputs import softmax
 
 PRECISIONS = ("fp32", "fp16", "int8")
 

@@ -63,7 +63,7 @@ class DetectionTrainImages:
     def __getitem__(self, i: int):
         import torch
 
-        from edgeres.detection.targets import encode_centernet
+        from edgeres.tasks.detect.targets import encode_centernet
 
         img, boxes, labels = self.images[i], self.boxes[i], self.labels[i]
         if self.augment:

@@ -137,7 +137,7 @@ def engine_outputs(engine_dir, images) -> np.ndarray:
 
 
 def test_fp32_classifier_config_reads_back_and_matches_the_engine(tmp_path, cls_fp32_engine, digit_images):
-    from edgeres.processing import softmax
+    from edgeres.tasks.classify.outputs import softmax
 
     out = tmp_path / "ds"
     settings, prop = deploy(cls_fp32_engine, out, "--batch-size", "4")
@@ -182,7 +182,8 @@ def test_int8_qdq_config_never_falls_back_to_fp16(tmp_path, cls_int8_engine, cls
     assert ops[0] == "Mul" and ops.count("QuantizeLinear") > 10  # the 1/std Mul, then the calibrated artifact
     # Every calibrated value kept: the deployed artifact with nvinfer's formula vs the calibration's artifact.
     from edgeres.config import PreprocessConfig
-    from edgeres.processing import preprocess, softmax
+    from edgeres.processing import preprocess
+    from edgeres.tasks.classify.outputs import softmax
 
     manifest = json.loads(next(cls_int8_engine.glob("*.manifest.json")).read_text())
     pre = PreprocessConfig.from_dict(manifest["preprocess"])
@@ -212,7 +213,7 @@ def test_int8_from_cache_moves_the_input_range_to_the_std_mul(tmp_path, cls_int8
 
 def test_detector_app_decodes_real_outputs_like_edgeres(tmp_path, detect_fp32_engine, scene_images):
     from edgeres.deploy import deepstream_app
-    from edgeres.detection.decode import decode_centernet
+    from edgeres.tasks.detect.decode import decode_centernet
 
     out = tmp_path / "ds"
     settings, prop = deploy(detect_fp32_engine, out)

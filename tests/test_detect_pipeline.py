@@ -27,7 +27,7 @@ def _val_images(scenes_data, n: int = 16):
 def test_onnxruntime_engine_and_torch_return_the_same_boxes(trained_detector, detect_fp32_engine, scenes_data):
     import torch
 
-    from edgeres.detection.decode import decode_centernet
+    from edgeres.tasks.detect.decode import decode_centernet
     from edgeres.engine import open_engine
     from edgeres.models.checkpoint import load_checkpoint
     from edgeres.processing import preprocess

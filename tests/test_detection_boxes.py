@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeres.detection.boxes import batched_nms, box_area, box_iou, clip_boxes, nms
+from edgeres.tasks.detect.box_geometry import batched_nms, box_area, box_iou, clip_boxes, nms
 
 
 def test_box_iou_matches_hand_values():

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from edgeres.data import compose
-from edgeres.data.boxes import MAX_LISTED, DetectionSample, DetectionSet, check_box
+from edgeres.data.detection_samples import MAX_LISTED, DetectionSample, DetectionSet, check_box
 from edgeres.data.detection import load_detection_split, load_detection_splits
 from edgeres.errors import DataError
 

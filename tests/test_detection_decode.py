@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from edgeres.detection.decode import Detections, decode_centernet, peak_mask, sigmoid
+from edgeres.tasks.detect.decode import Detections, decode_centernet, peak_mask, sigmoid
 
 LOW = -20.0  # heatmap logit of "nothing here"
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeres.detection.decode import Detections
-from edgeres.detection.draw import class_color, draw_detections
+from edgeres.tasks.detect.decode import Detections
+from edgeres.tasks.detect.draw import class_color, draw_detections
 
 pytest.importorskip("cv2")
 

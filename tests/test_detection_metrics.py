@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from edgeres.detection.boxes import box_iou
-from edgeres.detection.decode import Detections
-from edgeres.detection.metrics import coco_map
+from edgeres.tasks.detect.box_geometry import box_iou
+from edgeres.tasks.detect.decode import Detections
+from edgeres.tasks.detect.metrics import coco_map
 
 pytest.importorskip("pycocotools")
 

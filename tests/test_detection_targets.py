@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from edgeres.detection.boxes import box_iou
-from edgeres.detection.decode import decode_centernet
-from edgeres.detection.targets import encode_centernet, gaussian_2d, gaussian_radius
+from edgeres.tasks.detect.box_geometry import box_iou
+from edgeres.tasks.detect.decode import decode_centernet
+from edgeres.tasks.detect.targets import encode_centernet, gaussian_2d, gaussian_radius
 
 
 def test_gaussian_radius_matches_the_reference_formula_by_hand():

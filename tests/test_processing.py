@@ -9,7 +9,8 @@ import pytest
 
 from edgeres.config import PreprocessConfig
 from edgeres.evaluate import classification_metrics
-from edgeres.processing import normalize, preprocess, resize_uint8, softmax, topk
+from edgeres.processing import normalize, preprocess, resize_uint8
+from edgeres.tasks.classify.outputs import softmax, topk
 
 
 def test_softmax_matches_hand_values():

@@ -12,6 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeres.drawing import BLACK as _BLACK
+from edgeres.drawing import GREEN as _GREEN
+from edgeres.drawing import WHITE as _WHITE
+from edgeres.drawing import draw_panel
+from edgeres.drawing import text_scale as _scale
 from edgeres.errors import EdgeresError, require
 
 OVERLAYS = ("labels", "fps", "latency")
@@ -23,7 +28,7 @@ PANEL_STAGES = (
     ("render", "render"),
     ("capture_to_result", "capture-to-result"),
 )
-_WHITE, _BLACK, _GREEN, _YELLOW = (255, 255, 255), (0, 0, 0), (80, 220, 80), (0, 215, 255)
+_YELLOW = (0, 215, 255)
 
 
 @dataclass(frozen=True)
@@ -81,37 +86,6 @@ class Hud:
     def median_ms(self, stage: str) -> float | None:
         values = self.times.get(stage)
         return float(np.median(values)) if values else None
-
-
-def _scale(image: np.ndarray) -> float:
-    return max(0.45, image.shape[0] / 720.0)
-
-
-def draw_panel(image: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]], corner: str) -> None:
-    """Text lines on a half-transparent dark box in one corner ("tl", "tr", "bl").
-
-    Args:
-        image: BGR uint8 frame, drawn on in place.
-        lines: (text, BGR colour) pairs, top to bottom.
-        corner: where the box goes.
-    """
-    cv2 = require("cv2", "desktop")
-    if not lines:
-        return
-    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.8 * _scale(image)
-    thick = max(1, round(2 * _scale(image)))
-    sizes = [cv2.getTextSize(text, font, scale, thick)[0] for text, _ in lines]
-    line_h = max(h for _, h in sizes) + max(4, round(10 * _scale(image)))
-    pad = max(4, round(8 * _scale(image)))
-    box_w, box_h = max(w for w, _ in sizes) + 2 * pad, line_h * len(lines) + pad
-    ih, iw = image.shape[:2]
-    x0 = pad if corner in ("tl", "bl") else max(0, iw - box_w - pad)
-    y0 = pad if corner in ("tl", "tr") else max(0, ih - box_h - pad)
-    x1, y1 = min(iw, x0 + box_w), min(ih, y0 + box_h)
-    region = image[y0:y1, x0:x1]
-    region[...] = (region.astype(np.uint16) * 2 // 5).astype(np.uint8)  # darken to 40%: text stays readable
-    for i, (text, color) in enumerate(lines):
-        cv2.putText(image, text, (x0 + pad, y0 + (i + 1) * line_h - pad // 2), font, scale, color, thick, cv2.LINE_AA)
 
 
 def draw_topk(image: np.ndarray, predictions: list[dict], k: int = 3) -> None:

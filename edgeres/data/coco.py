@@ -2,7 +2,7 @@
 
 Image ``file_name``s are looked up relative to the JSON's folder, then in ``images/`` beside it.
 Category ids become contiguous class indices in id order. Every problem of the file is collected
-(see ``edgeres.data.boxes.Problems``) and reported together.
+(see ``edgeres.data.detection_samples.Problems``) and reported together.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeres.data.boxes import DetectionSample, DetectionSet, Problems, check_box, image_size, summarize
+from edgeres.data.detection_samples import DetectionSample, DetectionSet, Problems, check_box, image_size, summarize
 from edgeres.errors import DataError
 
 REQUIRED_LISTS = ("images", "annotations", "categories")

@@ -2,7 +2,7 @@
 
 ``load_detection_split`` reads one split; ``load_detection_splits`` reads ``root/train`` and
 ``root/val`` and checks they name the same classes. Both fail before training with one report of
-every problem found (see ``edgeres.data.boxes.Problems``); nothing is dropped silently.
+every problem found (see ``edgeres.data.detection_samples.Problems``); nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeres.data import coco, yolo
-from edgeres.data.boxes import DetectionSet
+from edgeres.data.detection_samples import DetectionSet
 from edgeres.errors import DataError
 
 SPLITS = ("train", "val")
@@ -32,7 +32,7 @@ def load_detection_split(path: Path, verify_image_sizes: bool = True) -> Detecti
             reads the headers, it needs the sizes).
 
     Returns:
-        The split in the common form (``edgeres.data.boxes.DetectionSet``).
+        The split in the common form (``edgeres.data.detection_samples.DetectionSet``).
 
     Raises:
         DataError: the path is missing or matches no layout (the message lists the accepted ones),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeres.data.boxes import DetectionSample, DetectionSet, Problems, check_box, image_size, summarize
+from edgeres.data.detection_samples import DetectionSample, DetectionSet, Problems, check_box, image_size, summarize
 from edgeres.errors import DataError
 from edgeres.processing import IMAGE_EXTENSIONS
 

@@ -49,7 +49,7 @@ def decode(settings: dict, output: np.ndarray, frame_hw: tuple[int, int], top_k:
         order = np.argsort(-output.reshape(-1), kind="stable")[:top_k]
         return [(int(i), float(output.reshape(-1)[i])) for i in order]
     if task == "detect":
-        from edgeres.detection.decode import decode_centernet
+        from edgeres.tasks.detect.decode import decode_centernet
 
         det = settings["detection"]
         return decode_centernet(

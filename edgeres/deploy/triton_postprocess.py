@@ -57,7 +57,7 @@ class TritonPythonModel:
         self.maps_name = params.get("maps_name", "maps")
 
     def execute(self, requests: list) -> list:
-        from edgeres.detection.decode import decode_centernet
+        from edgeres.tasks.detect.decode import decode_centernet
 
         pb = _pb_utils()
         responses = []

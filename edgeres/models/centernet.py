@@ -3,7 +3,7 @@
 Objects are points (Zhou et al., "Objects as Points", 2019): a per-class heatmap peaks at each object's
 centre, and two small maps give the box size and the sub-cell centre offset there. Compared with FCOS or
 anchor-based heads there is no anchor matching, no per-level assignment and no NMS needed in training;
-decoding is a 3x3 peak test, which ``edgeres.detection.decode`` does in numpy for every backend.
+decoding is a 3x3 peak test, which ``edgeres.tasks.detect.decode`` does in numpy for every backend.
 
 The network is plain Conv/BatchNorm/ReLU/Add/Resize(nearest)/Concat, so the export, the Q/DQ writer, ONNX
 Runtime and TensorRT treat it like a classifier. Its one output is ``[N, C + 4, H/4, W/4]``: C heatmap

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeres.detection.decode import Detections
 from edgeres.errors import require
+from edgeres.tasks.detect.decode import Detections
 
 
 def coco_map(samples_gt: Sequence[Any], predictions: Sequence[Detections], class_names: Sequence[str]) -> dict:
@@ -119,3 +119,31 @@ def _coco(coco_mod, images, categories, annotations):
     coco.dataset = {"images": images, "categories": categories, "annotations": annotations}
     coco.createIndex()
     return coco
+
+
+class DetectScorer:
+    """Decodes each batch with mAP's settings (low score threshold, COCO's 100 per image), mAP at the end."""
+
+    def __init__(self, data):
+        self.data = data
+        self.detections: list[Detections] = []
+
+    def add(self, outputs: np.ndarray, image_hws) -> None:
+        from edgeres.tasks.detect.outputs import EVAL_SETTINGS, decode
+
+        self.detections += decode(outputs, image_hws, self.data.cfg.input_size, self.data.class_names, EVAL_SETTINGS)
+
+    def result(self) -> dict:
+        metrics = coco_map(self.data.dataset.samples, self.detections, self.data.class_names)
+        metrics["class_names"] = list(self.data.class_names)
+        metrics["task"] = "detect"
+        metrics["detections_per_image"] = [len(d) for d in self.detections]
+        return metrics
+
+
+def summarize(metrics: dict) -> str:
+    def fmt(value) -> str:  # None: no ground-truth box, so mAP is undefined
+        return "-" if value is None else f"{value:.4f}"
+
+    return (f"{metrics['images']} images, {metrics['gt_boxes']} boxes  mAP@0.5 {fmt(metrics['map50'])}  "
+            f"mAP@0.5:0.95 {fmt(metrics['map'])}  mAP@0.75 {fmt(metrics['map75'])}")

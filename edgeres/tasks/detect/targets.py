@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from edgeres.detection.boxes import box_area
+from edgeres.tasks.detect.box_geometry import box_area
 
 
 def gaussian_radius(height: float, width: float, min_overlap: float = 0.7) -> float:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeres.detection.boxes import batched_nms, clip_boxes
+from edgeres.tasks.detect.box_geometry import batched_nms, clip_boxes
 
 EXTRA_CHANNELS = 4  # width, height, offset x, offset y after the class heatmaps
 

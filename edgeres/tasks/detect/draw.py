@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edgeres.detection.decode import Detections
 from edgeres.errors import require
+from edgeres.tasks.detect.decode import Detections
 
 _GOLDEN = (math.sqrt(5) - 1) / 2  # hue step between consecutive classes
 # Hue rotation per color_seed. Incommensurate with _GOLDEN, so no seed's palette is another's shifted by whole classes.

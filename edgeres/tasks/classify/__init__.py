@@ -1,0 +1,45 @@
+"""Classification: a torchvision ResNet with a new head; top-1 is the primary metric."""
+
+from __future__ import annotations
+
+from edgeres.tasks.base import Metric, Task
+from edgeres.tasks.classify import data, metrics, model, outputs
+
+
+def _archs() -> list[str]:
+    from edgeres.models.registry import list_models
+
+    return list_models("classify")
+
+
+def _scorer(eval_set):
+    return metrics.ClassifyScorer(eval_set)
+
+
+TASK = Task(
+    name="classify",
+    title="classification",
+    metric=Metric(key="top1", label="top-1", percent=True, history_keys=("top1", "top5")),
+    json_schema="edgeres.classify/1",
+    output_names=("logits",),
+    default_optimizer="sgd",
+    default_settings={},
+    options=("top_k",),
+    archs=_archs,
+    resolve_arch=model.resolve_arch,
+    check_input_size=lambda hw: None,
+    default_img_size=data.default_img_size,
+    load_training_data=data.load_training_data,
+    load_eval_set=data.load_eval_set,
+    init_model=model.init_model,
+    is_frozen_parameter=model.is_frozen_parameter,
+    make_loss=model.make_loss,
+    scorer=_scorer,
+    decode=outputs.decode,
+    to_json=outputs.to_json,
+    draw=outputs.draw,
+    settings=outputs.settings,
+    manifest_block=lambda settings: {},
+    report_columns=(("top1", "top-1 %"), ("top5", "top-5 %")),
+    summarize=metrics.summarize,
+)
