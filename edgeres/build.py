@@ -21,6 +21,7 @@ from edgeres.errors import EdgeresError
 from edgeres.export import output_names
 from edgeres.fileio import replace_folder, write_json_atomic
 from edgeres.models.checkpoint import file_sha256
+from edgeres.quant.mixed import plan_mixed_precision
 
 PRECISIONS = ("fp32", "fp16", "int8", "mixed")
 BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")
@@ -353,35 +354,6 @@ def check_qdq_for_tensorrt(qdq_onnx: Path) -> None:
     if problems:
         raise EdgeresError(f"{qdq_onnx} breaks {len(problems)} TensorRT Q/DQ rule(s): "
                            + "; ".join(str(p) for p in problems[:3]))
-
-
-def plan_mixed_precision(cfg: BuildConfig, calib):
-    """Measure per-layer sensitivity on the val images and choose the layers kept float (see quant.mixed)."""
-    import onnx
-
-    from edgeres.data.imagefolder import load_eval_split
-    from edgeres.evaluate import EvalImages
-    from edgeres.models.checkpoint import load_checkpoint
-    from edgeres.quant.mixed import plan_mixed
-
-    config = load_checkpoint(cfg.model).config
-    if config.task == "detect":
-        raise EdgeresError("--precision mixed budgets a top-1 drop and works on classifiers; for a detector build "
-                           "--precision int8 and check mAP with 'edgeres eval', or recover it with 'edgeres qat'")
-    val_dir = cfg.val_data
-    if val_dir is None:
-        calib_dir = Path(calib.scales.data.get("folder", ""))
-        if calib_dir.name == "train" and (calib_dir.parent / "val").is_dir():
-            val_dir = calib_dir.parent / "val"
-    if val_dir is None:
-        raise EdgeresError("--precision mixed measures accuracy: pass --val-data DIR (labelled images, "
-                           "DIR/<class>/...)")
-    images = load_eval_split(Path(val_dir))
-    if images.class_names != config.class_names:
-        raise EdgeresError(f"--val-data {val_dir} has classes {images.class_names[:6]}, the model "
-                           f"{config.class_names[:6]}")
-    return plan_mixed(onnx.load(str(calib.fp32_onnx)), calib.scales, EvalImages(images, config.preprocess),
-                      cfg.max_drop)
 
 
 def _build_onnxruntime_int8(cfg: BuildConfig, calib, folder: Path, engine_file: Path, plan=None) -> dict:

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeres.errors import EdgeresError
 from edgeres.onnx_graph import WEIGHTED_OPS
+
+if TYPE_CHECKING:
+    from edgeres.build import BuildConfig
 
 MOSTLY_FLOAT = 0.5  # keeping more than this share of the layers float is refused: it is an FP32 engine
 
@@ -169,3 +174,31 @@ def output_conv_layers(qdq_model) -> set[str]:
         return False
 
     return {n.name for n in qdq_model.graph.node if n.op_type == "Conv" and not reaches_quantizer(n.output[0], set())}
+
+
+def plan_mixed_precision(cfg: BuildConfig, calib):
+    """Measure per-layer sensitivity on the val images and choose the layers kept float (see quant.mixed)."""
+    import onnx
+
+    from edgeres.data.imagefolder import load_eval_split
+    from edgeres.evaluate import EvalImages
+    from edgeres.models.checkpoint import load_checkpoint
+
+    config = load_checkpoint(cfg.model).config
+    if config.task == "detect":
+        raise EdgeresError("--precision mixed budgets a top-1 drop and works on classifiers; for a detector build "
+                           "--precision int8 and check mAP with 'edgeres eval', or recover it with 'edgeres qat'")
+    val_dir = cfg.val_data
+    if val_dir is None:
+        calib_dir = Path(calib.scales.data.get("folder", ""))
+        if calib_dir.name == "train" and (calib_dir.parent / "val").is_dir():
+            val_dir = calib_dir.parent / "val"
+    if val_dir is None:
+        raise EdgeresError("--precision mixed measures accuracy: pass --val-data DIR (labelled images, "
+                           "DIR/<class>/...)")
+    images = load_eval_split(Path(val_dir))
+    if images.class_names != config.class_names:
+        raise EdgeresError(f"--val-data {val_dir} has classes {images.class_names[:6]}, the model "
+                           f"{config.class_names[:6]}")
+    return plan_mixed(onnx.load(str(calib.fp32_onnx)), calib.scales, EvalImages(images, config.preprocess),
+                      cfg.max_drop)
