@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgeres.camera.loop import LoopConfig
-from edgeres.camera.overlays import Hud, OverlayConfig, draw_boxes, draw_topk, render
+from edgeres.camera.overlays import Hud, OverlayConfig, render
 from edgeres.camera.pipelines import Facts, csi_pipeline, jetson_decode_pipeline, open_plan
 from edgeres.camera.readers import ImageFolderReader, VideoReader
 from edgeres.camera.results import make_postprocess
@@ -173,38 +173,56 @@ def _engine_facts(task: str, names: list[str], detection: dict | None = None):
 
     from edgeres.config import PreprocessConfig
 
-    manifest = {"detection": detection} if detection else {}
+    manifest = {"task": task, **({"detection": detection} if detection else {})}
     return SimpleNamespace(
         task=task, class_names=names, manifest=manifest, preprocess=PreprocessConfig(input_size=(64, 64))
     )
 
 
 def test_postprocess_by_task():
-    post = make_postprocess(_engine_facts("classify", ["cat", "dog", "owl"]), LoopConfig(top_k=2))
-    top = post(np.array([[0.1, 3.0, 1.0]], dtype=np.float32), (480, 640))
+    outputs = make_postprocess(_engine_facts("classify", ["cat", "dog", "owl"]), LoopConfig(top_k=2))
+    top = outputs.to_json(outputs.decode(np.array([[0.1, 3.0, 1.0]], dtype=np.float32), (480, 640)))
     assert [p["label"] for p in top] == ["dog", "owl"] and top[0]["index"] == 1
-    assert top[0]["score"] == pytest.approx(np.exp(3.0) / np.exp([0.1, 3.0, 1.0]).sum(), rel=1e-6)
+    assert top[0]["score"] == pytest.approx(np.exp(3.0) / np.exp([0.1, 3.0, 1.0]).sum(), rel=1e-5)
+    assert outputs.task.json_schema == "edgeres.classify/1"
     with pytest.raises(EdgeresError, match="no 'detection' block"):
         make_postprocess(_engine_facts("detect", ["a"]), LoopConfig())
-    with pytest.raises(EdgeresError, match="accepted: classify, detect"):
+    with pytest.raises(EdgeresError, match="unknown task 'segment'; known tasks: classify, detect"):
         make_postprocess(_engine_facts("segment", ["a"]), LoopConfig())
 
 
-def test_detect_postprocess_maps_boxes_to_the_frame():
+def test_options_a_task_does_not_take_are_refused():
+    detection = {"decoder": "centernet", "stride": 4, "score_threshold": 0.3, "nms_iou": 0.5, "max_detections": 100}
+    with pytest.raises(EdgeresError, match="--top-k is for classify models; this one is a detect model"):
+        make_postprocess(_engine_facts("detect", ["a"], detection), LoopConfig(top_k=3))
+    with pytest.raises(EdgeresError, match="--score-threshold is for detect models; this one is a classify model"):
+        make_postprocess(_engine_facts("classify", ["a", "b"]), LoopConfig(score_threshold=0.5))
+    with pytest.raises(EdgeresError, match="--nms-iou is for detect models"):
+        make_postprocess(_engine_facts("classify", ["a", "b"]), LoopConfig(nms_iou=0.5))
+
+
+def _one_detection_maps() -> np.ndarray:
     # One object of class 1: peak at cell (row 4, col 6) of a 16x16 map (stride 4 on a 64x64 input), offset
-    # (0.5, 0.25) cells, size 4x2 cells -> centre (26, 17), box 16x8 px at input size; the frame is 128x256.
-    settings = {"decoder": "centernet", "stride": 4, "score_threshold": 0.3, "nms_iou": 0.5, "max_detections": 100}
+    # (0.5, 0.25) cells, size 4x2 cells -> centre (26, 17), box 16x8 px at input size.
     maps = np.full((1, 2 + 4, 16, 16), -10.0, dtype=np.float32)
     maps[0, 1, 4, 6] = 4.0
     maps[0, 2:4, 4, 6] = (4.0, 2.0)
     maps[0, 4:6, 4, 6] = (0.5, 0.25)
-    post = make_postprocess(_engine_facts("detect", ["a", "b"], settings), LoopConfig())
-    found = post(maps, (128, 256))
+    return maps
+
+
+_DETECTION = {"decoder": "centernet", "stride": 4, "score_threshold": 0.3, "nms_iou": 0.5, "max_detections": 100}
+
+
+def test_detect_postprocess_maps_boxes_to_the_frame():
+    maps = _one_detection_maps()  # the frame is 128x256: x scaled by 4, y by 2
+    outputs = make_postprocess(_engine_facts("detect", ["a", "b"], _DETECTION), LoopConfig())
+    found = outputs.to_json(outputs.decode(maps, (128, 256)))
     assert [d["label"] for d in found] == ["b"]
     assert found[0]["box"] == pytest.approx([(26 - 8) * 4, (17 - 4) * 2, (26 + 8) * 4, (17 + 4) * 2], abs=0.01)
     assert found[0]["score"] == pytest.approx(1 / (1 + np.exp(-4.0)), abs=1e-4)
-    strict = make_postprocess(_engine_facts("detect", ["a", "b"], settings), LoopConfig(score_threshold=0.99))
-    assert strict(maps, (128, 256)) == []
+    strict = make_postprocess(_engine_facts("detect", ["a", "b"], _DETECTION), LoopConfig(score_threshold=0.99))
+    assert strict.to_json(strict.decode(maps, (128, 256))) == []
 
 
 def _photo() -> np.ndarray:
@@ -215,32 +233,40 @@ def _photo() -> np.ndarray:
 
 def test_overlays_draw_where_they_say():
     frame = _photo()
-    record = {"task": "classify", "predictions": [{"label": "7", "score": 0.91}, {"label": "1", "score": 0.05}]}
+    outputs = make_postprocess(_engine_facts("classify", [str(d) for d in range(10)]), LoopConfig())
+    logits = np.zeros((1, 10), np.float32)
+    logits[0, 7] = 5.0
+    prediction = outputs.decode(logits, frame.shape[:2])
     hud = Hud()
     for i in range(10):
         hud.update({"inference": 20.0, "capture_to_result": 30.0}, i / 25.0)
     assert hud.fps == pytest.approx(25.0) and hud.median_ms("inference") == 20.0
-    out = render(frame.copy(), record, hud, OverlayConfig())
+    out = render(frame.copy(), outputs, prediction, hud, OverlayConfig())
     diff = np.abs(out.astype(int) - frame.astype(int)).sum(axis=2)
     h, w = diff.shape
     assert diff[: h // 6, : w // 4].mean() > 20  # top-k labels, top left
     assert diff[: h // 8, -w // 5 :].mean() > 20  # FPS, top right
     assert diff[-h // 4 :, : w // 3].mean() > 20  # latency panel, bottom left
     assert diff[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3].max() == 0  # the middle is untouched
-    none = render(frame.copy(), record, hud, OverlayConfig.parse("none"))
+    none = render(frame.copy(), outputs, prediction, hud, OverlayConfig.parse("none"))
     assert np.array_equal(none, frame)
 
 
-def test_draw_topk_and_boxes_change_the_frame():
-    frame = _photo()
-    a = frame.copy()
-    draw_topk(a, [{"label": "7", "score": 0.9}])
-    assert not np.array_equal(a, frame)
-    b = frame.copy()
-    draw_boxes(b, [{"label": "7", "score": 0.8, "box": [100, 120, 300, 360]}])
-    changed = np.argwhere(np.any(b != frame, axis=2))
-    assert changed[:, 0].min() >= 90 and changed[:, 0].max() <= 362  # only the box and its label
-    assert changed[:, 1].min() >= 98 and changed[:, 1].max() <= 302
+def test_the_tasks_draw_the_camera_overlay_labels():
+    frame = _photo()  # 480x640
+    outputs = make_postprocess(_engine_facts("detect", ["a", "b"], _DETECTION), LoopConfig())
+    prediction = outputs.decode(_one_detection_maps(), frame.shape[:2])  # box x 180..340, y 97..158
+    only_labels = OverlayConfig.parse("labels")
+    drawn = render(frame.copy(), outputs, prediction, Hud(), only_labels)
+    changed = np.argwhere(np.any(drawn != frame, axis=2))
+    assert len(changed) > 0
+    assert changed[:, 0].min() >= 60 and changed[:, 0].max() <= 160  # only the box and its label above it
+    assert changed[:, 1].min() >= 175 and changed[:, 1].max() <= 345
+    classify = make_postprocess(_engine_facts("classify", ["7"]), LoopConfig(top_k=1))
+    labelled = render(
+        frame.copy(), classify, classify.decode(np.ones((1, 1), np.float32), (480, 640)), Hud(), only_labels
+    )
+    assert not np.array_equal(labelled, frame)
 
 
 def test_overlay_option_parsing():

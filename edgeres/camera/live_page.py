@@ -29,27 +29,31 @@ const q = token ? ('?token=' + encodeURIComponent(token)) : '';
 const stages = STAGES;
 let received = 0;
 function fmt(v, d) { return (v === null || v === undefined) ? '--' : Number(v).toFixed(d); }
-function predText(task, p) {
-  if (task === 'detect') return [p.label, fmt(p.score, 2), '[' + p.box.map(v => Math.round(v)).join(', ') + ']'];
-  return [p.label, fmt(p.score, 3)];
+// Generic over tasks: a prediction's label and score, then whatever else it carries (a box, ...), by key.
+function predCells(p) {
+  const cells = [p.label ?? String(p.index ?? ''), fmt(p.score, 3)];
+  for (const [key, v] of Object.entries(p)) {
+    if (key === 'label' || key === 'index' || key === 'score') continue;
+    cells.push(key + ' ' + (Array.isArray(v) ? '[' + v.map(x => Math.round(x)).join(', ') + ']' : String(v)));
+  }
+  return cells;
 }
 function showRecord(r) {
   const card = document.getElementById('card-' + r.stream); if (!card) return;
   received += 1;
   document.getElementById('received').textContent = received;
+  if (r.schema) document.getElementById('schema').textContent = r.schema;
   card.querySelector('.frame').textContent = r.frame;
   card.querySelector('.batch').textContent = r.batch;
   const body = card.querySelector('.pred tbody'); body.innerHTML = '';
   for (const p of r.predictions.slice(0, 5)) {
     const tr = document.createElement('tr');
-    for (const t of predText(r.task, p)) {
+    for (const t of predCells(p)) {
       const td = document.createElement('td'); td.textContent = t; tr.appendChild(td);
     }
     body.appendChild(tr);
   }
-  if (r.task === 'detect') {
-    card.querySelector('.count').textContent = r.predictions.length + ' boxes';
-  }
+  card.querySelector('.count').textContent = r.predictions.length + ' predictions';
 }
 function showStats(s) {
   for (const [name, st] of Object.entries(s.streams)) {
@@ -73,8 +77,8 @@ events.onerror = () => { document.getElementById('conn').textContent = 'reconnec
 """
 
 
-def render_page(names: list[str], task: str) -> str:
-    """The HTML of the live view for these streams."""
+def render_page(names: list[str], task: str | None = None) -> str:
+    """The HTML of the live view for these streams; ``task`` is shown until the first record names its schema."""
     cards = []
     for name in names:
         n = html.escape(name)
@@ -95,7 +99,8 @@ def render_page(names: list[str], task: str) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>edgeres camera: live view</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{_STYLE}</style></head>
-<body><header><h1>edgeres camera</h1><span>{len(names)} stream{"s" * (len(names) != 1)} · task {html.escape(task)}
-</span><span>results <b id="received">0</b></span><span id="conn">connecting</span></header>
+<body><header><h1>edgeres camera</h1><span>{len(names)} stream{"s" * (len(names) != 1)} ·
+<span id="schema">{html.escape(task or "")}</span></span>
+<span>results <b id="received">0</b></span><span id="conn">connecting</span></header>
 <main>{"".join(cards)}</main><script>{script}</script></body></html>
 """

@@ -1,4 +1,4 @@
-"""On-frame overlays: top-k labels (classification) or boxes with labels (detection), FPS, a latency panel.
+"""On-frame overlays: the prediction as the engine's task draws it (``edgeres.tasks``), FPS, a latency panel.
 
 Drawing is plain OpenCV on the BGR frame, in place. Text scales with the frame height so a 320x240 test
 video and a 1080p camera both stay readable. The numbers shown are smoothed over the last frames
@@ -12,12 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeres.drawing import BLACK as _BLACK
-from edgeres.drawing import GREEN as _GREEN
 from edgeres.drawing import WHITE as _WHITE
 from edgeres.drawing import draw_panel
-from edgeres.drawing import text_scale as _scale
-from edgeres.errors import EdgeresError, require
+from edgeres.errors import EdgeresError
 
 OVERLAYS = ("labels", "fps", "latency")
 PANEL_STAGES = (
@@ -28,7 +25,6 @@ PANEL_STAGES = (
     ("render", "render"),
     ("capture_to_result", "capture-to-result"),
 )
-_YELLOW = (0, 215, 255)
 
 
 @dataclass(frozen=True)
@@ -88,53 +84,18 @@ class Hud:
         return float(np.median(values)) if values else None
 
 
-def draw_topk(image: np.ndarray, predictions: list[dict], k: int = 3) -> None:
-    """The top-k labels with scores, best first (the best in green), top left.
-
-    Args:
-        image: BGR uint8 frame, drawn on in place.
-        predictions: [{"label", "score", ...}], best first.
-        k: how many to show.
-    """
-    lines = [(f"{p['label']}  {p['score']:.2f}", _GREEN if i == 0 else _WHITE) for i, p in enumerate(predictions[:k])]
-    draw_panel(image, lines, "tl")
-
-
-def draw_boxes(image: np.ndarray, predictions: list[dict]) -> None:
-    """Boxes with label and score (detection predictions carry ``box`` = [x0, y0, x1, y1] in pixels).
-
-    Args:
-        image: BGR uint8 frame, drawn on in place.
-        predictions: [{"label", "score", "box"}].
-    """
-    cv2 = require("cv2", "desktop")
-    scale = _scale(image)
-    thick = max(1, round(2 * scale))
-    for p in predictions:
-        x0, y0, x1, y1 = (round(float(v)) for v in p["box"])
-        cv2.rectangle(image, (x0, y0), (x1, y1), _YELLOW, thick)
-        text = f"{p['label']} {p['score']:.2f}"
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.7 * scale, thick)
-        ty = max(th + 4, y0)
-        cv2.rectangle(image, (x0, ty - th - 4), (x0 + tw + 4, ty), _YELLOW, -1)
-        cv2.putText(image, text, (x0 + 2, ty - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.7 * scale, _BLACK, thick, cv2.LINE_AA)
-
-
-def render(image: np.ndarray, record: dict, hud: Hud, cfg: OverlayConfig, top_k: int = 3) -> np.ndarray:
+def render(image: np.ndarray, outputs, prediction, hud: Hud, cfg: OverlayConfig) -> np.ndarray:
     """Draw the enabled overlays for one result on its frame (in place) and return the frame.
 
     Args:
         image: the BGR frame the result belongs to.
-        record: the loop's result for it (``task`` and ``predictions``).
+        outputs: the run's ``edgeres.camera.results.TaskOutputs`` (its task draws the prediction).
+        prediction: the frame's decoded prediction (not its JSON form).
         hud: smoothed numbers of the frames before it.
         cfg: which overlays.
-        top_k: labels shown for classification.
     """
     if cfg.labels:
-        if record["task"] == "detect":
-            draw_boxes(image, record["predictions"])
-        else:
-            draw_topk(image, record["predictions"], top_k)
+        outputs.draw(image, prediction)
     if cfg.fps:
         fps = hud.fps
         draw_panel(image, [(f"{fps:.1f} FPS" if fps is not None else "-- FPS", _WHITE)], "tr")

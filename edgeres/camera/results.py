@@ -9,53 +9,57 @@ sinks with ``record_done(record)`` get each record again once its ``times_ms`` a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from edgeres.camera.capture import Frame
+from edgeres.camera.latency import LatencyRecorder
 from edgeres.camera.overlays import Hud, render
-from edgeres.errors import EdgeresError
-from edgeres.processing import softmax, topk
+from edgeres.tasks import get_task
+from edgeres.tasks.base import Task
 
 STAGES = ("capture_wait", "preprocess", "inference", "postprocess", "render")
-TASKS = ("classify", "detect")
 
 
-def make_postprocess(engine, cfg) -> Callable[[np.ndarray, tuple[int, int]], list[dict]]:
-    """The post-processing for an engine's task: (outputs of one frame, the frame's (h, w)) -> its predictions.
+@dataclass(frozen=True)
+class TaskOutputs:
+    """An engine's task with the settings this run decodes and draws with (one frame at a time)."""
 
-    Classify: the top-k labels. Detect: boxes in frame pixels from the same numpy decoder and NMS as ``predict``
-    and ``eval``, with the manifest's score threshold and NMS IoU unless the config overrides them.
+    task: Task
+    class_names: list[str]
+    input_hw: tuple[int, int]
+    settings: dict
+
+    def decode(self, outputs: np.ndarray, image_hw: tuple[int, int]):
+        """One frame's raw outputs (batch of 1) -> its decoded prediction, in the frame's pixels."""
+        return self.task.decode(outputs, [image_hw], self.input_hw, self.class_names, self.settings)[0]
+
+    def to_json(self, prediction) -> list:
+        return self.task.to_json(prediction, self.class_names)
+
+    def draw(self, image: np.ndarray, prediction) -> None:
+        self.task.draw(image, prediction, self.class_names, self.settings)
+
+
+def task_options(cfg) -> dict:
+    """The task-specific options of a ``LoopConfig`` (None where the user gave none)."""
+    return {"top_k": cfg.top_k, "score_threshold": cfg.score_threshold, "nms_iou": cfg.nms_iou}
+
+
+def make_postprocess(engine, cfg) -> TaskOutputs:
+    """The engine's task (``edgeres.tasks``) with this run's decoding settings: the same decoder as ``predict``
+    and ``eval``, with the engine manifest's settings unless the config overrides them.
 
     Raises:
-        EdgeresError: an unknown task, or bad detection settings.
+        EdgeresError: an unknown task, an option the task does not take (``--top-k`` on a detector), or bad
+            settings.
     """
-    class_names = engine.class_names
-    if engine.task == "classify":
-
-        def classify(logits: np.ndarray, image_hw: tuple[int, int]) -> list[dict]:
-            idx, val = topk(softmax(logits), cfg.top_k)
-            return [
-                {"label": class_names[i], "index": int(i), "score": float(s)}
-                for i, s in zip(idx[0], val[0], strict=True)
-            ]
-
-        return classify
-    if engine.task == "detect":
-        from edgeres.evaluate_detect import decode_maps
-        from edgeres.predict import detection_settings, detections_to_json
-
-        settings = detection_settings(engine.manifest, cfg.score_threshold, cfg.nms_iou)
-        input_hw = engine.preprocess.input_size
-
-        def detect(maps: np.ndarray, image_hw: tuple[int, int]) -> list[dict]:
-            return detections_to_json(
-                decode_maps(maps, len(class_names), input_hw, [image_hw], settings)[0], class_names
-            )
-
-        return detect
-    raise EdgeresError(f"unknown engine task '{engine.task}'; accepted: {', '.join(TASKS)}")
+    task = get_task(engine.task)
+    options = task_options(cfg)
+    task.check_options(options)
+    settings = task.settings(engine.manifest, options)
+    return TaskOutputs(task, list(engine.class_names), tuple(engine.preprocess.input_size), settings)
 
 
 class StreamStats:
@@ -64,7 +68,7 @@ class StreamStats:
     def __init__(self, name: str):
         self.name = name
         self.hud = Hud()
-        self.lat: dict[str, list[float]] = {s: [] for s in (*STAGES, "capture_to_result")}
+        self.lat: dict[str, LatencyRecorder] = {s: LatencyRecorder() for s in (*STAGES, "capture_to_result")}
         self.processed = 0
         self.first_done: float | None = None
         self.last_done: float | None = None
@@ -72,7 +76,7 @@ class StreamStats:
 
     def add(self, frame: Frame, record: dict, done: float) -> None:
         for k, v in frame.times.items():
-            self.lat[k].append(v)
+            self.lat[k].add(v)
         self.hud.update(record["times_ms"], done)
         self.processed += 1
         self.first_done = self.first_done or done
@@ -94,15 +98,8 @@ def rate(count: int, first: float | None, last: float | None) -> float | None:
 class ResultStage:
     """Post-process, draw and feed the sinks, one batch at a time, on the calling thread; keeps the stats."""
 
-    def __init__(
-        self,
-        post: Callable[[np.ndarray, tuple[int, int]], list[dict]],
-        task: str,
-        sinks: list,
-        cfg,
-        names: list[str] | None = None,
-    ):
-        self.post, self.task, self.sinks, self.cfg = post, task, sinks, cfg
+    def __init__(self, outputs: TaskOutputs, sinks: list, cfg, names: list[str] | None = None):
+        self.outputs, self.sinks, self.cfg = outputs, sinks, cfg
         self.names = names or ["cam0"]
         self.image_sinks = [s for s in sinks if s.needs_image]
         self.batch_sinks = [s for s in sinks if hasattr(s, "end_batch")]
@@ -122,18 +119,23 @@ class ResultStage:
     def handle(self, frame: Frame) -> None:
         stats = self.streams[frame.stream]
         t0 = time.perf_counter()
+        # The decoded prediction stays beside its record until the frame is drawn: the task draws from it,
+        # never from the JSON form.
+        prediction = self.outputs.decode(frame.outputs, frame.image.shape[:2])
+        task = self.outputs.task
         record = {
             "stream": stats.name,
             "frame": frame.index,
             "source_ts": round(frame.source_ts, 6),
-            "task": self.task,
+            "task": task.name,
+            "schema": task.json_schema,
             "batch": frame.batch,
-            "predictions": self.post(frame.outputs, frame.image.shape[:2]),
+            "predictions": self.outputs.to_json(prediction),
         }
         t1 = time.perf_counter()
         image = frame.image
         if self.draw:
-            image = render(image, record, stats.hud, self.cfg.overlays, min(self.cfg.top_k, 5))
+            image = render(image, self.outputs, prediction, stats.hud, self.cfg.overlays)
         for sink in self.image_sinks:
             sink.write(record, image)
         t2 = time.perf_counter()
@@ -159,9 +161,13 @@ class ResultStage:
         return rate(self.processed, self.first_done, self.last_done)
 
     @property
-    def lat(self) -> dict[str, list[float]]:
+    def lat(self) -> dict[str, LatencyRecorder]:
         """Every stream's latencies per stage, together."""
-        return {k: [v for s in self.streams for v in s.lat[k]] for k in self.streams[0].lat}
+        merged = {k: LatencyRecorder() for k in self.streams[0].lat}
+        for stream in self.streams:
+            for k, recorder in stream.lat.items():
+                merged[k].merge(recorder)
+        return merged
 
     def close_sinks(self) -> None:
         """Close every sink (a recording is finalized here), even when one of them fails."""

@@ -102,7 +102,7 @@ class LiveView:
         address: ServeAddress,
         names: list[str],
         token: str | None = None,
-        task: str = "classify",
+        task: str | None = None,
         max_fps: float = 15.0,
         jpeg_quality: int = 80,
     ):
@@ -183,7 +183,7 @@ class LiveView:
         if feed is None or self._loop is None:
             return
         now = time.perf_counter()
-        self.task = record.get("task", self.task)
+        self.task = record.get("schema") or record.get("task") or self.task  # shown on the page, never branched on
         feed.hud.update(record.get("times_ms", {}), now)
         feed.record, feed.results, feed.last_result = record, feed.results + 1, now
         if self._subscribers:
@@ -211,7 +211,7 @@ class LiveView:
                 "frame": feed.record["frame"] if feed.record else None,
                 "predictions": feed.record["predictions"] if feed.record else [],
             }
-        return {"task": self.task, "streams": out}
+        return {"schema": self.task, "streams": out}
 
     def health(self) -> tuple[int, dict]:
         now = time.perf_counter()

@@ -102,7 +102,9 @@ def camera(
     overlay: str = typer.Option(
         "labels,fps,latency", "--overlay", help="Comma list of labels, fps, latency; or all, or none."
     ),
-    top_k: int = typer.Option(5, "--top-k", min=1, help="Predictions per frame (the overlay shows up to 5)."),
+    top_k: int = typer.Option(
+        None, "--top-k", min=1, help="classify: predictions per frame (the overlay shows up to 5) [default: 5]."
+    ),
     score_threshold: float = typer.Option(
         None, "--score-threshold", help="detect: lowest box score shown [default: the engine manifest's]."
     ),
