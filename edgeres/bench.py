@@ -1,7 +1,8 @@
 """Latency and throughput of an engine (or the torch reference) on real camera-sized frames.
 
 Each iteration times the three stages users pay for: pre-process (resize + normalize of 640x480
-frames), inference, post-process (softmax + top-k). Warm-up and measurement are time-based.
+frames), inference, post-process (the task's one decoder: softmax + top-k for a classifier, box decoding +
+NMS for a detector). Warm-up and measurement are time-based.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from edgeres.config import PreprocessConfig
 from edgeres.errors import EdgeresError
-from edgeres.processing import preprocess, softmax, topk
+from edgeres.processing import preprocess
 
 STAGES = ("preprocess", "inference", "postprocess", "end_to_end")
 
@@ -35,9 +36,13 @@ def latency_stats(seconds: list[float]) -> dict:
     """p50/p90/p99/mean/std/min/max in milliseconds."""
     ms = np.asarray(seconds, dtype=np.float64) * 1e3
     return {
-        "p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
-        "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean()), "std": float(ms.std()),
-        "min": float(ms.min()), "max": float(ms.max()),
+        "p50": float(np.percentile(ms, 50)),
+        "p90": float(np.percentile(ms, 90)),
+        "p99": float(np.percentile(ms, 99)),
+        "mean": float(ms.mean()),
+        "std": float(ms.std()),
+        "min": float(ms.min()),
+        "max": float(ms.max()),
     }
 
 
@@ -55,39 +60,37 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def classify_postprocess(k: int = 5):
-    return lambda outputs, frames: topk(softmax(outputs), k)
+def postprocess_for(task_name: str, cfg: PreprocessConfig, class_names: list[str], manifest: dict | None = None):
+    """The post-processing stage ``bench_runner`` times for a model of this task: the task's one decoder with the
+    settings an engine records (the defaults for a checkpoint), as predict and the camera loop run it."""
+    from edgeres.tasks import get_task
+
+    task = get_task(task_name)
+    settings = task.settings(manifest or {}, {})
+    return lambda outputs, frames: task.decode(
+        outputs, [f.shape[:2] for f in frames], cfg.input_size, class_names, settings
+    )
 
 
-def detect_postprocess(cfg: PreprocessConfig, num_classes: int, settings: dict):
-    """The numpy decoder and NMS every detect consumer runs (so bench times the camera loop's real work)."""
-    from edgeres.evaluate_detect import decode_maps
-
-    return lambda outputs, frames: decode_maps(outputs, num_classes, cfg.input_size, [f.shape[:2] for f in frames],
-                                               settings)
-
-
-def postprocess_for(task: str, cfg: PreprocessConfig, class_names: list[str], detection: dict | None = None):
-    """The post-processing stage ``bench_runner`` times for a model of this task."""
-    if task == "detect":
-        from edgeres.evaluate_detect import DEFAULT_NMS_IOU, DEFAULT_SCORE_THRESHOLD
-
-        settings = detection or {"score_threshold": DEFAULT_SCORE_THRESHOLD, "nms_iou": DEFAULT_NMS_IOU}
-        return detect_postprocess(cfg, len(class_names), settings)
-    return classify_postprocess()
-
-
-def bench_runner(runner, cfg: PreprocessConfig, frames: list[np.ndarray], batch: int, duration: float,
-                 warmup: float, min_iterations: int = 10, postprocess=None) -> dict:
+def bench_runner(
+    runner,
+    cfg: PreprocessConfig,
+    frames: list[np.ndarray],
+    batch: int,
+    duration: float,
+    warmup: float,
+    min_iterations: int = 10,
+    *,
+    postprocess,
+) -> dict:
     """Time an active runner stage by stage for ``duration`` seconds after ``warmup`` seconds.
 
-    ``postprocess(outputs, frames)`` is the last stage (default: softmax + top-5 of a classifier).
+    ``postprocess(outputs, frames)`` is the last stage (``postprocess_for``: the task's decoder).
 
     Returns:
         Per-stage latency stats (ms), iterations, throughput (images/s) and the batch size.
     """
     batch_frames = [frames[i % len(frames)] for i in range(batch)]
-    postprocess = postprocess or classify_postprocess()
     times = {s: [] for s in STAGES}
     gpu: list[float] = []  # GPU compute time per call, apart from host time (as trtexec reports it)
 
@@ -128,27 +131,48 @@ def bench_engine(target, cfg: BenchConfig, providers: list[str] | None = None) -
     from edgeres.engine import open_engine
 
     before = rss_mb()
-    engine = open_engine(target, threads=cfg.threads, providers=providers, spinning=cfg.spinning,
-                         cuda_graph=cfg.cuda_graph)
+    engine = open_engine(
+        target, threads=cfg.threads, providers=providers, spinning=cfg.spinning, cuda_graph=cfg.cuda_graph
+    )
     max_batch = engine.manifest["input"].get("max_batch")
     too_big = [b for b in cfg.batches if max_batch is not None and b > max_batch]
     if too_big:  # refuse before measuring anything, not after the smaller batches ran for their full duration
-        raise EdgeresError(f"batch {too_big[0]} is above the maximum batch {max_batch} of {engine.engine_file}; "
-                           "rebuild with a larger --max-batch")
+        raise EdgeresError(
+            f"batch {too_big[0]} is above the maximum batch {max_batch} of {engine.engine_file}; "
+            "rebuild with a larger --max-batch"
+        )
     frames = camera_frames()
     t0 = time.perf_counter()
     with engine:
         load_s = time.perf_counter() - t0
-        post = postprocess_for(engine.task, engine.preprocess, engine.class_names, engine.manifest.get("detection"))
-        results = [bench_runner(engine.runner, engine.preprocess, frames, b, cfg.duration, cfg.warmup,
-                                cfg.min_iterations, post) for b in cfg.batches]
+        post = postprocess_for(engine.task, engine.preprocess, engine.class_names, engine.manifest)
+        results = [
+            bench_runner(
+                engine.runner,
+                engine.preprocess,
+                frames,
+                b,
+                cfg.duration,
+                cfg.warmup,
+                cfg.min_iterations,
+                postprocess=post,
+            )
+            for b in cfg.batches
+        ]
         loaded = rss_mb()
     m = engine.manifest
     return {
-        "name": engine.name, "engine": str(engine.engine_file), "backend": m["backend"]["name"],
-        "precision": m["precision"], "arch": m["arch"], "input_size": m["preprocess"]["input_size"],
-        "load_seconds": load_s, "rss_increase_mb": loaded - before, "peak_rss_mb": peak_rss_mb(),
-        "engine_size_mb": m["engine"]["size"] / 2**20, "results": results,
+        "name": engine.name,
+        "engine": str(engine.engine_file),
+        "backend": m["backend"]["name"],
+        "precision": m["precision"],
+        "arch": m["arch"],
+        "input_size": m["preprocess"]["input_size"],
+        "load_seconds": load_s,
+        "rss_increase_mb": loaded - before,
+        "peak_rss_mb": peak_rss_mb(),
+        "engine_size_mb": m["engine"]["size"] / 2**20,
+        "results": results,
         "tuned_batch": m["input"].get("opt_batch"),  # TensorRT: the batch the engine was tuned for (--opt-batch)
     }
 
@@ -160,9 +184,11 @@ def tuning_notes(rows: list[dict]) -> list[str]:
         tuned = row.get("tuned_batch")
         other = [r["batch"] for r in row["results"] if tuned is not None and r["batch"] != tuned]
         if other:
-            notes.append(f"{row['name']} was tuned for batch {tuned} (--opt-batch); its batch "
-                         f"{', '.join(map(str, other))} timings run outside the tuned shape: build with --opt-batch "
-                         f"{other[-1]} to time that batch as TensorRT would tune it")
+            notes.append(
+                f"{row['name']} was tuned for batch {tuned} (--opt-batch); its batch "
+                f"{', '.join(map(str, other))} timings run outside the tuned shape: build with --opt-batch "
+                f"{other[-1]} to time that batch as TensorRT would tune it"
+            )
     return notes
 
 
@@ -188,13 +214,25 @@ def bench_checkpoint(checkpoint, cfg: BenchConfig) -> dict:
         name, backend = "torch-eager", "torch"
     with reference as runner:
         post = postprocess_for(config.task, config.preprocess, config.class_names)
-        results = [bench_runner(runner, config.preprocess, frames, b, cfg.duration, cfg.warmup, cfg.min_iterations,
-                                post) for b in cfg.batches]
+        results = [
+            bench_runner(
+                runner, config.preprocess, frames, b, cfg.duration, cfg.warmup, cfg.min_iterations, postprocess=post
+            )
+            for b in cfg.batches
+        ]
         loaded = rss_mb()
     return {
-        "name": name, "engine": str(checkpoint), "backend": backend, "precision": "fp32",
-        "arch": config.arch, "input_size": list(config.preprocess.input_size), "load_seconds": None,
-        "rss_increase_mb": loaded - before, "peak_rss_mb": peak_rss_mb(), "engine_size_mb": None, "results": results,
+        "name": name,
+        "engine": str(checkpoint),
+        "backend": backend,
+        "precision": "fp32",
+        "arch": config.arch,
+        "input_size": list(config.preprocess.input_size),
+        "load_seconds": None,
+        "rss_increase_mb": loaded - before,
+        "peak_rss_mb": peak_rss_mb(),
+        "engine_size_mb": None,
+        "results": results,
     }
 
 
@@ -206,7 +244,9 @@ def bench_environment(cfg: BenchConfig) -> dict:
     versions = package_versions()
     return {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu["model"], "cpu_isa": cpu["isa"], "cores": cpu.get("usable_cores") or cpu.get("logical_cores"),
+        "cpu": cpu["model"],
+        "cpu_isa": cpu["isa"],
+        "cores": cpu.get("usable_cores") or cpu.get("logical_cores"),
         "versions": {k: versions.get(k) for k in ("python", "edgeres", "torch", "onnxruntime", "opencv", "numpy")},
         "settings": asdict(cfg),
         "frames": "real photos (scikit-image) resized to 640x480 BGR uint8",

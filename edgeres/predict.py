@@ -1,4 +1,5 @@
-"""Classify or detect in image files with an engine (the same pre/post-processing as every other path)."""
+"""Predictions on image files with an engine, for any task: the same pre-processing, decoder and JSON form as
+``eval``, ``bench`` and the camera loop (all from ``edgeres.tasks``)."""
 
 from __future__ import annotations
 
@@ -7,81 +8,73 @@ from pathlib import Path
 import numpy as np
 
 from edgeres.errors import EdgeresError
-from edgeres.processing import preprocess, read_image, softmax, topk
+from edgeres.processing import preprocess, read_image
 
 
-def classify(runner, cfg, class_names: list[str], images: list[np.ndarray], top_k: int = 5) -> list[list[dict]]:
-    """Top-k predictions (label, index, score) for BGR uint8 images with an active runner."""
-    probs = softmax(next(iter(runner.infer(preprocess(images, cfg)).values())))
-    idx, val = topk(probs, top_k)
-    return [[{"label": class_names[i], "index": int(i), "score": float(s)} for i, s in zip(ri, rv, strict=True)]
-            for ri, rv in zip(idx, val, strict=True)]
-
-
-def detection_settings(manifest: dict, score_threshold: float | None = None, nms_iou: float | None = None) -> dict:
-    """A detect engine's decoding settings: the manifest's defaults, overridden where asked."""
-    settings = dict(manifest.get("detection") or {})
-    if not settings:
-        raise EdgeresError("the engine manifest has no 'detection' block; rebuild the engine with this edgeres")
-    if score_threshold is not None:
-        settings["score_threshold"] = score_threshold
-    if nms_iou is not None:
-        settings["nms_iou"] = nms_iou
-    if not 0.0 <= settings["score_threshold"] <= 1.0 or not 0.0 < settings["nms_iou"] <= 1.0:
-        raise EdgeresError(f"--score-threshold must be in [0, 1] and --nms-iou in (0, 1]; got "
-                           f"{settings['score_threshold']} and {settings['nms_iou']}")
-    return settings
-
-
-def detect(runner, cfg, num_classes: int, images: list[np.ndarray], settings: dict) -> list:
-    """Boxes in original-image pixels (``edgeres.tasks.detect.decode.Detections``) for BGR uint8 images."""
-    from edgeres.evaluate_detect import decode_maps
-
-    maps = next(iter(runner.infer(preprocess(images, cfg)).values()))
-    return decode_maps(maps, num_classes, cfg.input_size, [img.shape[:2] for img in images], settings)
-
-
-def detections_to_json(det, class_names: list[str]) -> list[dict]:
-    return [{"label": class_names[int(c)], "index": int(c), "score": round(float(s), 4),
-             "box": [round(float(v), 2) for v in b]}
-            for b, s, c in zip(det.boxes, det.scores, det.labels, strict=True)]
-
-
-def predict_files(engine_target: Path, paths: list[Path], top_k: int = 5, threads: int | None = None,
-                  score_threshold: float | None = None, nms_iou: float | None = None,
-                  draw_dir: Path | None = None, force: bool = False) -> list[dict]:
-    """Decode every image first (a bad file fails before any work), then classify or detect in batches.
+def predict_images(runner, pre, task, class_names: list[str], images: list[np.ndarray], settings: dict) -> list:
+    """The task's decoded predictions for BGR uint8 images with an active runner (one per image, in the
+    original images' pixels where the task has coordinates).
 
     Args:
-        draw_dir: detect engines: also write each image with its boxes drawn into this folder (same file name;
-            an existing file is only replaced with ``force``).
+        runner: an activated runner (``engine.runner`` inside ``with engine``, or a torch runner).
+        pre: the model's ``PreprocessConfig``.
+        task: the model's ``edgeres.tasks.base.Task``.
+        settings: the task's decoding settings (``task.settings(manifest, overrides)``).
+    """
+    outputs = next(iter(runner.infer(preprocess(images, pre)).values()))
+    return task.decode(outputs, [img.shape[:2] for img in images], pre.input_size, class_names, settings)
+
+
+def prediction_record(image: str, task, prediction, class_names: list[str]) -> dict:
+    """One image's line in ``predict --json``: its versioned JSON form (docs/json.md)."""
+    return {
+        "image": image,
+        "task": task.name,
+        "schema": task.json_schema,
+        "predictions": task.to_json(prediction, class_names),
+    }
+
+
+def predict_files(
+    engine_target: Path,
+    paths: list[Path],
+    threads: int | None = None,
+    options: dict | None = None,
+    draw_dir: Path | None = None,
+    force: bool = False,
+) -> list[dict]:
+    """Decode every image first (a bad file fails before any work), then predict in batches.
+
+    Args:
+        options: the task-specific options given (``top_k``, ``score_threshold``, ``nms_iou``; None: not
+            given); one this engine's task does not take is refused, naming the tasks that take it.
+        draw_dir: also write each image with its predictions drawn (the task's drawing) into this folder (same
+            file name; an existing file is only replaced with ``force``).
+
+    Returns:
+        One record per image (``prediction_record``), with ``drawn`` (the written file) when drawing.
     """
     from edgeres.engine import open_engine
+    from edgeres.tasks import get_task
 
     images = [read_image(p) for p in paths]
     engine = open_engine(engine_target, threads=threads)
-    if engine.task not in ("classify", "detect"):
-        raise EdgeresError(f"{engine.engine_file} is a '{engine.task}' engine; predict classifies or detects")
-    if draw_dir is not None and engine.task != "detect":
-        raise EdgeresError("--draw writes boxes and needs a detect engine; this one classifies")
-    settings = detection_settings(engine.manifest, score_threshold, nms_iou) if engine.task == "detect" else {}
+    task = get_task(engine.task)
+    options = options or {}
+    task.check_options(options)
+    settings = task.settings(engine.manifest, options)
     targets = _draw_targets(paths, draw_dir, force) if draw_dir is not None else None
     batch = engine.manifest["input"].get("max_batch") or len(images)
     results = []
     with engine:
         for start in range(0, len(images), batch):
-            chunk = images[start:start + batch]
-            if engine.task == "classify":
-                found = classify(engine.runner, engine.preprocess, engine.class_names, chunk, top_k)
-                results += [{"image": str(p), "top": top} for p, top in zip(paths[start:start + batch], found,
-                                                                            strict=True)]
-                continue
-            found = detect(engine.runner, engine.preprocess, len(engine.class_names), chunk, settings)
-            for k, det in enumerate(found):
-                i = start + k
-                results.append({"image": str(paths[i]), "detections": detections_to_json(det, engine.class_names)})
+            chunk = images[start : start + batch]
+            found = predict_images(engine.runner, engine.preprocess, task, engine.class_names, chunk, settings)
+            for i, prediction in enumerate(found, start):
+                results.append(prediction_record(str(paths[i]), task, prediction, engine.class_names))
                 if targets is not None:
-                    _write_drawn(images[i], det, engine.class_names, targets[i])
+                    drawn = task.draw(images[i].copy(), prediction, engine.class_names, settings)
+                    _write_image(drawn, targets[i])
                     results[-1]["drawn"] = str(targets[i])
     return results
 
@@ -99,14 +92,12 @@ def _draw_targets(paths: list[Path], draw_dir: Path, force: bool) -> list[Path]:
     return targets
 
 
-def _write_drawn(image: np.ndarray, det, class_names: list[str], target: Path) -> None:
-    from edgeres.tasks.detect.draw import draw_detections
+def _write_image(image: np.ndarray, target: Path) -> None:
     from edgeres.errors import require
     from edgeres.fileio import atomic_path
 
     cv2 = require("cv2", "desktop")
-    drawn = draw_detections(image, det, class_names)
-    ok, encoded = cv2.imencode(target.suffix if target.suffix else ".png", drawn)
+    ok, encoded = cv2.imencode(target.suffix if target.suffix else ".png", image)
     if not ok:
         raise EdgeresError(f"cannot encode {target.name}: OpenCV has no writer for '{target.suffix}'")
     with atomic_path(target) as tmp:
