@@ -1,0 +1,49 @@
+"""Semantic segmentation: a stride-4 top-down network on a torchvision ResNet (or torchvision's FCN/DeepLabV3);
+mIoU is the primary metric. Decoding (bilinear upsampling to the image, argmax), metrics and drawing are numpy."""
+
+from __future__ import annotations
+
+from edgeres.tasks.base import Metric, Task
+from edgeres.tasks.segment import data, metrics, model, outputs
+
+
+def _archs() -> list[str]:
+    from edgeres.models.registry import list_models
+
+    return list_models("segment")
+
+
+def _scorer(eval_set):
+    return metrics.SegmentScorer(eval_set)
+
+
+TASK = Task(
+    name="segment",
+    title="semantic segmentation",
+    metric=Metric(key="miou", label="mIoU", percent=False, history_keys=("miou", "pixel_acc")),
+    json_schema="edgeres.segment/1",
+    output_names=("logits",),  # [N, C, H/4, W/4] class logits (torchvision's FCN/DeepLabV3: [N, C, H, W])
+    default_optimizer="adamw",
+    default_settings=outputs.DEFAULT_SETTINGS,
+    options=("overlay_alpha", "view"),
+    archs=_archs,
+    resolve_arch=model.resolve_arch,
+    check_input_size=model.check_input_size,
+    default_img_size=data.default_img_size,
+    load_training_data=data.load_training_data,
+    load_eval_split=data.load_eval_split,
+    make_eval_set=data.SegmentEvalImages,
+    init_model=model.init_model,
+    is_frozen_parameter=model.is_frozen_parameter,
+    make_loss=model.make_loss,
+    scorer=_scorer,
+    decode=outputs.decode,
+    to_json=outputs.to_json,
+    draw=outputs.draw,
+    settings=outputs.settings,
+    manifest_block=outputs.manifest_block,
+    report_columns=(("miou", "mIoU"), ("pixel_acc", "pixel acc"), ("mean_class_acc", "mean class acc")),
+    per_class=lambda m: {name: v["iou"] for name, v in m["per_class"].items()},
+    summarize=metrics.summarize,
+    tables=metrics.tables,
+)
