@@ -83,3 +83,26 @@ def digit_scenes(
         highlight=False,
         soft_wrap=True,
     )
+
+
+@app.command("digit-masks")
+def digit_masks(
+    out: Path = typer.Option(Path("data/digit-masks"), "--out", help="Folder to write."),
+    size: int = typer.Option(128, "--size", help="Image side in pixels, 32..1024."),
+    train: int = typer.Option(2000, "--train", help="Number of train scenes."),
+    val: int = typer.Option(400, "--val", help="Number of val scenes."),
+    seed: int = typer.Option(0, "--seed", help="Fixes the MNIST train/val split and every scene."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing data set at --out."),
+) -> None:
+    """Write a segmentation set: 1-3 real MNIST digits per crop of a real photo, a per-pixel mask of each stroke
+    (background + ten digit classes, 255 on the faint stroke edge), images/ + masks/ per split and labelmap.txt."""
+    from edgeres.data.digit_masks import write_digit_masks
+
+    s = write_digit_masks(out, size=size, train=train, val=val, seed=seed, force=force, progress=True)
+    make_console().print(
+        f"wrote {s['counts']['train']:,} train + {s['counts']['val']:,} val scenes with "
+        f"{s['digits']['train']:,} + {s['digits']['val']:,} digits ({s['size']}x{s['size']} RGB, palette PNG masks, "
+        f"{s['classes']} classes, seed {s['seed']}) to {s['path']} in {s['seconds']:.1f} s",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -112,3 +112,19 @@ def _centernet_builder(arch: str) -> Callable:
 
 for _arch in ("resnet18", "resnet34", "resnet50"):
     register_model(f"centernet_{_arch}", task="detect")(_centernet_builder(_arch))
+
+
+def _segmenter_builder(arch: str) -> Callable:
+    def build(num_classes: int, weights: str | None = None):
+        from edgeres.models.segmenter import TORCHVISION_SEGMENTERS, build_segmenter, build_torchvision_segmenter
+
+        if arch in TORCHVISION_SEGMENTERS:
+            return build_torchvision_segmenter(arch, num_classes, weights)
+        return build_segmenter(arch.removeprefix("seg_"), num_classes, weights)
+
+    return build
+
+
+for _arch in ("seg_resnet18", "seg_resnet34", "seg_resnet50", "fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50",
+              "deeplabv3_resnet101"):
+    register_model(_arch, task="segment")(_segmenter_builder(_arch))

@@ -14,6 +14,7 @@ from edgeres.tasks.base import Task
 TASKS: dict[str, str] = {
     "classify": "edgeres.tasks.classify",
     "detect": "edgeres.tasks.detect",
+    "segment": "edgeres.tasks.segment",
 }
 
 
