@@ -125,10 +125,10 @@ def main() -> None:
     from edgeres.data.imagefolder import load_eval_split
     from edgeres.engine import open_engine
     from edgeres.errors import MissingDependencyError
-    from edgeres.evaluate import EvalImages
     from edgeres.models.checkpoint import load_checkpoint, save_checkpoint
     from edgeres.processing import preprocess, read_image
     from edgeres.quant.workflow import CalibConfig, run_calibration, select_images
+    from edgeres.tasks.classify.data import EvalImages
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp())

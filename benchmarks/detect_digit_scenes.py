@@ -32,7 +32,7 @@ def main() -> None:
     from edgeres.build import BuildConfig, build_engine
     from edgeres.data.digit_scenes import write_digit_scenes
     from edgeres.engine import open_engine
-    from edgeres.evaluate_detect import evaluate_detector_checkpoint, evaluate_detector_engine
+    from edgeres.evaluate import evaluate_checkpoint, evaluate_open_engine
     from edgeres.processing import preprocess
     from edgeres.quant.workflow import CalibConfig, run_calibration
     from edgeres.train import TrainConfig, train
@@ -64,9 +64,9 @@ def main() -> None:
                                                          calib=calib.folder, force=True), progress=False)[0],
     }
     rows, results = [], {"machine": machine_line(), "train_seconds": train_seconds, "model": str(model)}
-    torch_metrics = evaluate_detector_checkpoint(model, data / "val")
+    torch_metrics = evaluate_checkpoint(model, data / "val")
     results["torch"] = _keep(torch_metrics)
-    metrics = {name: evaluate_detector_engine(open_engine(path), data / "val") for name, path in engines.items()}
+    metrics = {name: evaluate_open_engine(open_engine(path), data / "val") for name, path in engines.items()}
     frames = [f for f in _val_frames(data)]
     runners = {}
     for name, path in engines.items():

@@ -34,14 +34,15 @@ def main() -> None:
     from edgeres.build import BuildConfig, build_engine
     from edgeres.data.imagefolder import load_eval_split
     from edgeres.engine import open_engine
-    from edgeres.evaluate import EvalImages, predict_logits
+    from edgeres.evaluate import predict_outputs
     from edgeres.quant.workflow import CalibConfig, run_calibration
+    from edgeres.tasks.classify.data import EvalImages
 
     work = Path(tempfile.mkdtemp())
 
     def engine_logits(folder: Path, val: EvalImages) -> np.ndarray:
         with open_engine(folder) as engine:
-            return predict_logits(lambda x: engine.runner.infer(x)["logits"], val, batch_size=32)
+            return predict_outputs(lambda x: engine.runner.infer(x)["logits"], val, batch_size=32)
 
     build_engine(BuildConfig(model=args.model, out=work / "fp32", backend="onnxruntime"), progress=False)
     with open_engine(work / "fp32") as fp32_engine:

@@ -23,13 +23,13 @@ EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_OPSET = 17
 DEFAULT_TOLERANCE = 1e-3  # max |torch - ONNX Runtime| on FP32 logits of real images
 INPUT_NAME = "input"
-OUTPUT_NAMES = ("logits",)
-DETECT_OUTPUT_NAMES = ("maps",)  # CenterNet: [N, C + 4, H/4, W/4] heatmap logits, box size, centre offset
 
 
 def output_names(task: str) -> list[str]:
-    """The ONNX output names of a network of this task."""
-    return list(DETECT_OUTPUT_NAMES if task == "detect" else OUTPUT_NAMES)
+    """The ONNX output names of a network of this task (classify: logits; detect: maps)."""
+    from edgeres.tasks import get_task
+
+    return list(get_task(task).output_names)
 
 
 @dataclass

@@ -289,9 +289,9 @@ def run_selftest(cfg: SelftestConfig) -> dict:
     from edgeres.build import BuildConfig, build_engine
     from edgeres.data.digits import write_digits
     from edgeres.data.imagefolder import load_eval_split
-    from edgeres.evaluate import EvalImages
     from edgeres.models.checkpoint import load_checkpoint
     from edgeres.quant.workflow import CalibConfig, run_calibration
+    from edgeres.tasks.classify.data import EvalImages
 
     out = Path(cfg.out)
     digits = out / "digits"

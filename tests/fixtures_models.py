@@ -134,7 +134,7 @@ def val_reference(digits_data, trained_engine):
     from edgeres import selftest
     from edgeres.data.imagefolder import load_eval_split
     from edgeres.engine import open_engine
-    from edgeres.evaluate import EvalImages
+    from edgeres.tasks.classify.data import EvalImages
 
     engine = open_engine(trained_engine)
     val = EvalImages(load_eval_split(digits_data), engine.preprocess)

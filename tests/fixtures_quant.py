@@ -45,11 +45,12 @@ def quant_calib(tmp_path_factory, quant_model, quant_digits):
 
 @pytest.fixture(scope="session")
 def quant_int8_engine(tmp_path_factory, quant_model, quant_calib) -> Path:
-    """The INT8 CPU engine folder built by the real CLI: ``edgeres build --precision int8 --calib ...``."""
+    """The INT8 CPU engine folder built by the real CLI: ``edgeres build --precision int8 --calib ...``, in the form
+    that is exact on every x86 CPU (``--int8-cpu portable``: the stem split), whatever CPU the tests run on."""
     work = tmp_path_factory.mktemp("quant_engine")
     out = work / "engines" / "r18-int8"
     proc = run_cli("build", "--model", quant_model, "--precision", "int8", "--backend", "onnxruntime",
-                   "--calib", quant_calib.folder, "--out", out, cwd=work)
+                   "--int8-cpu", "portable", "--calib", quant_calib.folder, "--out", out, cwd=work)
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -58,8 +59,8 @@ def quant_int8_engine(tmp_path_factory, quant_model, quant_calib) -> Path:
 def quant_val(quant_model, quant_digits):
     """The val split (1,000 real digits) pre-processed for the model: an EvalImages."""
     from edgeres.data.imagefolder import load_eval_split
-    from edgeres.evaluate import EvalImages
     from edgeres.models.checkpoint import load_checkpoint
+    from edgeres.tasks.classify.data import EvalImages
 
     return EvalImages(load_eval_split(quant_digits), load_checkpoint(quant_model).config.preprocess)
 

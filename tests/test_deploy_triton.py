@@ -150,9 +150,9 @@ def config_as_triton_json(cfg) -> str:
 
 
 def test_detector_ensemble_and_python_postprocess(tmp_path, detect_fp32_engine, scene_images, fake_pb_utils):
-    from edgeres.tasks.detect.decode import decode_centernet
     from edgeres.engine import open_engine
     from edgeres.processing import preprocess
+    from edgeres.tasks.detect.decode import decode_centernet
 
     repo = tmp_path / "repo"
     deploy(detect_fp32_engine, repo, "--name", "scenes")

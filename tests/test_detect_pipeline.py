@@ -27,10 +27,10 @@ def _val_images(scenes_data, n: int = 16):
 def test_onnxruntime_engine_and_torch_return_the_same_boxes(trained_detector, detect_fp32_engine, scenes_data):
     import torch
 
-    from edgeres.tasks.detect.decode import decode_centernet
     from edgeres.engine import open_engine
     from edgeres.models.checkpoint import load_checkpoint
     from edgeres.processing import preprocess
+    from edgeres.tasks.detect.decode import decode_centernet
 
     images = _val_images(scenes_data)
     ckpt = load_checkpoint(trained_detector)
@@ -63,11 +63,11 @@ def test_int8_engine_keeps_map_and_runs_integer_convs(trained_detector, detect_f
     import onnx
 
     from edgeres.engine import open_engine
-    from edgeres.evaluate_detect import evaluate_detector_engine
+    from edgeres.evaluate import evaluate_open_engine
     from edgeres.quant.cpu import FLOAT_COMPUTE_OPS
 
-    fp32 = evaluate_detector_engine(open_engine(detect_fp32_engine), scenes_data / "val")
-    int8 = evaluate_detector_engine(open_engine(detect_int8_engine), scenes_data / "val")
+    fp32 = evaluate_open_engine(open_engine(detect_fp32_engine), scenes_data / "val")
+    int8 = evaluate_open_engine(open_engine(detect_int8_engine), scenes_data / "val")
     assert int8["map50"] >= fp32["map50"] - 0.03, (fp32["map50"], int8["map50"])
     manifest = json.loads(next(detect_int8_engine.glob("*.manifest.json")).read_text())
     # Only the three 1x1 head convs that write the float output stay float on the CPU (no integer Conv with a
@@ -95,12 +95,12 @@ def test_detector_qdq_artifact_follows_tensorrt_rules(detect_calibration):
 
 def test_eval_cli_reports_map_of_model_and_engine(trained_detector, detect_fp32_engine, scenes_data):
     from edgeres.engine import open_engine
-    from edgeres.evaluate_detect import evaluate_detector_engine
+    from edgeres.evaluate import evaluate_open_engine
 
     proc = run_cli("eval", "--engine", detect_fp32_engine, "--data", scenes_data, "--json")
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
-    want = evaluate_detector_engine(open_engine(detect_fp32_engine), scenes_data / "val")
+    want = evaluate_open_engine(open_engine(detect_fp32_engine), scenes_data / "val")
     assert got["map50"] == pytest.approx(want["map50"], abs=1e-9) and got["images"] == 80
     proc = run_cli("eval", "--model", trained_detector, "--data", scenes_data / "val")
     assert proc.returncode == 0, proc.stderr
@@ -177,7 +177,7 @@ def test_qat_fine_tunes_a_detector_into_an_int8_engine(tmp_path, trained_detecto
                                                        scenes_data):
     """QAT with the detection loss from the calibration, then build --qat: the INT8 engine finds the digits."""
     from edgeres.engine import open_engine
-    from edgeres.evaluate_detect import evaluate_detector_engine
+    from edgeres.evaluate import evaluate_open_engine
     from edgeres.models.checkpoint import load_checkpoint
 
     run = tmp_path / "qat"
@@ -191,7 +191,7 @@ def test_qat_fine_tunes_a_detector_into_an_int8_engine(tmp_path, trained_detecto
     engine = tmp_path / "det-qat"
     proc = run_cli("build", "--qat", run / "best.safetensors", "--precision", "int8", "--out", engine, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    metrics = evaluate_detector_engine(open_engine(engine), scenes_data / "val")
+    metrics = evaluate_open_engine(open_engine(engine), scenes_data / "val")
     # The engine computes what the fake-quantized model computed in training.
     assert metrics["map50"] == pytest.approx(summary["best_val_map50_int8"], abs=0.02)
 
@@ -235,8 +235,7 @@ def test_backbone_starts_from_a_classification_checkpoint(tmp_path, scenes_data)
     from edgeres.config import ModelConfig, PreprocessConfig
     from edgeres.models.checkpoint import save_checkpoint
     from edgeres.models.registry import get_model
-    from edgeres.train import TrainConfig
-    from edgeres.train_detect import build_detector
+    from edgeres.train import TrainConfig, build_model
 
     torch.manual_seed(1)
     classifier = get_model("resnet18", num_classes=10)
@@ -245,7 +244,7 @@ def test_backbone_starts_from_a_classification_checkpoint(tmp_path, scenes_data)
                                                   preprocess=PreprocessConfig(input_size=(32, 32))))
     cfg = TrainConfig(data=scenes_data, out=tmp_path / "run", arch="centernet_resnet18", task="detect",
                       init_from=ckpt)
-    detector = build_detector(cfg, [str(i) for i in range(10)])
+    detector = build_model(cfg, [str(i) for i in range(10)])
     own = detector.state_dict()
     for key, value in classifier.state_dict().items():
         if key.startswith("fc."):
@@ -270,11 +269,11 @@ def test_openvino_int8_detector_matches_the_onnxruntime_int8_one(tmp_path, train
                                                                  detect_int8_engine, scenes_data):
     from edgeres.build import BuildConfig, build_engine
     from edgeres.engine import open_engine
-    from edgeres.evaluate_detect import evaluate_detector_engine
+    from edgeres.evaluate import evaluate_open_engine
 
     out = tmp_path / "det-ov"
     build_engine(BuildConfig(model=trained_detector, out=out, backend="openvino", precision="int8",
                              calib=detect_calibration, max_batch=16), progress=False)
-    ov = evaluate_detector_engine(open_engine(out), scenes_data / "val")
-    ort = evaluate_detector_engine(open_engine(detect_int8_engine), scenes_data / "val")
+    ov = evaluate_open_engine(open_engine(out), scenes_data / "val")
+    ort = evaluate_open_engine(open_engine(detect_int8_engine), scenes_data / "val")
     assert ov["map50"] == pytest.approx(ort["map50"], abs=0.02) and ov["map50"] > 0.3

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from edgeres.data import compose
-from edgeres.data.detection_samples import MAX_LISTED, DetectionSample, DetectionSet, check_box
 from edgeres.data.detection import load_detection_split, load_detection_splits
+from edgeres.data.detection_samples import MAX_LISTED, DetectionSample, DetectionSet, check_box
 from edgeres.errors import DataError
 
 CATEGORIES = [{"id": 7, "name": "seven"}, {"id": 2, "name": "two"}, {"id": 5, "name": "five"}]

@@ -13,8 +13,8 @@ from helpers import mnist_digits, write_digit_folder
 from edgeres.config import PreprocessConfig
 from edgeres.data.imagefolder import load_eval_split, load_splits, scan_classes
 from edgeres.errors import DataError
-from edgeres.evaluate import EvalImages
 from edgeres.processing import read_image
+from edgeres.tasks.classify.data import EvalImages
 
 
 def _folder_of(path: Path) -> str:

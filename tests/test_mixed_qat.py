@@ -48,9 +48,9 @@ def _plain_int8_loss(model, calib, val) -> float:
     import onnx
 
     from edgeres.data.imagefolder import load_eval_split
-    from edgeres.evaluate import EvalImages
     from edgeres.models.checkpoint import load_checkpoint
     from edgeres.quant.mixed import plan_mixed
+    from edgeres.tasks.classify.data import EvalImages
 
     images = EvalImages(load_eval_split(val), load_checkpoint(model).config.preprocess)
     plan = plan_mixed(onnx.load(str(calib.fp32_onnx)), calib.scales, images, max_drop=100.0, progress=False)
@@ -93,9 +93,9 @@ def test_mixed_refuses_a_budget_that_needs_most_layers_float(planted):
 
     from edgeres.data.imagefolder import load_eval_split
     from edgeres.errors import EdgeresError
-    from edgeres.evaluate import EvalImages
     from edgeres.models.checkpoint import load_checkpoint
     from edgeres.quant.mixed import plan_mixed
+    from edgeres.tasks.classify.data import EvalImages
 
     model, calib, val = planted
     images = EvalImages(load_eval_split(val), load_checkpoint(model).config.preprocess)

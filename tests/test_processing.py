@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from edgeres.config import PreprocessConfig
-from edgeres.evaluate import classification_metrics
 from edgeres.processing import normalize, preprocess, resize_uint8
+from edgeres.tasks.classify.metrics import classification_metrics
 from edgeres.tasks.classify.outputs import softmax, topk
 
 

@@ -302,17 +302,17 @@ def test_int8_engine_agrees_with_the_fake_quantized_torch_model(quant_model, qua
     import onnx
 
     from edgeres.engine import open_engine
-    from edgeres.evaluate import predict_logits, torch_predict_fn
+    from edgeres.evaluate import predict_outputs, torch_predict_fn
     from edgeres.models.checkpoint import load_checkpoint
     from edgeres.quant.fakequant import fake_quant_model
 
     model = load_checkpoint(quant_model).build_model()
     fq = fake_quant_model(model, quant_calib.scales, onnx.load(str(quant_calib.fp32_onnx)))
     with one_torch_thread():
-        fp32_logits = predict_logits(torch_predict_fn(model), quant_val, batch_size=250)
-        fq_logits = predict_logits(torch_predict_fn(fq), quant_val, batch_size=250)
+        fp32_logits = predict_outputs(torch_predict_fn(model), quant_val, batch_size=250)
+        fq_logits = predict_outputs(torch_predict_fn(fq), quant_val, batch_size=250)
     with open_engine(quant_int8_engine) as engine:
-        int8_logits = predict_logits(lambda b: engine.runner.infer(b)["logits"], quant_val, batch_size=32)
+        int8_logits = predict_outputs(lambda b: engine.runner.infer(b)["logits"], quant_val, batch_size=32)
 
     labels = quant_val.labels
     assert len(labels) == 1000
@@ -573,7 +573,7 @@ def test_build_backend_openvino_through_the_cli(tmp_path, quant_model, quant_cal
     assert agree >= 0.99
     image = next((quant_digits / "val" / "3").glob("*.png"))
     pred = run_cli("predict", image, "--engine", out, "--json")
-    assert pred.returncode == 0 and json.loads(pred.stdout)["top"][0]["label"] in [str(i) for i in range(10)]
+    assert pred.returncode == 0 and json.loads(pred.stdout)["predictions"][0]["label"] in [str(i) for i in range(10)]
     refused = run_cli("build", "--model", quant_model, "--precision", "fp32", "--backend", "openvino",
                       "--out", tmp_path / "fp32-ov")
     assert_user_error(refused, "--backend openvino builds INT8 engines only", "--backend onnxruntime")

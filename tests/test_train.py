@@ -18,16 +18,12 @@ from edgeres.data.imagefolder import load_splits
 from edgeres.errors import EdgeresError
 from edgeres.models.checkpoint import load_checkpoint
 from edgeres.progress import progress_bar
-from edgeres.train import (
-    TrainConfig,
-    TrainImages,
-    build_model,
-    make_optimizer,
-    make_scheduler,
-    make_train_loader,
-    setup_distributed,
-    train_one_epoch,
-)
+from edgeres.tasks import get_task
+from edgeres.tasks.classify.data import TrainImages
+from edgeres.train import TrainConfig, build_model
+from edgeres.train.distributed import make_train_loader, setup_distributed
+from edgeres.train.loop import train_one_epoch
+from edgeres.train.optim import make_optimizer, make_scheduler
 
 RUN_FILES = ["best.safetensors", "history.json", "last.safetensors", "train_state.pt"]
 
@@ -75,7 +71,7 @@ def test_short_run_writes_best_last_state_and_history(trained_run):
     assert history[best_epoch - 1]["val_top1"] == max(h["val_top1"] for h in history)
 
     state = _train_state(trained_run)
-    assert state["epoch"] == 2 and state["best_top1"] == last.summary["best_val_top1"]
+    assert state["epoch"] == 2 and state["best"] == last.summary["best_val_top1"]
 
 
 def test_eval_json_metrics_agree_with_each_other(trained_run, digits3, tmp_path):
@@ -164,8 +160,8 @@ def _train_steps(model, images, steps: int = 2):
     optimizer = make_optimizer(model, cfg)
     with progress_bar(enabled=False) as bar:
         scheduler = make_scheduler(optimizer, cfg, steps)
-        criterion = torch.nn.CrossEntropyLoss()
-        train_one_epoch(model, loader, criterion, optimizer, scheduler, "cpu", bar, 0, max_steps=steps)
+        loss_fn = get_task("classify").make_loss(0.0)
+        train_one_epoch(model, loader, loss_fn, optimizer, scheduler, "cpu", bar, 0, max_steps=steps)
 
 
 @pytest.mark.parametrize("freeze", [True, False])
@@ -205,8 +201,12 @@ DDP_SCRIPT = textwrap.dedent(
 
     from edgeres.data.imagefolder import load_splits
     from edgeres.progress import progress_bar
-    from edgeres.train import (TrainConfig, TrainImages, build_model, make_optimizer, make_scheduler,
-                               make_train_loader, setup_distributed, train_one_epoch)
+    from edgeres.tasks import get_task
+    from edgeres.tasks.classify.data import TrainImages
+    from edgeres.train import TrainConfig, build_model
+    from edgeres.train.distributed import make_train_loader, setup_distributed
+    from edgeres.train.loop import train_one_epoch
+    from edgeres.train.optim import make_optimizer, make_scheduler
 
     class Recording(torch.utils.data.Dataset):
         def __init__(self, inner):
@@ -241,7 +241,7 @@ DDP_SCRIPT = textwrap.dedent(
         for epoch in range(cfg.epochs):
             loader.sampler.set_epoch(epoch)
             dataset.seen = []
-            stats = train_one_epoch(ddp, loader, torch.nn.CrossEntropyLoss(), optimizer, scheduler, info.device,
+            stats = train_one_epoch(ddp, loader, get_task("classify").make_loss(0.0), optimizer, scheduler, info.device,
                                     bar, 0, max_steps=cfg.max_steps_per_epoch)
             epochs.append({"seen": dataset.seen, "images": stats["images"]})
     result = {

@@ -13,11 +13,6 @@ class Optimizer(str, Enum):
     adamw = "adamw"
 
 
-class Task(str, Enum):
-    classify = "classify"
-    detect = "detect"
-
-
 class Schedule(str, Enum):
     cosine = "cosine"
     onecycle = "onecycle"
@@ -28,11 +23,15 @@ def train(
         ..., "--data", help="classify: ImageFolder DIR/train/<class>, DIR/val/<class> or DIR/<class>; "
         "detect: DIR/train and DIR/val, each COCO JSON or YOLO images/ + labels/."
     ),
-    task: Task = typer.Option(Task.classify, "--task", help="classify, or detect (CenterNet on the ResNet)."),
+    task: str = typer.Option("classify", "--task", help="classify, detect (CenterNet on the ResNet), or another "
+                             "task in edgeres.tasks."),
     out: Path = typer.Option(Path("runs/train"), "--out", help="Run folder for best/last checkpoints."),
     arch: str = typer.Option("resnet18", "--arch", help="resnet18, resnet34, resnet50, resnet101, resnet152."),
     epochs: int = typer.Option(10, "--epochs", min=1),
-    img_size: int = typer.Option(224, "--img-size", min=16, help="Square network input size."),
+    img_size: int = typer.Option(
+        None, "--img-size", min=16, help="Square network input size [default: a detector's data's own image size "
+        "when all images share one (a multiple of 32), else 224]."
+    ),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Per process (per rank under torchrun)."),
     optimizer: Optimizer = typer.Option(None, "--optimizer", help="[default: sgd to classify, adamw to detect]"),
     lr: float = typer.Option(None, "--lr", help="Peak learning rate [default: 0.05 SGD, 0.001 AdamW]."),
@@ -57,30 +56,28 @@ def train(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing run folder."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
-    """Train a ResNet classifier; runs unchanged under torchrun --nproc_per_node N."""
+    """Train a ResNet classifier or detector; runs unchanged under torchrun --nproc_per_node N."""
     from edgeres.cli.console import make_console
+    from edgeres.tasks import get_task
     from edgeres.train import TrainConfig
     from edgeres.train import train as run_training
     from edgeres.workspace import record_trained_model
 
     cfg = TrainConfig(
-        data=data, out=out, arch=arch, task=task.value, epochs=epochs, img_size=img_size, batch_size=batch_size,
-        optimizer=optimizer.value if optimizer else ("adamw" if task is Task.detect else "sgd"), lr=lr,
+        data=data, out=out, arch=arch, task=get_task(task).name,
+        epochs=epochs, img_size=img_size, batch_size=batch_size,
+        optimizer=optimizer.value if optimizer else None, lr=lr,
         weight_decay=weight_decay, schedule=schedule.value,
         label_smoothing=label_smoothing, hflip=hflip, weights=weights, init_from=init_from,
         freeze_backbone=freeze_backbone, resume=resume, val_split=val_split, seed=seed, workers=workers,
         max_steps_per_epoch=max_steps, amp=amp, force=force, progress=not quiet,
     )
     summary = run_training(cfg)
-    if summary.get("epochs") and task is Task.detect:
+    if summary.get("epochs"):
+        metric = get_task(task).metric
         best = out / "best.safetensors"
         make_console(stderr=True).print(
-            f"best val mAP@0.5 {summary['best_val_map50']:.3f} in {summary['train_seconds']:.0f} s -> {best}"
-        )
-        record_trained_model(best)
-    elif summary.get("epochs"):
-        best = out / "best.safetensors"
-        make_console(stderr=True).print(
-            f"best val top-1 {summary['best_val_top1']:.2f}% in {summary['train_seconds']:.0f} s -> {best}"
+            f"best val {metric.label} {metric.fmt(summary[f'best_val_{metric.key}'])} in "
+            f"{summary['train_seconds']:.0f} s -> {best}"
         )
         record_trained_model(best)

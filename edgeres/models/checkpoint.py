@@ -137,17 +137,32 @@ def _load_edgeres_onnx(path: Path, arch: str | None) -> Checkpoint:
 
 
 def checkpoint_task(path: Path) -> str:
-    """The task an edgeres checkpoint was trained for, read from its metadata header only (no tensors loaded);
-    "classify" for anything else (foreign state dicts, unreadable files: loading reports those)."""
-    if Path(path).suffix.lower() != ".safetensors" or not Path(path).is_file():
+    """The task a model file was trained for, read from an edgeres checkpoint's metadata header only (no tensors
+    loaded). Files without edgeres metadata (torchvision state dicts, ONNX models from elsewhere) are classifiers.
+
+    Raises:
+        CheckpointError: the file is missing, or a ``.safetensors`` file whose header cannot be read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.suffix.lower() != ".safetensors":
         return "classify"
     st = require("safetensors", "desktop")
     try:
         with st.safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get(METADATA_KEY)
-        return json.loads(raw)["config"].get("task", "classify") if raw else "classify"
-    except Exception:
+    except Exception as exc:
+        raise CheckpointError(f"corrupt or unreadable checkpoint {path}: {exc}") from None
+    if raw is None:
         return "classify"
+    try:
+        task = json.loads(raw)["config"].get("task", "classify")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise CheckpointError(f"{path}: its edgeres metadata is not valid JSON with a 'config' block") from None
+    if not isinstance(task, str):
+        raise CheckpointError(f"{path}: its metadata names task {task!r}, not a task name")
+    return task
 
 
 def _read_safetensors(path: Path) -> tuple[dict, dict | None]:

@@ -76,18 +76,30 @@ def qat(cfg: QatConfig) -> dict:
     torch = require("torch", "desktop")
     import onnx
 
-    from edgeres.models.checkpoint import load_checkpoint, save_checkpoint
+    from edgeres.models.checkpoint import load_checkpoint, require_matching_classes, save_checkpoint
     from edgeres.progress import progress_bar
     from edgeres.quant.fakequant import fake_quant_model, strip_fake_quant
     from edgeres.quant.workflow import CalibConfig, load_calibration, run_calibration
-    from edgeres.train import TrainConfig, make_optimizer, make_scheduler, make_train_loader, setup_distributed
+    from edgeres.tasks import get_task
+    from edgeres.train import TrainConfig
+    from edgeres.train.distributed import make_train_loader, setup_distributed
+    from edgeres.train.loop import evaluate_model, train_one_epoch
+    from edgeres.train.optim import make_optimizer, make_scheduler
 
     out = Path(cfg.out)
     if (out / "best.safetensors").exists() and not cfg.force:
         raise EdgeresError(f"{out} already holds a QAT run; pass --force to overwrite it")
     dist_info = setup_distributed()
     ckpt = load_checkpoint(cfg.model)
-    task = _task_ops(ckpt, cfg, dist_info)
+    task = get_task(ckpt.config.task)
+    pre = ckpt.config.preprocess
+    # QAT trains on the same data, loss and metric as training did; no label smoothing, cosine schedule.
+    tcfg = TrainConfig(data=cfg.data, out=out, arch=ckpt.config.arch, task=task.name, epochs=cfg.epochs,
+                       img_size=pre.input_size[0], batch_size=cfg.batch_size, optimizer="sgd", lr=cfg.lr,
+                       schedule="cosine", label_smoothing=0.0, seed=cfg.seed, val_split=cfg.val_split,
+                       max_steps_per_epoch=cfg.max_steps_per_epoch, mean=pre.mean, std=pre.std)
+    data = task.load_training_data(tcfg, pre, with_val=dist_info.is_main)
+    require_matching_classes(ckpt.config, data.class_names, f"QAT data {cfg.data}")
     if cfg.calib is not None:
         calib = load_calibration(cfg.calib, cfg.model)
     else:
@@ -95,23 +107,24 @@ def qat(cfg: QatConfig) -> dict:
         calib_out = out / "start-calibration"
         if dist_info.is_main:
             run_calibration(CalibConfig(model=Path(cfg.model), data=calib_data, out=calib_out, method=cfg.method,
-                                        num_images=min(cfg.num_images, task.train_images), force=True,
+                                        num_images=min(cfg.num_images, len(data.train)), force=True,
                                         progress=cfg.progress))
         if dist_info.distributed:
             torch.distributed.barrier()
         calib = load_calibration(calib_out, cfg.model)
     fp32_onnx = onnx.load(str(calib.fp32_onnx))
     model = fake_quant_model(ckpt.build_model(), calib.scales, fp32_onnx, dynamic_weights=True)
-    pre = ckpt.config.preprocess
-    tcfg = TrainConfig(data=cfg.data, out=out, arch=ckpt.config.arch, epochs=cfg.epochs, img_size=pre.input_size[0],
-                       batch_size=cfg.batch_size, optimizer="sgd", lr=cfg.lr, schedule="cosine", label_smoothing=0.0,
-                       seed=cfg.seed, max_steps_per_epoch=cfg.max_steps_per_epoch, mean=pre.mean, std=pre.std)
-    loader = make_train_loader(task.train_set, cfg.batch_size, dist_info, cfg.seed)
+    loader = make_train_loader(data.train, cfg.batch_size, dist_info, cfg.seed)
     steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
     optimizer = make_optimizer(model, tcfg)
     scheduler = make_scheduler(optimizer, tcfg, steps)
     model.to(dist_info.device)
-    start_score = task.evaluate(model) if dist_info.is_main else None
+    metric, loss_fn = task.metric, task.make_loss(0.0)
+
+    def evaluate(net) -> float:
+        return evaluate_model(task, net, data.val, dist_info.device)[metric.key]
+
+    start_score = evaluate(model) if dist_info.is_main else None
     net = model
     if dist_info.distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -121,20 +134,23 @@ def qat(cfg: QatConfig) -> dict:
     history, best_score = [], start_score if start_score is not None else -1.0
     best_state = copy.deepcopy(model.state_dict()) if dist_info.is_main else None
     t0 = time.perf_counter()
-    with progress_bar(enabled=cfg.progress and dist_info.is_main, extra=task.bar_fields) as bar:
+    extra = "loss {task.fields[loss]:.3f}  {task.fields[rate]:.0f} img/s"
+    with progress_bar(enabled=cfg.progress and dist_info.is_main, extra=extra) as bar:
         for epoch in range(cfg.epochs):
             if dist_info.distributed:
                 loader.sampler.set_epoch(epoch)
             bar_task = bar.add_task(f"QAT epoch {epoch + 1}/{cfg.epochs}", total=steps * cfg.batch_size, loss=0.0,
                                     acc=0.0, rate=0.0)
-            stats = task.train_epoch(net, loader, optimizer, scheduler, dist_info.device, bar, bar_task,
-                                     cfg.max_steps_per_epoch)
+            if hasattr(data.train, "set_epoch"):
+                data.train.set_epoch(epoch)
+            stats = train_one_epoch(net, loader, loss_fn, optimizer, scheduler, dist_info.device, bar, bar_task,
+                                    max_steps=cfg.max_steps_per_epoch)
             if dist_info.is_main:
-                score = task.evaluate(model)
-                stats.update(epoch=epoch + 1, **{f"val_{task.metric}_int8": score})
+                score = evaluate(model)
+                stats.update(epoch=epoch + 1, **{f"val_{metric.key}_int8": score})
                 history.append(stats)
                 bar.console.print(f"QAT epoch {epoch + 1}: loss {stats['loss']:.3f}  fake-quantized val "
-                                  f"{task.metric_label} {task.fmt(score)} (start {task.fmt(start_score)})")
+                                  f"{metric.label} {metric.fmt(score)} (start {metric.fmt(start_score)})")
                 if score > best_score:
                     best_score, best_state = score, copy.deepcopy(model.state_dict())
             if dist_info.distributed:
@@ -147,8 +163,8 @@ def qat(cfg: QatConfig) -> dict:
         plain = ckpt.build_model()
         plain.load_state_dict(state)
         summary = {"qat": True, "source_checkpoint": str(Path(cfg.model).resolve()),
-                   "calibration": QAT_CALIBRATION, f"start_val_{task.metric}_int8": start_score,
-                   f"best_val_{task.metric}_int8": best_score,
+                   "calibration": QAT_CALIBRATION, f"start_val_{metric.key}_int8": start_score,
+                   f"best_val_{metric.key}_int8": best_score,
                    "epochs": cfg.epochs, "lr": cfg.lr, "history": history,
                    "train_seconds": round(time.perf_counter() - t0, 1),
                    "calibration_method": calib.scales.method}
@@ -159,63 +175,6 @@ def qat(cfg: QatConfig) -> dict:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return summary
-
-
-@dataclass
-class _TaskOps:
-    """What QAT does differently for classifiers and detectors: data, one training epoch, the val metric."""
-
-    train_set: object
-    train_images: int
-    train_epoch: object  # (net, loader, optimizer, scheduler, device, bar, task, max_steps) -> stats
-    evaluate: object  # model -> score (higher is better)
-    metric: str
-    metric_label: str
-    fmt: object
-    bar_fields: str
-
-
-def _task_ops(ckpt, cfg: QatConfig, dist_info) -> _TaskOps:
-    torch = require("torch", "desktop")
-    pre = ckpt.config.preprocess
-    if ckpt.config.task == "detect":
-        from edgeres.evaluate import torch_predict_fn
-        from edgeres.evaluate_detect import DetectionImages, evaluate_detections, require_matching_names
-        from edgeres.train_detect import DetectionTrainImages, load_detection_data, train_detect_epoch
-
-        train_split, val_split = load_detection_data(cfg)
-        require_matching_names(ckpt.config.class_names, train_split.class_names, f"QAT data {cfg.data}")
-        val = DetectionImages(val_split, pre) if dist_info.is_main else None
-
-        def evaluate(model) -> float:
-            score = evaluate_detections(torch_predict_fn(model, dist_info.device), val, ckpt.config.class_names)
-            model.train()
-            return float(score["map50"])
-
-        def epoch(net, loader, optimizer, scheduler, device, bar, bar_task, max_steps):
-            return train_detect_epoch(net, loader, optimizer, scheduler, device, bar, bar_task, max_steps)
-
-        return _TaskOps(DetectionTrainImages(train_split, pre, seed=cfg.seed), len(train_split), epoch, evaluate,
-                        "map50", "mAP@0.5", lambda v: f"{v:.4f}", "loss {task.fields[loss]:.3f}  "
-                        "{task.fields[rate]:.0f} img/s")
-    from edgeres.data.imagefolder import load_splits
-    from edgeres.evaluate import EvalImages
-    from edgeres.models.checkpoint import require_matching_classes
-    from edgeres.train import TrainImages, evaluate_model, train_one_epoch
-
-    train_list, val_list = load_splits(cfg.data, cfg.val_split, cfg.seed)
-    require_matching_classes(ckpt.config, train_list.class_names, f"QAT data {cfg.data}")
-    val = EvalImages(val_list, pre) if dist_info.is_main else None
-    criterion = torch.nn.CrossEntropyLoss()
-
-    def epoch(net, loader, optimizer, scheduler, device, bar, bar_task, max_steps):
-        return train_one_epoch(net, loader, criterion, optimizer, scheduler, device, bar, bar_task,
-                               max_steps=max_steps)
-
-    return _TaskOps(TrainImages(train_list, pre), len(train_list), epoch,
-                    lambda model: evaluate_model(model, val, dist_info.device)["top1"], "top1", "top-1",
-                    lambda v: f"{v:.2f}%", "loss {task.fields[loss]:.3f}  acc {task.fields[acc]:.1f}%  "
-                    "{task.fields[rate]:.0f} img/s")
 
 
 def write_qat_calibration(checkpoint: Path, start, folder: Path) -> None:

@@ -87,7 +87,9 @@ class Task:
     # data
     default_img_size: Callable[[Any], int | None]  # the data's own size when every image shares one, else None
     load_training_data: Callable[..., TrainingData]  # (cfg: TrainConfig, pre, with_val: bool)
-    load_eval_set: Callable[..., EvalSet]  # (path, pre) -> the labelled split at path (or its val/)
+    load_eval_split: Callable[[Any], Any]  # path -> the labelled split at path (or its val/), with .class_names;
+    # cheap: files listed and annotations parsed, no image decoded
+    make_eval_set: Callable[..., EvalSet]  # (split, pre) -> the split resized for the network
 
     # model and training
     init_model: Callable[..., Any]  # (cfg: TrainConfig, class_names) -> torch model (weights, init_from, freeze)
@@ -104,7 +106,13 @@ class Task:
 
     # reports
     report_columns: tuple[tuple[str, str], ...] = ()  # (metrics key, column label)
+    per_class: Callable[[dict], dict] = lambda metrics: {}  # metrics -> {class name: primary metric of that class}
     summarize: Callable[[dict], str] = lambda metrics: ""  # one line for people
+    tables: Callable[[dict], list] = lambda metrics: []  # [(title, column names, rows of strings)] for people
+
+    def load_eval_set(self, path, pre) -> EvalSet:
+        """The labelled split at ``path`` (or its ``val/``), resized for a network with pre-processing ``pre``."""
+        return self.make_eval_set(self.load_eval_split(path), pre)
 
     def check_options(self, given: dict) -> None:
         """Refuse a task-specific option this task does not take, naming the tasks that do."""

@@ -30,7 +30,8 @@ TASK = Task(
     check_input_size=lambda hw: None,
     default_img_size=data.default_img_size,
     load_training_data=data.load_training_data,
-    load_eval_set=data.load_eval_set,
+    load_eval_split=data.load_eval_split,
+    make_eval_set=data.EvalImages,
     init_model=model.init_model,
     is_frozen_parameter=model.is_frozen_parameter,
     make_loss=model.make_loss,
@@ -41,5 +42,7 @@ TASK = Task(
     settings=outputs.settings,
     manifest_block=lambda settings: {},
     report_columns=(("top1", "top-1 %"), ("top5", "top-5 %")),
+    per_class=lambda metrics: {name: v["top1"] for name, v in metrics["per_class"].items()},
     summarize=metrics.summarize,
+    tables=metrics.tables,
 )

@@ -104,10 +104,11 @@ def load_training_data(cfg, pre: PreprocessConfig, with_val: bool = True) -> Tra
     )
 
 
-def load_eval_set(path: Path, pre: PreprocessConfig) -> EvalImages:
-    from edgeres.data.imagefolder import load_eval_split
+def load_eval_split(path: Path) -> ImageList:
+    """``path/val/<class>/...`` or ``path/<class>/...``: the files, listed (nothing decoded yet)."""
+    from edgeres.data.imagefolder import load_eval_split as load_folder
 
-    return EvalImages(load_eval_split(Path(path)), pre)
+    return load_folder(Path(path))
 
 
 def default_img_size(data: Path) -> int | None:

@@ -53,3 +53,17 @@ class ClassifyScorer:
 
 def summarize(metrics: dict) -> str:
     return f"{metrics['images']} images  top-1 {metrics['top1']:.2f}%  top-{metrics['top5_k']} {metrics['top5']:.2f}%"
+
+
+def tables(metrics: dict) -> list:
+    """Per-class accuracy, and the confusion matrix when it fits a terminal (20 classes or fewer)."""
+    names = metrics["class_names"]
+    rows = [[name, str(metrics["per_class"][name]["images"]),
+             "-" if metrics["per_class"][name]["top1"] is None else f"{metrics['per_class'][name]['top1']:.2f}"]
+            for name in names]
+    out = [("per class", ["class", "images", "top-1 %"], rows)]
+    if len(names) <= 20:
+        confusion = zip(names, metrics["confusion"], strict=True)
+        cm = [[name, *[str(v) if v else "." for v in row]] for name, row in confusion]
+        out.append(("confusion matrix (rows: true, columns: predicted)", ["", *names], cm))
+    return out

@@ -31,7 +31,8 @@ TASK = Task(
     check_input_size=model.check_input_size,
     default_img_size=data.default_img_size,
     load_training_data=data.load_training_data,
-    load_eval_set=data.load_eval_set,
+    load_eval_split=data.load_eval_split,
+    make_eval_set=data.DetectionImages,
     init_model=model.init_model,
     is_frozen_parameter=model.is_frozen_parameter,
     make_loss=loss.make_loss,
@@ -42,5 +43,7 @@ TASK = Task(
     settings=outputs.settings,
     manifest_block=outputs.manifest_block,
     report_columns=(("map50", "mAP@0.5"), ("map", "mAP@0.5:0.95")),
+    per_class=lambda metrics: dict(metrics["per_class_ap50"]),
     summarize=metrics.summarize,
+    tables=metrics.tables,
 )

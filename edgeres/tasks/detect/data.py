@@ -160,10 +160,6 @@ def load_eval_split(path: Path):
     return load_detection_split(path)
 
 
-def load_eval_set(path: Path, pre: PreprocessConfig) -> DetectionImages:
-    return DetectionImages(load_eval_split(path), pre)
-
-
 def default_img_size(data: Path) -> int | None:
     """The training images' size when every one is square and of one size, a multiple of 32 (digit-scenes:
     128); else None (224)."""

@@ -30,7 +30,9 @@ def coco_map(samples_gt: Sequence[Any], predictions: Sequence[Detections], class
 
     Returns:
         ``map`` (AP averaged over IoU 0.50:0.05:0.95), ``map50``, ``map75``; ``per_class_ap50`` {name: AP@0.5, or
-        None for a class without ground truth boxes}; and the counts ``images``, ``gt_boxes``, ``detections``.
+        None for a class without ground truth boxes}; ``pr_curve50`` ({"recall": COCO's 101 recall points,
+        "precision": the interpolated precision there at IoU 0.5, averaged over the classes with boxes}: its mean
+        is ``map50``; None without ground truth); and the counts ``images``, ``gt_boxes``, ``detections``.
         With no ground truth box at all the three mAPs are None (undefined); with no detections they are 0.
 
     Raises:
@@ -58,6 +60,7 @@ def coco_map(samples_gt: Sequence[Any], predictions: Sequence[Detections], class
         "map50": None,
         "map75": None,
         "per_class_ap50": dict.fromkeys(class_names),
+        "pr_curve50": None,
         "images": len(images),
         "gt_boxes": len(gt_anns),
         "detections": len(dt_anns),
@@ -81,6 +84,9 @@ def coco_map(samples_gt: Sequence[Any], predictions: Sequence[Detections], class
     for k, name in enumerate(class_names):
         column = precision[:, params.catIds.index(_category_id(k))]
         result["per_class_ap50"][name] = float(column.mean()) if (column > -1).any() else None
+    with_boxes = precision[:, (precision > -1).any(axis=0)]  # -1: a class without ground truth boxes
+    result["pr_curve50"] = {"recall": [round(float(r), 2) for r in params.recThrs],
+                            "precision": [round(float(p), 6) for p in with_boxes.mean(axis=1)]}
     return result
 
 
@@ -147,3 +153,9 @@ def summarize(metrics: dict) -> str:
 
     return (f"{metrics['images']} images, {metrics['gt_boxes']} boxes  mAP@0.5 {fmt(metrics['map50'])}  "
             f"mAP@0.5:0.95 {fmt(metrics['map'])}  mAP@0.75 {fmt(metrics['map75'])}")
+
+
+def tables(metrics: dict) -> list:
+    rows = [[name, "-" if metrics["per_class_ap50"].get(name) is None else f"{metrics['per_class_ap50'][name]:.4f}"]
+            for name in metrics["class_names"]]
+    return [("per class", ["class", "AP@0.5"], rows)]
