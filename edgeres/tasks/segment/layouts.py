@@ -30,7 +30,7 @@ def layout_of(root: Path) -> str:
     root = Path(root)
     if (root / "JPEGImages").is_dir() and (root / "SegmentationClass").is_dir():
         return "voc"
-    for d in (root / "train", root):
+    for d in (root / "train", root / "val", root):
         if (d / "images").is_dir() and (d / "masks").is_dir():
             return "folders"
         if d.is_dir() and _coco_json(d) is not None:
