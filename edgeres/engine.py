@@ -13,13 +13,15 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeres.backends import backend_module, engine_suffixes
+from edgeres.backends.base import nvidia_smi_gpus  # noqa: F401  (public here since before the backends table)
 from edgeres.config import ModelConfig, PreprocessConfig
 from edgeres.errors import EdgeresError
 from edgeres.models.checkpoint import file_sha256
 
 SCHEMA_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
-ENGINE_SUFFIXES = {"onnxruntime": ".onnx", "openvino": ".onnx", "tensorrt": ".plan"}
+ENGINE_SUFFIXES = engine_suffixes()  # per backend, from the table in edgeres.backends
 
 
 class EngineMismatchError(EdgeresError):
@@ -97,8 +99,8 @@ def _check_field_types(manifest: dict, path: Path) -> None:
         eng, backend = manifest["engine"], manifest["backend"]
         if not isinstance(eng.get("file"), str) or not isinstance(eng.get("sha256"), str):
             wrong.append("engine.file/sha256")
-        if backend.get("name") not in ENGINE_SUFFIXES:
-            wrong.append(f"backend.name (accepted: {', '.join(ENGINE_SUFFIXES)})")
+        if backend.get("name") not in engine_suffixes():
+            wrong.append(f"backend.name (accepted: {', '.join(engine_suffixes())})")
         batch = manifest["input"].get("max_batch")
         if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
             wrong.append("input.max_batch")
@@ -148,20 +150,11 @@ def check_engine(engine_file: Path, manifest: dict, current: dict | None = None)
                         "it was modified or replaced after the build")
     backend = manifest["backend"]
     device = manifest.get("device", {})
-    if backend["name"] == "tensorrt":  # version-compatible / hardware-compatible engines, L4T, DLA
-        from edgeres.backends.trt.versions import compat_problems
-
-        problems += compat_problems(manifest, current)
-    elif current.get("backend_version") != backend.get("version"):
-        problems.append(f"built with {backend['name']} {backend.get('version')}, this machine has "
-                        f"{current.get('backend_version') or 'none installed'}")
+    # The backend's own checks: its version (TensorRT: version/hardware compatibility, L4T, DLA), the GPU, and
+    # for CPU INT8 engines the CPUs they were built for.
+    problems += backend_module(backend["name"]).engine_problems(manifest, current)
     if backend.get("isa_bound") and device.get("cpu_isa") != current.get("cpu_isa"):
         problems.append(f"optimized for CPU ISA {device.get('cpu_isa')}, this CPU is {current.get('cpu_isa')}")
-    gpu_differs = (device.get("gpu"), device.get("compute_capability")) != (current.get("gpu"),
-                                                                          current.get("compute_capability"))
-    if backend["name"] != "tensorrt" and device.get("gpu") and gpu_differs:
-        problems.append(f"built for GPU {device.get('gpu')} (sm {device.get('compute_capability')}), this machine "
-                        f"has {current.get('gpu') or 'no GPU'} (sm {current.get('compute_capability')})")
     source = manifest.get("source", {})
     ckpt = Path(source["checkpoint"]) if source.get("checkpoint") else None
     if ckpt is not None and ckpt.is_file() and source.get("sha256") and file_sha256(ckpt) != source["sha256"]:
@@ -174,63 +167,27 @@ def current_facts(backend: str) -> dict:
     from edgeres.sysinfo import cpu_facts
 
     facts = {"cpu_isa": cpu_facts()["isa"], "backend_version": backend_version(backend)}
-    if backend == "tensorrt":  # the CUDA runtime's names, as recorded at build time; L4T; DLA cores
-        from edgeres.backends.trt.loader import trt_current_facts
-
-        return facts | trt_current_facts()
-    gpus = nvidia_smi_gpus()
-    if gpus:
-        facts.update(gpu=gpus[0].get("name"), compute_capability=gpus[0].get("compute_cap"))
-    return facts
-
-
-def nvidia_smi_gpus() -> list[dict]:
-    """GPUs as nvidia-smi lists them (``sysinfo.parse_nvidia_smi`` rows; empty without nvidia-smi).
-
-    Not ``sysinfo.gpu_facts``: that also asks torch about CUDA, and importing torch costs seconds on every
-    ``predict``/``bench`` (more on a Jetson) only to check an engine's manifest.
-    """
-    import shutil
-    import subprocess
-
-    from edgeres.sysinfo import parse_nvidia_smi
-
-    if not shutil.which("nvidia-smi"):
-        return []
-    try:
-        proc = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap,driver_version,memory.total",
-                               "--format=csv,noheader"], capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return parse_nvidia_smi(proc.stdout) if proc.returncode == 0 else []
+    return facts | backend_module(backend).current_facts()  # GPU names (TensorRT: CUDA's, L4T, DLA); CPU INT8 facts
 
 
 def int8_guarantee(manifest: dict, facts: dict | None = None) -> dict | None:
     """What a CPU INT8 engine's arithmetic reproduces on this CPU (``backends.cpu_int8.guarantee``), from its
     manifest's ``saturation_free`` (engines from before that field count as not proven); None for other engines.
     The manifest's ``backend.guarantee`` records the same for the CPU the engine was built on."""
-    from edgeres.backends.cpu_int8 import CPU_INT8_BACKENDS, guarantee
+    from edgeres.backends.cpu_int8 import guarantee, kernel_facts
     from edgeres.sysinfo import cpu_facts
 
     backend = manifest["backend"]
-    if manifest.get("precision") not in ("int8", "mixed") or backend.get("name") not in CPU_INT8_BACKENDS:
+    if manifest.get("precision") not in ("int8", "mixed") or backend.get("name") not in engine_suffixes() or \
+            not backend_module(backend["name"]).CPU_INT8:
         return None
-    return guarantee(backend["name"], facts if facts is not None else cpu_facts(), bool(backend.get("saturation_free")))
+    cpu = facts if facts is not None else kernel_facts(backend["name"], cpu_facts())
+    return guarantee(backend["name"], cpu, bool(backend.get("saturation_free")), backend.get("int8_cpu"))
 
 
 def backend_version(backend: str) -> str | None:
-    import importlib.metadata as md
-
-    module = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}[backend]
-    try:
-        return __import__(module).__version__
-    except ImportError:
-        for dist in (module, module + "-gpu"):
-            try:
-                return md.version(dist)
-            except md.PackageNotFoundError:
-                continue
-    return None
+    """The installed version of a backend's runtime (None: not installed)."""
+    return backend_module(backend).version()
 
 
 @dataclass
@@ -285,32 +242,9 @@ def open_engine(target: Path, threads: int | None = None, providers: list[str] |
     if problems:
         raise EngineMismatchError(f"cannot use engine {engine_file}: " + "; ".join(problems) + "; "
                                   + rebuild_hint(manifest))
-    backend = manifest["backend"]["name"]
-    max_batch = manifest["input"].get("max_batch")
-    if backend == "onnxruntime":
-        from edgeres.backends.onnxrt.loader import SessionLoader, int8_session_config
-        from edgeres.backends.onnxrt.runner import OnnxRuntimeRunner
-
-        session_config = dict(manifest["backend"].get("session_config", {}))
-        if manifest["precision"] in ("int8", "mixed"):
-            session_config.update(int8_session_config(bool(manifest["backend"].get("saturation_free"))))
-        loader = SessionLoader(engine_file, providers=providers, threads=threads, spinning=spinning,
-                               opt_level=manifest["backend"].get("runtime_opt_level", "all"),
-                               session_config=session_config)
-        runner = OnnxRuntimeRunner(loader, max_batch=max_batch)
-    elif backend == "openvino":
-        from edgeres.backends.openvino.loader import ModelLoader
-        from edgeres.backends.openvino.runner import OpenVinoRunner
-
-        runner = OpenVinoRunner(ModelLoader(engine_file, threads=threads,
-                                            precision_hint=manifest["backend"].get("inference_precision", "f32")),
-                                max_batch=max_batch)
-    elif backend == "tensorrt":
-        from edgeres.backends.trt.runner import TensorRTRunner
-
-        runner = TensorRTRunner(engine_file, max_batch=max_batch, manifest=manifest, cuda_graph=cuda_graph)
-    else:
-        raise EdgeresError(f"{manifest_file}: unknown backend '{backend}'; accepted: onnxruntime, openvino, tensorrt")
+    module = backend_module(manifest["backend"]["name"], where=f"{manifest_file}: ")
+    runner = module.open_runner(engine_file, manifest, threads=threads, providers=providers, spinning=spinning,
+                                cuda_graph=cuda_graph)
     return Engine(engine_file, manifest_file, manifest, runner)
 
 

@@ -21,9 +21,22 @@ the CPU sums int8 products in 32 bits (VNNI, AMX, ARM dot products).
 from __future__ import annotations
 
 import importlib.util
+import os
 
-EXACT, EXACT_KERNELS, BOUNDED = "exact", "exact-kernels", "bounded"
+from edgeres.errors import EdgeresError
+
+EXACT, EXACT_KERNELS, BOUNDED, REFUSED = "exact", "exact-kernels", "bounded", "refused"
 CPU_INT8_BACKENDS = ("openvino", "onnxruntime")
+
+# Which CPUs an INT8 engine is built for (``build --int8-cpu``, recorded as ``backend.int8_cpu``): ``portable`` splits
+# the stem's signed input so that every u8 x s8 pair sum fits in int16 (exact on every x86 CPU); ``vnni`` leaves it
+# whole (a few percent faster; exact only where int8 products are summed in 32 bits, and refused elsewhere).
+PORTABLE, VNNI = "portable", "vnni"
+INT8_CPU_TARGETS = ("auto", PORTABLE, VNNI)
+# Environment variables that cap the ISA a backend's kernel library may use (read when the library starts), and the
+# caps below which its int8 convolutions multiply with vpmaddubsw (saturating 16-bit pair sums).
+ISA_CAP_VARIABLES = {"openvino": ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")}
+ONEDNN_16_BIT_CAPS = ("SSE41", "AVX", "AVX2", "AVX512_CORE", "AVX512_MIC", "AVX512_MIC_4OPS")
 
 # What the tests hold each level to, on the 1,000 val digits of the test fixture: the least share of top-1
 # predictions equal to the Q/DQ reference's, and the largest 99.9th-percentile / largest |logit difference| from
@@ -48,19 +61,86 @@ def sums_int8_in_32_bits(facts: dict) -> bool:
     return bool(features.get("avx512_vnni") or features.get("avx_vnni") or features.get("amx"))
 
 
-def guarantee(backend: str, facts: dict, saturation_free: bool) -> dict:
+def kernel_facts(backend: str, facts: dict, env: dict | None = None) -> dict:
+    """``facts`` as ``backend``'s kernel library sees the CPU: with ``ONEDNN_MAX_CPU_ISA`` (OpenVINO's oneDNN) capped
+    below VNNI, its int8 convolutions sum pairs in 16 bits although the CPU has VNNI/AMX. ONNX Runtime has no such
+    cap (MLAS picks its kernels from CPUID), so its facts are the CPU's.
+
+    Args:
+        backend: the engine's backend name.
+        facts: the CPU (``sysinfo.cpu_facts``).
+        env: the environment to read the caps from (default: this process's).
+    """
+    env = os.environ if env is None else env
+    cap = next((env[v] for v in ISA_CAP_VARIABLES.get(backend, ()) if env.get(v)), "").strip().upper()
+    if not cap or cap in ("ALL", "DEFAULT") or not is_x86(facts):
+        return facts
+    features = dict(facts.get("features") or {})
+    if cap in ONEDNN_16_BIT_CAPS:
+        features.update(avx512_vnni=False, avx_vnni=False, amx=False)
+    elif cap.startswith("AVX2_VNNI"):  # VEX VNNI only: the CPU's AVX-VNNI, not its AVX-512 VNNI or AMX
+        features.update(avx512_vnni=False, amx=False)
+    elif "AMX" not in cap:
+        features.update(amx=False)
+    return facts | {"features": features, "isa": f"{facts.get('isa')} (oneDNN capped at {cap})"}
+
+
+def int8_cpu_target(requested: str, backend: str, facts: dict, env: dict | None = None) -> tuple[str, str]:
+    """Which CPUs an INT8 engine is built for, and why: ``auto`` means ``vnni`` (stem left whole) where this CPU's
+    kernels sum int8 products in 32 bits, and ``portable`` (stem split) where they sum pairs in 16 bits.
+
+    Args:
+        requested: "auto", "portable" or "vnni" (``build --int8-cpu``).
+        backend: the engine's backend ("onnxruntime", "openvino").
+        facts: the CPU building the engine (``sysinfo.cpu_facts``).
+        env: the environment (ISA caps, ``kernel_facts``).
+
+    Raises:
+        EdgeresError: an unknown ``requested``.
+    """
+    if requested not in INT8_CPU_TARGETS:
+        raise EdgeresError(f"unknown --int8-cpu '{requested}'; accepted: {', '.join(INT8_CPU_TARGETS)}")
+    if requested == PORTABLE:
+        return PORTABLE, "--int8-cpu portable: the stem reads its input split in two, exact on every x86 CPU"
+    if requested == VNNI:
+        return VNNI, ("--int8-cpu vnni: the stem reads its input whole; exact where int8 products are summed in 32 "
+                      "bits (x86 VNNI/AMX, ARM), refused on other CPUs")
+    seen = kernel_facts(backend, facts, env)
+    if sums_int8_in_32_bits(seen):
+        return VNNI, (f"auto: {seen.get('isa')} sums int8 products in 32 bits, so the stem reads its input whole (no "
+                      "split, exact here); the engine is refused on CPUs without VNNI/AMX (--int8-cpu portable "
+                      "builds one for every x86 CPU)")
+    return PORTABLE, (f"auto: {seen.get('isa')} sums int8 products in saturating 16-bit pairs, so the stem reads its "
+                      "input split in two (exact here and on every x86 CPU)")
+
+
+def target_problems(backend: str, int8_cpu: str | None, facts: dict, env: dict | None = None) -> list[str]:
+    """Why an INT8 engine built for ``int8_cpu`` cannot run exactly on this CPU (empty when it can)."""
+    seen = kernel_facts(backend, facts, env)
+    if int8_cpu != VNNI or sums_int8_in_32_bits(seen):
+        return []
+    return [f"built for CPUs that sum int8 products in 32 bits (--int8-cpu vnni: its stem conv reads its input "
+            f"whole), but {seen.get('isa')} sums them in saturating 16-bit pairs, where that conv could saturate; "
+            "build it on this CPU (auto splits the stem here) or with --int8-cpu portable"]
+
+
+def guarantee(backend: str, facts: dict, saturation_free: bool, int8_cpu: str | None = None) -> dict:
     """The guarantee of an INT8 engine of ``backend`` on the CPU described by ``facts`` (``sysinfo.cpu_facts``).
 
     Args:
         backend: "onnxruntime" or "openvino".
-        facts: the CPU.
+        facts: the CPU (as the backend's kernels see it: ``kernel_facts``).
         saturation_free: the engine's integer kernels are proven free of 16-bit saturation (manifest field).
+        int8_cpu: the CPUs the engine was built for (manifest ``backend.int8_cpu``; None for older engines).
 
     Returns:
         ``{"backend", "cpu_isa", "level", "why"}``.
     """
     isa = facts.get("isa")
     wide = sums_int8_in_32_bits(facts)
+    if int8_cpu == VNNI and not wide:
+        return {"backend": backend, "cpu_isa": isa, "level": REFUSED,
+                "why": "built for CPUs that sum int8 products in 32 bits (--int8-cpu vnni): loading refuses it here"}
     if backend == "onnxruntime":
         why = (
             "integer kernels exact: every u8 x s8 pair sum fits in int16 (no precision mode needed)"
@@ -132,6 +212,8 @@ def cpu_int8_summary(facts: dict, openvino: bool | None = None) -> dict:
     for an INT8 classifier and why, and each CPU engine's guarantee here (for engines this edgeres builds)."""
     installed = openvino_installed() if openvino is None else openvino
     picked, why = pick_cpu_backend("int8", "classify", facts, installed)
+    target, target_why = int8_cpu_target("auto", picked, facts)
+    why += f"; built for --int8-cpu {target}: " + target_why.removeprefix("auto: ")
     x86 = is_x86(facts)
     sums = (
         (
@@ -147,6 +229,29 @@ def cpu_int8_summary(facts: dict, openvino: bool | None = None) -> dict:
         "int8_products": sums,
         "auto_backend": picked,
         "auto_reason": why,
+        "auto_int8_cpu": target,
         "openvino_installed": installed,
         "guarantees": {name: guarantee(name, facts, saturation_free=True) for name in engines},
     }
+
+
+def integer_kernel_facts(backend: str, model, int8_cpu: str, why: str) -> dict:
+    """What a CPU INT8 manifest records of its integer kernels: how many, the largest sum of two neighbouring u8 x s8
+    products any of them can form (``quant.cpu.integer_kernel_bounds``), whether that fits in int16 (then the
+    engine is exact on every x86 ISA, VNNI or not), which CPUs it was built for (``int8_cpu_target``: whether the
+    stem is split, and why), and the guarantee that follows on the CPU it was built on.
+
+    Args:
+        backend: the engine's backend.
+        model: the engine's ONNX graph (ONNX Runtime's optimized graph, or OpenVINO's Q/DQ form).
+        int8_cpu: ``portable`` or ``vnni``.
+        why: the reason for ``int8_cpu``.
+    """
+    from edgeres.quant.cpu import integer_kernel_bounds
+    from edgeres.sysinfo import cpu_facts
+
+    bounds = integer_kernel_bounds(model)
+    free = bool(bounds) and all(b.exact for b in bounds)
+    return {"integer_kernels": len(bounds), "largest_pair_sum": max((b.pair_max for b in bounds), default=0),
+            "saturation_free": free, "int8_cpu": int8_cpu, "stem_split": int8_cpu == PORTABLE,
+            "int8_cpu_reason": why, "guarantee": guarantee(backend, kernel_facts(backend, cpu_facts()), free, int8_cpu)}

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from edgeres.backends import backend_names
+from edgeres.backends.cpu_int8 import INT8_CPU_TARGETS
 from edgeres.cli.model_source import model_options
 
 
@@ -17,11 +19,9 @@ class Precision(str, Enum):
     mixed = "mixed"
 
 
-class Backend(str, Enum):
-    auto = "auto"
-    onnxruntime = "onnxruntime"
-    openvino = "openvino"
-    tensorrt = "tensorrt"
+# auto, then every engine backend in the table (edgeres.backends): a new backend is a new choice here too.
+Backend = Enum("Backend", {name: name for name in ("auto", *backend_names())}, type=str)
+Int8Cpu = Enum("Int8Cpu", {name: name for name in INT8_CPU_TARGETS}, type=str)
 
 
 class OptLevel(str, Enum):
@@ -47,7 +47,8 @@ def build(
     precision: Precision = typer.Option(Precision.fp32, "--precision"),
     backend: Backend = typer.Option(
         None, "--backend", show_default=False,
-        help="auto: TensorRT with a GPU, else ONNX Runtime; openvino: INT8 on x86 CPUs (default: the workspace's "
+        help="auto: TensorRT with a GPU, else the fastest CPU engine installed and exact here (OpenVINO for INT8 "
+             "classifiers on x86, else ONNX Runtime); openvino: INT8 on x86 CPUs (default: the workspace's "
              "build.backend, else auto).",
     ),
     out: Path = typer.Option(None, "--out", help="Engine folder [default: engines/<model>-<precision>]."),
@@ -65,6 +66,11 @@ def build(
     calib_method: str = typer.Option("entropy", "--calib-method", help="INT8: entropy, minmax, percentile, mse."),
     max_drop: float = typer.Option(0.5, "--max-drop", min=0.0, help="mixed: accepted top-1 drop vs FP32 (points)."),
     val_data: Path = typer.Option(None, "--val-data", help="mixed: labelled images for the sensitivity."),
+    int8_cpu: Int8Cpu = typer.Option(
+        Int8Cpu("auto"), "--int8-cpu",
+        help="CPU INT8: auto (this CPU: the stem split only where int8 products are summed in 16 bits), portable "
+             "(split: exact on every x86 CPU) or vnni (not split: for CPUs with VNNI/AMX or ARM; refused elsewhere).",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an existing engine folder."),
     workspace: int = typer.Option(None, "--workspace", min=1, help="TensorRT: builder memory pool, MiB."),
     min_batch: int = typer.Option(None, "--min-batch", min=1, help="TensorRT: profile minimum batch [1; DLA: fixed]."),
@@ -123,13 +129,14 @@ def build(
     if precision.value == "mixed":
         args += ["--max-drop", str(max_drop)] + (["--val-data", str(val_data.resolve())] if val_data else [])
     if precision.value in ("int8", "mixed"):
-        args += ["--calib-method", calib_method]
+        args += ["--calib-method", calib_method] + (["--int8-cpu", int8_cpu.value] if int8_cpu.value != "auto" else [])
         args += ["--calib", str(calib.resolve())] if calib else []
         args += ["--calib-data", str(calib_data.resolve())] if calib_data else []
     cfg = BuildConfig(model=ckpt, out=out, precision=precision.value, backend=chosen, opset=opset, exporter=exporter,
                       max_batch=max_batch, opt_level=opt_level.value, normalize_in_network=uint8_input, force=force,
                       build_command=command_line(args), calib=calib, calib_data=calib_data, calib_method=calib_method,
-                      max_drop=max_drop, val_data=val_data, tensorrt=trt_opts, backend_reason=why)
+                      max_drop=max_drop, val_data=val_data, tensorrt=trt_opts, backend_reason=why,
+                      int8_cpu=int8_cpu.value)
     with printed_warnings(notes_only=True):
         engine_file, manifest = build_engine(cfg)
     detail = (f"calibration {manifest['calibration']['method']} ({manifest['calibration']['images']} images)"
@@ -145,11 +152,12 @@ def build(
     if "guarantee" in manifest["backend"]:  # CPU INT8 engines: what their arithmetic reproduces on this CPU
         promise = manifest["backend"]["guarantee"]
         make_console().print(f"  INT8 guarantee on {promise['cpu_isa']}: {promise['level']} ({promise['why']})")
-    if manifest["backend"]["name"] == "tensorrt":
-        from edgeres.backends.trt.loader import describe_build
+        make_console().print(f"  built for --int8-cpu {manifest['backend']['int8_cpu']}: "
+                             + manifest["backend"]["int8_cpu_reason"].removeprefix("auto: "))
+    from edgeres.backends import backend_module
 
-        for line in describe_build(manifest):
-            make_console().print("  " + line)
+    for line in backend_module(manifest["backend"]["name"]).describe(manifest):
+        make_console().print("  " + line)
 
 
 def tensorrt_options(backend: str, **given) -> tuple:

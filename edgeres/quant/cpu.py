@@ -59,8 +59,11 @@ ORDER_KEEPING_OPS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPo
 FLOAT_COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "FusedConv", "FusedGemm", "FusedMatMul", "NhwcConv")
 
 
-def rewrite_for_cpu(qdq_model, scales: Scales):
-    """Return the ONNX Runtime form of a TensorRT-style Q/DQ model (a new onnx.ModelProto; see the module doc)."""
+def rewrite_for_cpu(qdq_model, scales: Scales, split_signed_inputs: bool = True):
+    """Return the ONNX Runtime form of a TensorRT-style Q/DQ model (a new onnx.ModelProto; see the module doc).
+
+    ``split_signed_inputs=False`` skips step 6: for CPUs that sum int8 products in 32 bits (VNNI, AMX, ARM),
+    where the stem reading uint8 + 128 is exact without it (``backends.cpu_int8.int8_cpu_target``)."""
     import onnx
 
     model = onnx.ModelProto()
@@ -73,15 +76,17 @@ def rewrite_for_cpu(qdq_model, scales: Scales):
     _activations_to_uint8(graph)
     _integer_relus(graph)
     _cap_unsigned_points(graph)
-    _split_signed_conv_inputs(graph)
+    if split_signed_inputs:
+        _split_signed_conv_inputs(graph)
     _drop_dead_nodes(graph)
     _drop_unused_initializers(graph)
     topological_sort(graph)
     return model
 
 
-def rewrite_for_openvino(qdq_model):
-    """Return the OpenVINO form of a TensorRT-style Q/DQ model (a new onnx.ModelProto; see the module doc)."""
+def rewrite_for_openvino(qdq_model, split_signed_inputs: bool = True):
+    """Return the OpenVINO form of a TensorRT-style Q/DQ model (a new onnx.ModelProto; see the module doc);
+    ``split_signed_inputs`` as in ``rewrite_for_cpu``."""
     import onnx
 
     model = onnx.ModelProto()
@@ -90,7 +95,8 @@ def rewrite_for_openvino(qdq_model):
     _propagate_through_commuting_ops(graph, ops=("MaxPool",))
     _materialize_weights(graph)
     _unsigned_float_points(graph)
-    _split_signed_conv_inputs(graph, float_form=True)
+    if split_signed_inputs:
+        _split_signed_conv_inputs(graph, float_form=True)
     _drop_dead_nodes(graph)
     _drop_unused_initializers(graph)
     topological_sort(graph)

@@ -119,10 +119,12 @@ def check_integer_kernels(compiled) -> int:
     return sum(kind in COMPUTE_LAYERS for _, kind, _ in runtime_layers(compiled))
 
 
-def write_int8_engine(qdq_model, engine_file: Path, input_shape: tuple[int, ...], threads: int | None = None) -> dict:
+def write_int8_engine(qdq_model, engine_file: Path, input_shape: tuple[int, ...], threads: int | None = None,
+                      split_stem: bool = True) -> dict:
     """The OpenVINO INT8 engine: the Q/DQ artifact in its OpenVINO form (``quant.cpu.rewrite_for_openvino``)
     saved as ``engine_file`` (ONNX), compiled once for ``input_shape`` to check that every Conv/Gemm runs as
-    an integer kernel (the build fails otherwise).
+    an integer kernel (the build fails otherwise). ``split_stem=False`` leaves the stem reading its signed input
+    whole: exact only where oneDNN sums int8 products in 32 bits (VNNI, AMX).
 
     Returns:
         Backend facts for the manifest.
@@ -131,7 +133,7 @@ def write_int8_engine(qdq_model, engine_file: Path, input_shape: tuple[int, ...]
 
     from edgeres.quant.cpu import rewrite_for_openvino
 
-    onnx.save(rewrite_for_openvino(qdq_model), str(engine_file))
+    onnx.save(rewrite_for_openvino(qdq_model, split_signed_inputs=split_stem), str(engine_file))
     loader = ModelLoader(engine_file, threads=threads)
     compiled = loader.compile(tuple(input_shape))
     integer_layers = check_integer_kernels(compiled)
