@@ -3,11 +3,18 @@
 ``edgeres camera`` runs as its own process (``--json``) on 4 ffmpeg streams (H.264 as MPEG-TS over TCP on
 127.0.0.1, real time) with the 224x224 ResNet-18 FP32 engine of benchmarks/camera_loop.py. Every
 ``--kill-every`` minutes one stream (in turn) is killed and restarted ``--down`` seconds later. The process's
-resident memory and open file descriptors (Linux /proc) are read after a warm-up minute and at the end; frames
-lost are found in each stream's JSON lines as gaps in arrival time (source_ts) longer than ``--gap`` seconds.
+resident memory (and its anonymous part, from /proc/PID/smaps_rollup) and open file descriptors are sampled
+every ``--sample-every`` seconds and printed as a curve; frames lost are found in each stream's JSON lines as
+gaps in arrival time (source_ts) longer than ``--gap`` seconds.
 
-Targets (issue: camera loop at deployment scale): memory and descriptors grow <= 5 % from start to end; frames
-are lost only while a stream was down (every gap lies in one of that stream's down windows).
+Targets (issue: camera loop at deployment scale): memory and descriptors grow <= 5 % from start (after a
+warm-up minute) to end; frames are lost only while a stream was down (every gap lies in one of that stream's
+down windows). The growth from minute 5 to the end is printed too: allocator growth levels off after
+warm-up, a leak does not.
+
+``--env NAME=VALUE`` runs the camera with that environment (e.g. ``MALLOC_ARENA_MAX=2`` to compare glibc's
+arenas); ``--tracemalloc FILE`` runs it under tracemalloc and writes the Python allocations that grew most
+since the first sample to FILE at every sample (slow: for finding a leak, not for the numbers).
 
 Run:  python benchmarks/camera_soak.py [--minutes 30] [--kill-every 5] [--down 10]
 """
@@ -41,6 +48,39 @@ def proc_facts(pid: int) -> tuple[float, int]:
     return rss, len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def anonymous_mib(pid: int) -> float:
+    """Resident anonymous memory (heap, arenas, numpy buffers; not mapped libraries) of a process, MiB."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Anonymous:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# Runs the CLI under tracemalloc, writing the top growth since the first sample every ``interval`` seconds.
+TRACEMALLOC_RUNNER = """
+import runpy, sys, threading, time, tracemalloc
+out, interval = sys.argv[1], float(sys.argv[2])
+sys.argv = ["edgeres", *sys.argv[3:]]
+tracemalloc.start(8)
+def dump():
+    base = None
+    while True:
+        time.sleep(interval)
+        snap = tracemalloc.take_snapshot()
+        if base is None:
+            base = snap
+            continue
+        lines = [str(s) for s in snap.compare_to(base, "traceback")[:8]]
+        with open(out, "a") as f:
+            f.write(f"--- {time.strftime('%H:%M:%S')} traced {tracemalloc.get_traced_memory()[0] / 2**20:.1f} MiB\n")
+            for stat in snap.compare_to(base, "traceback")[:6]:
+                f.write(f"{stat.size_diff / 2**20:+.2f} MiB {stat.count_diff:+d} blocks\n")
+                f.write("\n".join("    " + l for l in stat.traceback.format()[-8:]) + "\n")
+threading.Thread(target=dump, daemon=True).start()
+runpy.run_module("edgeres.cli.main", run_name="__main__")
+"""
+
+
 class Server:
     def __init__(self, video: Path, lifetime: float):
         self.video, self.lifetime, self.port = video, lifetime, free_port()
@@ -51,8 +91,11 @@ class Server:
         return f"tcp://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(serve_tcp_command("ffmpeg", self.video, self.url, self.lifetime),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            serve_tcp_command("ffmpeg", self.video, self.url, self.lifetime),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -67,20 +110,28 @@ def main() -> None:
     parser.add_argument("--down", type=float, default=10.0, help="seconds a killed stream stays down")
     parser.add_argument("--fps", type=float, default=10.0, help="each stream's frame rate")
     parser.add_argument("--gap", type=float, default=1.0, help="a longer silence in a stream counts as frames lost")
+    parser.add_argument("--sample-every", type=float, default=60.0, help="seconds between memory samples")
+    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the camera process")
+    parser.add_argument("--tracemalloc", type=Path, help="write tracemalloc's top growth here (slow)")
+    parser.add_argument("--work", type=Path, help="reuse this folder's engine and video (made if missing)")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="edgeres-camera-soak-"))
-    engine = build_engine_224(work)
+    work = args.work or Path(tempfile.mkdtemp(prefix="edgeres-camera-soak-"))
+    work.mkdir(parents=True, exist_ok=True)
+    engine = work / "r18-fp32" if (work / "r18-fp32").is_dir() else build_engine_224(work)
     video = h264_video(work, args.fps, 60)
     total = args.minutes * 60
     servers = [Server(video, total + 120) for _ in range(4)]
     for s in servers:
         s.start()
     time.sleep(1.0)
+    env = dict(os.environ, **dict(e.split("=", 1) for e in args.env))
+    runner = ["-m", "edgeres.cli.main"]
+    if args.tracemalloc is not None:
+        runner = ["-c", TRACEMALLOC_RUNNER, str(args.tracemalloc), str(args.sample_every)]
     cmd = [
         sys.executable,
-        "-m",
-        "edgeres.cli.main",
+        *runner,
         "camera",
         "--engine",
         str(engine),
@@ -96,7 +147,7 @@ def main() -> None:
         "60",
         *[a for n, s in enumerate(servers) for a in ("--source", f"s{n}={s.url}")],
     ]
-    cam = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cam = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     arrivals: dict[str, list[float]] = {f"s{n}": [] for n in range(4)}
     err: list[str] = []
     threading.Thread(target=lambda: err.extend(cam.stderr), daemon=True).start()
@@ -110,12 +161,20 @@ def main() -> None:
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     t0 = time.monotonic()
-    time.sleep(60)
-    start_facts = proc_facts(cam.pid)
+    samples: list[tuple[float, float, float, int]] = []  # (minute, resident MiB, anonymous MiB, descriptors)
+
+    def sample() -> None:
+        rss, fds = proc_facts(cam.pid)
+        samples.append(((time.monotonic() - t0) / 60, rss, anonymous_mib(cam.pid), fds))
+
+    next_sample = 60.0  # the first sample after a warm-up minute
     down: dict[str, list[tuple[float, float]]] = {k: [] for k in arrivals}
     turn = 0
     next_kill = args.kill_every * 60
     while time.monotonic() - t0 < total - 30:
+        if time.monotonic() - t0 >= next_sample:
+            sample()
+            next_sample += args.sample_every
         if time.monotonic() - t0 >= next_kill:
             name = f"s{turn % 4}"
             # the stream's own clock: its last arrival when it goes down
@@ -127,7 +186,8 @@ def main() -> None:
             turn += 1
             next_kill += args.kill_every * 60
         time.sleep(1.0)
-    end_facts = proc_facts(cam.pid)
+    sample()
+    start_facts, end_facts = (samples[0][1], samples[0][3]), (samples[-1][1], samples[-1][3])
     cam.send_signal(signal.SIGTERM)
     cam.wait(60)
     reader.join(10)
@@ -148,6 +208,21 @@ def main() -> None:
             ["open file descriptors", start_facts[1], end_facts[1], f"{fd_growth:+.1f}", "<= 5"],
         ],
     )
+    print()
+    print_table(
+        ["minute", "resident MiB", "anonymous MiB", "descriptors"],
+        [[f"{m:.1f}", f"{rss:.1f}", f"{anon:.1f}", fds] for m, rss, anon, fds in samples],
+    )
+    settled = next((x for x in samples if x[0] >= 5.0), None)
+    if settled is not None and settled is not samples[-1]:
+        per_10 = 10 * (samples[-1][1] - settled[1]) / (samples[-1][0] - settled[0])
+        print(
+            f"\nfrom minute {settled[0]:.1f} to the end: resident {settled[1]:.1f} -> {samples[-1][1]:.1f} MiB "
+            f"({100 * (samples[-1][1] - settled[1]) / settled[1]:+.1f} %, {per_10:+.1f} MiB per 10 min), anonymous "
+            f"{settled[2]:.1f} -> {samples[-1][2]:.1f} MiB"
+        )
+    if args.env:
+        print("camera environment: " + " ".join(args.env))
     rows, stray = [], 0
     for name, ts in arrivals.items():
         gaps = [(a, b) for a, b in itertools.pairwise(ts) if b - a > args.gap]

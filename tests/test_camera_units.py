@@ -187,8 +187,8 @@ def test_postprocess_by_task():
     assert outputs.task.json_schema == "edgeres.classify/1"
     with pytest.raises(EdgeresError, match="no 'detection' block"):
         make_postprocess(_engine_facts("detect", ["a"]), LoopConfig())
-    with pytest.raises(EdgeresError, match="unknown task 'segment'; known tasks: classify, detect"):
-        make_postprocess(_engine_facts("segment", ["a"]), LoopConfig())
+    with pytest.raises(EdgeresError, match="unknown task 'pose'; known tasks: classify, detect"):
+        make_postprocess(_engine_facts("pose", ["a"]), LoopConfig())
 
 
 def test_options_a_task_does_not_take_are_refused():

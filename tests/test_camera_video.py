@@ -181,6 +181,7 @@ def test_sigterm_mid_run_leaves_a_playable_recording(tmp_path, camera_engine, di
     written = int(run.stderr.split("recorded ")[1].split(" frames")[0])
     assert 30 <= written < VIDEO_FRAMES
     assert ffprobe_frames(record) == ("mpeg4", written)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.mkv"]  # renamed into place: no hidden part left
     decodes_cleanly(record)
     duration = subprocess.run(
         [require_tool("ffprobe"), "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(record)],

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from helpers import CLI, assert_user_error, run_cli, subprocess_env
 
-pytest_plugins = ["fixtures_models"]
+pytest_plugins = ["fixtures_models", "fixtures_camera"]
 
 
 def files_under(folder: Path) -> list[str]:
@@ -31,10 +31,11 @@ def files_under(folder: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def tmpfs(mount_point: Path, size_mb: int, read_only: bool = False):
-    """A real tmpfs of ``size_mb`` MB at ``mount_point`` (read-only if asked), unmounted afterwards."""
+def tmpfs(mount_point: Path, size_mb: int | str, read_only: bool = False):
+    """A real tmpfs of ``size_mb`` MB (or a size in mount's words: "512k") at ``mount_point`` (read-only if asked),
+    unmounted afterwards."""
     mount_point.mkdir(parents=True, exist_ok=True)
-    options = f"size={size_mb}m" + (",ro" if read_only else "")
+    options = f"size={size_mb if isinstance(size_mb, str) else f'{size_mb}m'}" + (",ro" if read_only else "")
     proc = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)], capture_output=True, text=True
     )
@@ -324,18 +325,57 @@ def write_video(path: Path, fourcc: str, frames: int = 60) -> Path:
 
 
 def test_truncated_videos(tmp_path, trained_engine):
-    """An MP4 cut in half has lost its index (moov): refused in one line naming it. A Matroska file cut in half
-    plays the frames it still holds, then ends like any finished file."""
-    for name, fourcc in (("cut.mp4", "mp4v"), ("cut.mkv", "MJPG")):
+    """An MP4 cut in half has lost its index (moov): refused in one line naming it. A Matroska or AVI file cut in
+    half plays the frames it still holds, then says it ended early; one cut to its header reads nothing: an
+    error."""
+    for name, fourcc in (("cut.mp4", "mp4v"), ("cut.mkv", "MJPG"), ("cut.avi", "MJPG")):
         full = write_video(tmp_path / f"full-{name}", fourcc)
         data = full.read_bytes()
         (tmp_path / name).write_bytes(data[: len(data) // 2])
+        if name == "cut.mkv":
+            (tmp_path / "header.mkv").write_bytes(data[:600])
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     common = ["--engine", trained_engine, "--headless", "--json", "--max-frames", "100"]
     proc = run_cli("camera", "--source", tmp_path / "cut.mp4", *common, cwd=tmp_path)
     assert_user_error(proc, "cut.mp4", "cannot open video file")
-    proc = run_cli("camera", "--source", tmp_path / "cut.mkv", *common, cwd=tmp_path)
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    frames = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert 0 < len(frames) < 60, len(frames)
+    for name in ("cut.mkv", "cut.avi"):
+        proc = run_cli("camera", "--source", tmp_path / name, *common, cwd=tmp_path)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        frames = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        assert 0 < len(frames) < 60, len(frames)
+        warning = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+        assert len(warning) == 1 and name in warning[0], proc.stderr
+        assert f"ended after {len(frames)} of the 60 frames its header declares: file truncated?" in warning[0]
+    proc = run_cli("camera", "--source", tmp_path / "header.mkv", *common, cwd=tmp_path)
+    assert_user_error(proc, "header.mkv", "no frame could be read of the 60", "truncated or damaged")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # the user's files untouched
+
+
+def test_recording_past_the_file_size_limit(tmp_path, trained_engine, digits_video):
+    """``ulimit -f`` (RLIMIT_FSIZE, real) of 100 KB hit while recording: one line naming the limit and the file,
+    exit 1, and neither the recording nor its hidden part file is left."""
+    out = tmp_path / "rec"
+    out.mkdir()
+    proc = run_limited(
+        "camera", "--engine", trained_engine, "--source", digits_video / "digits.mkv", "--headless",
+        "--record", out / "run.mkv", file_limit=100_000, cwd=tmp_path,
+    )  # fmt: skip
+    assert_user_error(proc, "recording to", "run.mkv", "file size limit", "ulimit -f", "removed")
+    assert "stopped by recording failed" in proc.stdout
+    assert files_under(out) == []
+
+
+def test_recording_into_a_read_only_or_full_disk(tmp_path, trained_engine, digits_video):
+    """A read-only disk is refused before any work; a disk that fills up stops the recording (its unfinished
+    file removed) while the JSON lines go on to the end, and the run exits 1 naming the disk."""
+    source = ["--engine", trained_engine, "--source", digits_video / "digits.mkv", "--headless"]
+    with tmpfs(tmp_path / "ro", 4, read_only=True) as disk:
+        proc = run_cli("camera", *source, "--record", disk / "run.mkv", cwd=tmp_path)
+        assert_user_error(proc, "cannot record to", "run.mkv", "read-only", str(disk))
+    with tmpfs(tmp_path / "small", "512k") as disk:  # the 300 annotated 320x240 frames need about 630 KB
+        proc = run_cli("camera", *source, "--record", disk / "run.mkv", "--json", cwd=tmp_path)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert len([line for line in proc.stdout.splitlines() if line.startswith("{")]) == 300  # JSON went on
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        assert "the other outputs go on" in errors[0] and str(disk) in errors[-1] and "is full" in errors[-1]
+        assert files_under(disk) == []

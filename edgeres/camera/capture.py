@@ -18,6 +18,7 @@ import numpy as np
 
 from edgeres.camera.slots import FrameSlot, Stopper
 from edgeres.camera.sources import SourceOpenError
+from edgeres.errors import DataError
 
 EventFn = Callable[[str, str], None]  # (level: "warning" | "note", message)
 
@@ -89,6 +90,8 @@ class CaptureWorker(threading.Thread):
             if r.status == "end":
                 if not self.spec.reconnects:
                     self.ended = True
+                    if self.spec.kind == "file":
+                        self._check_complete(index)
                     return
                 if not self._reconnect():
                     return
@@ -114,6 +117,22 @@ class CaptureWorker(threading.Thread):
             index += 1
             if not self.slot.put(frame):
                 return
+
+    def _check_complete(self, frames: int) -> None:
+        """At the end of a file (``frames``: read or failed to decode): fewer frames than its header declares
+        means it was cut short (a copy that did not finish, a recording whose writer was killed). Some frames
+        read: a warning; none: an error (raised by the loop once it has stopped)."""
+        expected = getattr(self.reader, "expected_frames", None)
+        if self.read == 0:
+            declared = f" of the {expected} its header declares" if expected else ""
+            self.error = DataError(
+                f"{self.spec.describe()}: no frame could be read{declared}: the file is truncated or damaged"
+            )
+        elif expected and frames < expected - max(2, expected // 100):  # container durations round a little
+            self._warn(
+                f"{self.spec.describe()} ended after {frames} of the {expected} frames its header declares: "
+                "file truncated?"
+            )
 
     def _reconnect(self) -> bool:
         """Reopen a lost live source with exponential backoff until it works or the loop stops."""

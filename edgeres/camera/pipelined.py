@@ -95,7 +95,7 @@ def run_streams(
     stopper = stopper or Stopper()
     names = [stream.name for stream, _ in opened]
     multi = len(opened) > 1
-    results = ResultStage(make_postprocess(engine, cfg), sinks, cfg, names)
+    results = ResultStage(make_postprocess(engine, cfg), sinks, cfg, names, on_event)
     batching = batching or batching_for(engine, len(opened), cfg.max_batch_wait, cfg.max_batch)
     pcfg = engine.preprocess
     ready = threading.Event()
@@ -149,7 +149,7 @@ def run_streams(
                     frames = frames[: cfg.max_frames - results.processed]
                 results.handle_batch(frames)
                 if results.outputs_closed:
-                    stopper.request("output closed")
+                    stopper.request("recording failed" if results.failures and not results.sinks else "output closed")
                 if cfg.max_frames is not None and results.processed >= cfg.max_frames:
                     stopper.request("max frames")
         finally:
@@ -211,4 +211,5 @@ def run_streams(
             "mean_batch": round(infer.batched_frames / infer.batches, 3) if infer.batches else None,
         },
         "streams": rows,
+        "failures": results.failures,  # recordings that could not be written: the command exits non-zero
     }

@@ -48,6 +48,7 @@ class VideoReader:
         self.cap = None
         self.opened_with: str | None = None
         self.fps: float | None = None
+        self.expected_frames: int | None = None  # a file's frame count as its header declares it
         self._t0: float | None = None
 
     def open(self) -> None:
@@ -76,6 +77,9 @@ class VideoReader:
             self.cap, self.opened_with = cap, attempt.label
             fps = cap.get(cv2.CAP_PROP_FPS)
             self.fps = float(fps) if 1.0 <= fps <= 1000.0 else None
+            if self.spec.kind == "file":
+                count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+                self.expected_frames = int(count) if 0 < count < 1e9 else None
             if self.spec.kind == "camera":
                 cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the driver's queue would add frames of latency
             self._t0 = self._t0 if self._t0 is not None else time.perf_counter()

@@ -8,6 +8,7 @@ sinks with ``record_done(record)`` get each record again once its ``times_ms`` a
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ import numpy as np
 from edgeres.camera.capture import Frame
 from edgeres.camera.latency import LatencyRecorder
 from edgeres.camera.overlays import Hud, render
+from edgeres.camera.sinks import RecordingError
 from edgeres.tasks import get_task
 from edgeres.tasks.base import Task
 
@@ -98,23 +100,45 @@ def rate(count: int, first: float | None, last: float | None) -> float | None:
 class ResultStage:
     """Post-process, draw and feed the sinks, one batch at a time, on the calling thread; keeps the stats."""
 
-    def __init__(self, outputs: TaskOutputs, sinks: list, cfg, names: list[str] | None = None):
-        self.outputs, self.sinks, self.cfg = outputs, sinks, cfg
+    def __init__(self, outputs: TaskOutputs, sinks: list, cfg, names: list[str] | None = None, on_event=None):
+        self.outputs, self.cfg = outputs, cfg
+        self.on_event = on_event or (lambda level, message: None)
         self.names = names or ["cam0"]
-        self.image_sinks = [s for s in sinks if s.needs_image]
-        self.batch_sinks = [s for s in sinks if hasattr(s, "end_batch")]
-        self.done_sinks = [s for s in sinks if hasattr(s, "record_done")]  # want the record with its times
-        self.draw = bool(self.image_sinks) and cfg.overlays.any
+        self.failures: list[str] = []  # recordings that failed (disk full, size limit): the run exits non-zero
+        self._set_sinks(list(sinks))
         self.streams = [StreamStats(name) for name in self.names]
         self.processed = 0
         self.first_done: float | None = None
         self.last_done: float | None = None
 
+    def _set_sinks(self, sinks: list) -> None:
+        self.sinks = sinks
+        self.image_sinks = [s for s in sinks if s.needs_image]
+        self.batch_sinks = [s for s in sinks if hasattr(s, "end_batch")]
+        self.done_sinks = [s for s in sinks if hasattr(s, "record_done")]  # want the record with its times
+        self.draw = bool(self.image_sinks) and self.cfg.overlays.any
+
+    def _failed(self, sink, error: RecordingError) -> None:
+        """A recording could not be written: it stops (its unfinished file removed), the other outputs go on;
+        with no output left the loop stops. The run exits non-zero either way (``failures``)."""
+        with contextlib.suppress(Exception):
+            sink.close()  # the other files of a per-stream recording
+        self._set_sinks([s for s in self.sinks if s is not sink])
+        self.failures.append(str(error))
+        if self.sinks:
+            self.on_event("error", f"{error}; the other outputs go on")
+
+    def _feed(self, sink, method: str, *args) -> None:
+        try:
+            getattr(sink, method)(*args)
+        except RecordingError as error:
+            self._failed(sink, error)
+
     def handle_batch(self, frames: list[Frame]) -> None:
         for frame in frames:
             self.handle(frame)
         for sink in self.batch_sinks:
-            sink.end_batch()
+            self._feed(sink, "end_batch")
 
     def handle(self, frame: Frame) -> None:
         stats = self.streams[frame.stream]
@@ -137,7 +161,7 @@ class ResultStage:
         if self.draw:
             image = render(image, self.outputs, prediction, stats.hud, self.cfg.overlays)
         for sink in self.image_sinks:
-            sink.write(record, image)
+            self._feed(sink, "write", record, image)
         t2 = time.perf_counter()
         frame.times.update(postprocess=t1 - t0, render=t2 - t1, capture_to_result=t2 - frame.captured)
         record["times_ms"] = {k: round(v * 1e3, 3) for k, v in frame.times.items()}
@@ -153,7 +177,8 @@ class ResultStage:
 
     @property
     def outputs_closed(self) -> bool:
-        return any(getattr(s, "closed", False) for s in self.sinks)
+        """An output went away (a window closed, stdout's reader gone), or a failed recording was the last."""
+        return any(getattr(s, "closed", False) for s in self.sinks) or (bool(self.failures) and not self.sinks)
 
     @property
     def fps(self) -> float | None:
@@ -175,6 +200,8 @@ class ResultStage:
         for sink in self.sinks:
             try:
                 sink.close()
+            except RecordingError as error:  # the finished file did not fit: reported like one while recording
+                self.failures.append(str(error))
             except Exception as exc:
                 failure = failure or exc
         if failure is not None:

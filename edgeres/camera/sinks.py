@@ -11,10 +11,13 @@ and SIGTERM always finalize the file.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -66,20 +69,88 @@ class JsonSink:
         pass
 
 
+class RecordingError(EdgeresError):
+    """A recording that cannot be written (disk full, file size limit, read-only disk, no permission). The loop
+    stops that recording and goes on with the other outputs; the run then exits non-zero."""
+
+
+# Less free than two of FFmpeg's 32 KiB write buffers: the disk is full (the writes that failed are not reported).
+MIN_FREE_BYTES = 64 << 10
+
+
+def recording_failure(path: Path, code: int) -> RecordingError:
+    """The one line for a recording to ``path`` that failed (or would fail) with errno ``code``."""
+    import resource
+
+    from edgeres.fileio import _mb, describe_disk
+
+    folder = path.parent
+    if code == errno.EROFS:
+        return RecordingError(
+            f"cannot record to {path}: {describe_disk(folder)} is mounted read-only; record to a writable disk"
+        )
+    if code in (errno.EACCES, errno.EPERM):
+        return RecordingError(
+            f"cannot record to {path}: permission denied in {folder}; record to a folder you can write"
+        )
+    if code == errno.EFBIG:
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        return RecordingError(
+            f"recording to {path} stopped: the file size limit of this process ({_mb(limit)}, 'ulimit -f') was "
+            "reached; the unfinished recording was removed (raise the limit, or record shorter runs)"
+        )
+    if code == errno.ENOENT:
+        return RecordingError(f"recording to {path} stopped: its file was removed from {folder} while recording")
+    return RecordingError(
+        f"recording to {path} stopped: {describe_disk(folder, free=False)} is full; "
+        "the unfinished recording was removed (free some space or record to another disk)"
+    )
+
+
+def _disk_fault(path: Path, written: Path | None) -> int | None:
+    """The errno a recording into ``path``'s folder meets now, or None. OpenCV's writer does not report failed
+    writes, so the loop looks at what they leave: the file stuck at the size limit, the disk full or read-only,
+    the file gone."""
+    import resource
+
+    try:
+        disk = os.statvfs(path.parent)
+        size = os.stat(written).st_size if written is not None else 0
+    except FileNotFoundError:
+        return errno.ENOENT
+    except OSError as exc:
+        return exc.errno
+    if disk.f_flag & os.ST_RDONLY:
+        return errno.EROFS
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and size >= limit:
+        return errno.EFBIG
+    if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
+        return errno.ENOSPC
+    return None
+
+
 class VideoRecorder:
     """The annotated frames as a video file, opened at the first frame (its size is the video's).
 
-    A file is only created once there is a frame to write, so a run that fails before that leaves an
-    existing file (``--force``) untouched.
+    Atomic: frames go to a hidden file beside the recording (``.NAME.XXXXXXXX.part.EXT``), renamed to the
+    recording's name once the container is finalized (end of the run, Ctrl-C, SIGTERM), so ``NAME`` is either
+    absent or a complete video. A run that fails before its first frame leaves an existing file (``--force``)
+    untouched. The folder is checked when the recorder is made (read-only, no permission, full); while
+    recording, a full disk or the file size limit stops the recording with ``RecordingError`` and removes the
+    unfinished file. ``kill -9`` or a power cut leaves the hidden part file (a Matroska part plays up to where it
+    was cut).
     """
 
     needs_image = True
+    CHECK_EVERY_S = 0.25  # how often the disk is looked at while recording
 
     def __init__(self, path: Path, fps: float = 30.0, force: bool = False):
         """Check the path now, before any work (``fps`` may be set later, before the first frame).
 
         Raises:
             EdgeresError: an unsupported extension, or the file exists without ``force``.
+            RecordingError: the folder cannot take a recording (read-only, no permission, full).
         """
         self.path = Path(path)
         ext = self.path.suffix.lower()
@@ -92,31 +163,78 @@ class VideoRecorder:
         self.fps = float(fps)
         self.size: tuple[int, int] | None = None
         self.frames = 0
+        self.failed: str | None = None
+        self.part: Path | None = None  # the hidden file being written
         self._writer = None
+        self._checked_at = 0.0
+        os.remove(self._new_part())  # the folder takes a file now, or the run is refused before any work
+        self._fail_if(_disk_fault(self.path, None))
+
+    def _new_part(self) -> Path:
+        try:
+            fd, name = tempfile.mkstemp(
+                prefix=f".{self.path.name}.", suffix=f".part{self.path.suffix}", dir=self.path.parent
+            )
+        except OSError as exc:
+            raise recording_failure(self.path, exc.errno) from None
+        os.close(fd)
+        os.chmod(name, 0o644)  # mkstemp makes 0600 files; a recording is an ordinary readable file
+        return Path(name)
+
+    def _fail_if(self, code: int | None) -> None:
+        """Stop recording (the unfinished file removed) and raise, when the disk reported ``code``."""
+        if code is None:
+            return
+        self._abandon()
+        error = recording_failure(self.path, code)
+        self.failed = str(error)
+        raise error
+
+    def _abandon(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        if self.part is not None:
+            self.part.unlink(missing_ok=True)
+            self.part = None
 
     def write(self, record: dict, image: np.ndarray | None) -> None:
         cv2 = require("cv2", "desktop")
-        if image is None:
+        if image is None or self.failed is not None:
             return
         if self._writer is None:
             h, w = image.shape[:2]
             self.size = (w - w % 2, h - h % 2)  # 4:2:0 chroma needs even sides
+            self.part = self._new_part()
             self._writer = cv2.VideoWriter(
-                str(self.path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self.size
+                str(self.part), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self.size
             )
             if not self._writer.isOpened():
-                self._writer = None
+                self._abandon()
                 raise EdgeresError(f"this OpenCV cannot write {self.format} to {self.path}")
         if (image.shape[1], image.shape[0]) != self.size:
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
         self._writer.write(image)
         self.frames += 1
+        now = time.monotonic()
+        if now - self._checked_at >= self.CHECK_EVERY_S:
+            self._checked_at = now
+            self._fail_if(_disk_fault(self.path, self.part))
 
     def close(self) -> None:
-        """Finalize the container (index, duration): the file is complete and playable afterwards."""
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
+        """Finalize the container (index, duration) and rename it into place: the file is complete and playable
+        afterwards. Idempotent.
+
+        Raises:
+            RecordingError: the finalized file did not fit (size limit, full disk); it was removed.
+        """
+        if self._writer is None:
+            return
+        self._writer.release()
+        self._writer = None
+        self._fail_if(_disk_fault(self.path, self.part))
+        os.replace(self.part, self.path)
+        self.part = None
 
 
 class Window:

@@ -255,6 +255,9 @@ def camera(
             + (f" ({restarts} encoder restarts)" if restarts else ""),
             highlight=False,
         )
+    if summary.get("failures"):  # a recording that could not be written: said in one line, exit 1
+        more = len(summary["failures"]) - 1
+        raise EdgeresError(summary["failures"][0] + (f" (and {more} more recordings)" if more else ""))
 
 
 def print_summary(s: dict, console, recorder=None) -> None:
@@ -277,7 +280,7 @@ def print_summary(s: dict, console, recorder=None) -> None:
             f"{batching['max_wait_ms']:g} ms to fill one)",
             highlight=False,
         )
-    if recorder is not None and recorder.frames:
+    if recorder is not None and recorder.frames and not s.get("failures"):
         if hasattr(recorder, "folder"):
             console.print(
                 f"recorded {recorder.frames} frames to {recorder.folder} (one file per stream)", highlight=False
