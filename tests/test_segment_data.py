@@ -60,7 +60,8 @@ def write_folders(root: Path, names=("bg", "road", "car"), n=(3, 2), class_file=
             (root / split / "images").mkdir(parents=True, exist_ok=True)
             Image.fromarray(photo(k)).save(root / split / "images" / f"img{k}.png")
             Image.fromarray(mask_of(k, classes=len(names)), mode="L").save(
-                (root / split / "masks").mkdir(parents=True, exist_ok=True) or root / split / "masks" / f"img{k}.png")
+                (root / split / "masks").mkdir(parents=True, exist_ok=True) or root / split / "masks" / f"img{k}.png"
+            )
     if class_file == "classes.txt":
         (root / "classes.txt").write_text("\n".join(names) + "\n")
     elif class_file == "data.yaml":
@@ -94,8 +95,9 @@ def test_cvat_labelmap_colours_read_rgb_masks(tmp_path):
     """CVAT's 'Segmentation mask' export: RGB masks coloured by labelmap.txt's name:r,g,b:: lines."""
     root = tmp_path / "cvat"
     write_folders(root, class_file=None)
-    (root / "labelmap.txt").write_text("# label:color_rgb:parts:actions\nbackground:0,0,0::\nroad:128,64,128::\n"
-                                       "car:0,0,142::\n")
+    (root / "labelmap.txt").write_text(
+        "# label:color_rgb:parts:actions\nbackground:0,0,0::\nroad:128,64,128::\ncar:0,0,142::\n"
+    )
     colours = np.array([[0, 0, 0], [128, 64, 128], [0, 0, 142]], np.uint8)
     for k in range(2):
         m = mask_of(k)
@@ -136,12 +138,15 @@ def test_every_folder_problem_in_one_report(tmp_path):
         load_splits(root)
     text = str(err.value)
     assert text.startswith(f"6 problems in {split} (images/ + masks/):"), text
-    for fragment in ("images/img0.png: mask is 64x40 but its image is 64x48",
-                     "images/img1.png: mask value 7 is no class", "names 3 classes: 0..2; 255 = ignore",
-                     "images/img2.png: image has no mask (expected masks/img2.png)",
-                     "masks/orphan.png: mask has no image",
-                     "images/img3.png: cannot read the image",
-                     "images/img4.png: image is 16x16, smaller than the network's stride (32 px on each side)"):
+    for fragment in (
+        "images/img0.png: mask is 64x40 but its image is 64x48",
+        "images/img1.png: mask value 7 is no class",
+        "names 3 classes: 0..2; 255 = ignore",
+        "images/img2.png: image has no mask (expected masks/img2.png)",
+        "masks/orphan.png: mask has no image",
+        "images/img3.png: cannot read the image",
+        "images/img4.png: image is 16x16, smaller than the network's stride (32 px on each side)",
+    ):
         assert fragment in text, (fragment, text)
 
 
@@ -186,16 +191,30 @@ def write_coco(folder: Path) -> dict:
     band[10:12, :] = 1  # overlaps the square (another category) at rows 10-11, columns 5-14
     uncompressed = {"size": [h, w], "counts": _uncompressed_counts(band)}
     doc = {
-        "images": [{"id": 1, "file_name": "0.png", "width": w, "height": h},
-                   {"id": 2, "file_name": "1.png", "width": w, "height": h}],
+        "images": [
+            {"id": 1, "file_name": "0.png", "width": w, "height": h},
+            {"id": 2, "file_name": "1.png", "width": w, "height": h},
+        ],
         "annotations": [
             {"id": 1, "image_id": 1, "category_id": 3, "segmentation": rle, "iscrowd": 0},
             {"id": 2, "image_id": 1, "category_id": 7, "segmentation": uncompressed, "iscrowd": 0},
-            {"id": 3, "image_id": 2, "category_id": 7, "iscrowd": 0,
-             "segmentation": [[20.0, 20.0, 30.0, 20.0, 30.0, 30.0, 20.0, 30.0]]},
-            {"id": 4, "image_id": 2, "category_id": 3, "iscrowd": 1,
-             "segmentation": {"size": [h, w], "counts": _uncompressed_counts(np.pad(np.ones((4, 4), np.uint8),
-                                                                                    ((0, h - 4), (0, w - 4))))}},
+            {
+                "id": 3,
+                "image_id": 2,
+                "category_id": 7,
+                "iscrowd": 0,
+                "segmentation": [[20.0, 20.0, 30.0, 20.0, 30.0, 30.0, 20.0, 30.0]],
+            },
+            {
+                "id": 4,
+                "image_id": 2,
+                "category_id": 3,
+                "iscrowd": 1,
+                "segmentation": {
+                    "size": [h, w],
+                    "counts": _uncompressed_counts(np.pad(np.ones((4, 4), np.uint8), ((0, h - 4), (0, w - 4)))),
+                },
+            },
         ],
         "categories": [{"id": 3, "name": "car"}, {"id": 7, "name": "road"}],
     }
@@ -244,8 +263,12 @@ def test_coco_problems_in_one_report(tmp_path):
         load_eval_split(tmp_path)
     text = str(err.value)
     assert text.startswith("4 problems in"), text
-    for fragment in ("annotation 9: names category id 99", "annotation 10: has no 'segmentation'",
-                     "missing.png: image file not found", "1.png: image is 48x40 but annotations.json says 50x40"):
+    for fragment in (
+        "annotation 9: names category id 99",
+        "annotation 10: has no 'segmentation'",
+        "missing.png: image file not found",
+        "1.png: image is 48x40 but annotations.json says 50x40",
+    ):
         assert fragment in text, (fragment, text)
 
 

@@ -50,9 +50,8 @@ def test_matches_torchvision_reference_formulas_on_random_maps():
 
 
 class _Masks:
-    class_names = ["background", "road", "car"]
-
     def __init__(self, masks):
+        self.class_names = ["background", "road", "car"]
         self.masks = masks
 
     def mask(self, i):

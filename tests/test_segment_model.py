@@ -72,8 +72,8 @@ def test_init_from_wrong_backbone_or_task_is_one_line(tmp_path):
     from edgeres.tasks.classify import model as classify_model
 
     with pytest.raises(EdgeresError, match="is a segment model, but a classify model is required"):
-        classify_model.init_model(SimpleNamespace(arch="resnet18", weights=None, init_from=tmp_path / "seg.safetensors"),
-                                  ["a", "b"])
+        cfg = SimpleNamespace(arch="resnet18", weights=None, init_from=tmp_path / "seg.safetensors")
+        classify_model.init_model(cfg, ["a", "b"])
 
 
 def test_loss_ignores_255_and_upsamples_logits():
@@ -81,7 +81,7 @@ def test_loss_ignores_255_and_upsamples_logits():
     logits = torch.zeros(1, 2, 4, 4, requires_grad=True)
     mask = torch.full((1, 16, 16), 255, dtype=torch.long)
     mask[0, :8] = 1
-    value, extra = loss(logits, (mask,))
+    value, _ = loss(logits, (mask,))
     assert value.item() == pytest.approx(float(torch.log(torch.tensor(2.0))))  # uniform logits, ignored pixels out
     value.backward()
     all_ignored, _ = loss(logits, (torch.full((1, 16, 16), 255, dtype=torch.long),))
