@@ -34,9 +34,9 @@ def main() -> None:
     from edgeres.build import BuildConfig, build_engine
     from edgeres.data.imagefolder import load_eval_split
     from edgeres.engine import open_engine
-    from edgeres.evaluate import predict_outputs
     from edgeres.quant.workflow import CalibConfig, run_calibration
     from edgeres.tasks.classify.data import EvalImages
+    from edgeres.tasks.scoring import predict_outputs
 
     work = Path(tempfile.mkdtemp())
 

@@ -302,9 +302,9 @@ def test_int8_engine_agrees_with_the_fake_quantized_torch_model(quant_model, qua
     import onnx
 
     from edgeres.engine import open_engine
-    from edgeres.evaluate import predict_outputs, torch_predict_fn
     from edgeres.models.checkpoint import load_checkpoint
     from edgeres.quant.fakequant import fake_quant_model
+    from edgeres.tasks.scoring import predict_outputs, torch_predict_fn
 
     model = load_checkpoint(quant_model).build_model()
     fq = fake_quant_model(model, quant_calib.scales, onnx.load(str(quant_calib.fp32_onnx)))

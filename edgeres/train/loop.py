@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from edgeres.evaluate import score, torch_predict_fn
+from edgeres.tasks.scoring import score, torch_predict_fn
 from edgeres.train.optim import autocast_forward, optimizer_step
 
 
