@@ -57,7 +57,7 @@ def anonymous_mib(pid: int) -> float:
 
 
 # Runs the CLI under tracemalloc, writing the top growth since the first sample every ``interval`` seconds.
-TRACEMALLOC_RUNNER = """
+TRACEMALLOC_RUNNER = r"""
 import runpy, sys, threading, time, tracemalloc
 out, interval = sys.argv[1], float(sys.argv[2])
 sys.argv = ["edgeres", *sys.argv[3:]]
@@ -119,7 +119,7 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="edgeres-camera-soak-"))
     work.mkdir(parents=True, exist_ok=True)
     engine = work / "r18-fp32" if (work / "r18-fp32").is_dir() else build_engine_224(work)
-    video = h264_video(work, args.fps, 60)
+    video = work / "digits_h264.mkv" if (work / "digits_h264.mkv").is_file() else h264_video(work, args.fps, 60)
     total = args.minutes * 60
     servers = [Server(video, total + 120) for _ in range(4)]
     for s in servers:
@@ -172,6 +172,10 @@ def main() -> None:
     turn = 0
     next_kill = args.kill_every * 60
     while time.monotonic() - t0 < total - 30:
+        if cam.poll() is not None:
+            for s in servers:
+                s.kill()
+            sys.exit(f"the camera process ended early (exit {cam.returncode}):\n" + "".join(err[-20:]))
         if time.monotonic() - t0 >= next_sample:
             sample()
             next_sample += args.sample_every

@@ -46,6 +46,16 @@ def test_a_detect_manifest_without_decoding_settings_is_refused(tmp_path, camera
     assert not record.exists()
 
 
+def test_an_option_the_engines_task_does_not_take_is_refused(tmp_path, camera_engine, digits_video):
+    record = tmp_path / "out.mkv"
+    source = ["--engine", camera_engine, "--source", digits_video / "digits.mkv", "--record", record]
+    proc = run_cli("camera", *source, "--score-threshold", "0.5", timeout=60)
+    assert_user_error(proc, "--score-threshold is for detect models; this one is a classify model")
+    proc = run_cli("camera", *source, "--nms-iou", "0.4", timeout=60)
+    assert_user_error(proc, "--nms-iou is for detect models")
+    assert list(tmp_path.iterdir()) == []  # refused before a recording was started
+
+
 def test_a_missing_camera_lists_what_was_tried(tmp_path, camera_engine):
     import glob
 
