@@ -18,6 +18,11 @@ peak of this ISA for the cores used (int8 for INT8 rows, FP32 FMA for FP32 rows;
 On an AVX-512/AMX machine, `ONEDNN_MAX_CPU_ISA=AVX2` caps oneDNN (the OpenVINO rows) at AVX2 kernels; ONNX
 Runtime has no such cap (MLAS picks kernels from CPUID), so its rows stay this CPU's.
 
+The edgeres engines are built as `edgeres build --int8-cpu auto` builds them on this CPU (the stem split only
+where the engine's kernels sum int8 products in 16 bits; oneDNN's cap counts); `--both-forms` adds, for each
+engine built unsplit, a row for the same engine with the stem split (`--int8-cpu portable`), to measure the
+split's cost in the same run.
+
 Needs the `bench` extra (openvino, nncf) for the OpenVINO rows. `--static-peer` adds a row for the NNCF
 model compiled for the fixed input shape (the edgeres OpenVINO engine compiles static shapes).
 Run:  python benchmarks/cpu_int8_speed.py --model runs/clutter/best.safetensors --data data/digits-clutter
@@ -115,6 +120,8 @@ def main() -> None:
     parser.add_argument("--per-round", type=int, default=20)
     parser.add_argument("--static-peer", action="store_true", help="also time NNCF's model compiled static")
     parser.add_argument("--val-images", type=int, default=None, help="judge accuracy on about N val images only")
+    parser.add_argument("--both-forms", action="store_true",
+                        help="also time each edgeres engine built unsplit with its stem split (--int8-cpu portable)")
     args = parser.parse_args()
 
     import onnxruntime as ort
@@ -158,8 +165,20 @@ def main() -> None:
     build_engine(BuildConfig(model=model_file, out=work / "fp32", backend="onnxruntime"), progress=False)
     calib = run_calibration(CalibConfig(model=model_file, data=calib_dir, out=work / "calib",
                                         method=args.method, num_images=args.num_images, progress=False))
-    build_engine(BuildConfig(model=model_file, out=work / "int8", backend="onnxruntime", precision="int8",
-                             calib=calib.folder), progress=False)
+    forms = {}  # engine folder -> (row name, backend, --int8-cpu)
+    for backend, label in (("openvino", "OpenVINO"), ("onnxruntime", "ONNX Runtime")):
+        try:
+            _, manifest = build_engine(BuildConfig(model=model_file, out=work / f"int8-{backend}", backend=backend,
+                                                   precision="int8", calib=calib.folder), progress=False)
+        except MissingDependencyError:
+            print(f"{backend} not installed: the edgeres {label} engine row is skipped")
+            continue
+        forms[f"int8-{backend}"] = f"edgeres INT8 engine ({label})", manifest
+        if args.both_forms and not manifest["backend"]["stem_split"]:
+            _, split = build_engine(BuildConfig(model=model_file, out=work / f"int8-{backend}-split", backend=backend,
+                                                precision="int8", calib=calib.folder, int8_cpu="portable"),
+                                    progress=False)
+            forms[f"int8-{backend}-split"] = f"edgeres INT8 engine ({label}, stem split)", split
     fp32_onnx = calib.fp32_onnx
 
     # ONNX Runtime's own flow: pre-process, quantize_static (QDQ, u8 asymmetric activations, s8 per-channel
@@ -183,7 +202,6 @@ def main() -> None:
     so.log_severity_level = 3
     ort_session = ort.InferenceSession(str(ort_q), so, providers=["CPUExecutionProvider"])
 
-    import onnx
 
     # The Q/DQ artifact's own arithmetic: the reference every INT8 row is compared with.
     ref_so = ort.SessionOptions()
@@ -195,28 +213,22 @@ def main() -> None:
     predictors = {}
     runners = []
     kernels = {}
-    try:
-        from edgeres.backends.openvino.loader import ModelLoader, write_int8_engine
-        from edgeres.backends.openvino.runner import OpenVinoRunner
-
-        ov_engine = work / "int8-openvino.onnx"
-        write_int8_engine(onnx.load(str(calib.qdq_onnx)), ov_engine, (1, 3, args.size, args.size), args.threads)
-        ov_loader = ModelLoader(ov_engine, threads=args.threads)
-        kernels["edgeres INT8 engine (OpenVINO)"] = openvino_kernels(ov_loader.compile((1, 3, args.size, args.size)))
-        ov_runner = OpenVinoRunner(ov_loader)
-        runners.append(ov_runner)
-        predictors["edgeres INT8 engine (OpenVINO)"] = lambda x: ov_runner.infer(x)["logits"]
-    except MissingDependencyError:
-        print("openvino not installed: the edgeres OpenVINO engine row is skipped")
-    engines = {name: open_engine(work / name, threads=args.threads) for name in ("int8", "fp32")}
+    engines = {name: open_engine(work / name, threads=args.threads) for name in (*forms, "fp32")}
     runners += [e.runner for e in engines.values()]
     for r in runners:
         r.activate()
-    predictors["edgeres INT8 engine (ONNX Runtime)"] = lambda x: engines["int8"].runner.infer(x)["logits"]
+    for folder, (row, manifest) in forms.items():
+        engine = engines[folder]
+        predictors[row] = lambda x, e=engine: e.runner.infer(x)["logits"]
+        form = (f"--int8-cpu {manifest['backend']['int8_cpu']} (stem "
+                f"{'split' if manifest['backend']['stem_split'] else 'whole'})")
+        if manifest["backend"]["name"] == "openvino":
+            kernels[row] = openvino_kernels(engine.runner.loader.compile((1, 3, args.size, args.size))) + "; " + form
+        else:
+            int8_config = engine.runner.loader.session_config
+            kernels[row] = ort_kernels(engine.engine_file, int8_config) + "; session.x64quantprecision " + (
+                "on" if "session.x64quantprecision" in int8_config else "off") + "; " + form
     predictors["ONNX Runtime quantize_static INT8"] = lambda x: ort_session.run(None, {"input": x})[0]
-    int8_config = engines["int8"].runner.loader.session_config
-    kernels["edgeres INT8 engine (ONNX Runtime)"] = ort_kernels(engines["int8"].engine_file, int8_config) + (
-        "; session.x64quantprecision " + ("on" if "session.x64quantprecision" in int8_config else "off"))
     kernels["ONNX Runtime quantize_static INT8"] = ort_kernels(ort_q)
     try:
         import nncf

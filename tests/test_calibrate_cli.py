@@ -165,4 +165,6 @@ def test_build_int8_in_a_workspace_calibrates_and_builds(quant_model, quant_digi
     assert manifest["calibration"]["method"] == "entropy" and manifest["calibration"]["images"] == 512
     if manifest["backend"]["name"] == "onnxruntime":
         assert float_compute_nodes(onnx.load(str(engine_dir / "r18-int8.onnx"))) == []
-    assert manifest["backend"]["integer_kernels"] == 21 and manifest["backend"]["saturation_free"]
+    assert manifest["backend"]["integer_kernels"] == 21
+    # auto splits the stem (every pair sum fits int16) only where this CPU sums int8 products in 16 bits
+    assert manifest["backend"]["saturation_free"] == manifest["backend"]["stem_split"]
