@@ -14,6 +14,7 @@ from pathlib import Path
 
 from edgeres.camera.capture import EventFn, Frame
 from edgeres.camera.inference import StallError, batching_for
+from edgeres.camera.memory import limit_malloc_arenas
 from edgeres.camera.pipelined import LoopConfig, Rates, run_streams
 from edgeres.camera.readers import make_reader
 from edgeres.camera.results import STAGES, make_postprocess
@@ -163,6 +164,7 @@ def run_camera(
 
     on_event = on_event or (lambda level, message: None)
     streams = plan_run(cfg)
+    limit_malloc_arenas()  # before the engine's and the loop's threads: see edgeres.camera.memory
     engine = open_engine(cfg.engine, threads=cfg.threads, spinning=cfg.spinning)
     make_postprocess(engine, cfg.loop)  # refuse an unknown task or bad detection settings before opening a source
     batching = batching_for(engine, len(streams), cfg.loop.max_batch_wait, cfg.loop.max_batch)
