@@ -1,4 +1,5 @@
-"""The camera loop's latency statistics: bounded memory, numbers within 0.25 % of the exact ones."""
+"""The camera loop in bounded memory: latency statistics of a fixed size (within 0.25 % of the exact ones) and
+glibc's malloc arenas capped."""
 
 from __future__ import annotations
 
@@ -39,3 +40,20 @@ def test_latency_recorder_edges():
     one = LatencyRecorder()
     one.add(0.0123)
     assert one.stats()["p50"] == one.stats()["p99"] == pytest.approx(12.3)
+
+
+def test_malloc_arenas_capped_unless_the_user_chose():
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    code = "from edgeres.camera.memory import limit_malloc_arenas; print(limit_malloc_arenas())"
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    capped = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    expected = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert capped.stdout.strip() == str(expected), capped.stderr
+    chosen = subprocess.run(
+        [sys.executable, "-c", code], env={**env, "MALLOC_ARENA_MAX": "4"}, capture_output=True, text=True, timeout=60
+    )
+    assert chosen.stdout.strip() == "False", chosen.stderr
