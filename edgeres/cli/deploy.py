@@ -33,7 +33,9 @@ def deepstream(
         "(JetPack 6.0: 8.6.2, 6.1/6.2: 10.3.0) [default: a TensorRT engine's].",
     ),
     calib: Path = typer.Option(None, "--calib", help="INT8: the calibration folder, if it moved since the build."),
-    classifier_threshold: float = typer.Option(0.0, "--classifier-threshold", help="Classifiers: min probability."),
+    classifier_threshold: float = typer.Option(
+        None, "--classifier-threshold", help="Classifiers: min probability [default: 0.0]."
+    ),
     gpu_id: int = typer.Option(0, "--gpu-id", min=0),
     force: bool = typer.Option(False, "--force", help="Replace a folder written by 'edgeres deploy'."),
 ) -> None:

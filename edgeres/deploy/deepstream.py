@@ -11,9 +11,11 @@ What nvinfer gets, and why:
   (``--int8-from cache``, implicit INT8, TensorRT <= 10). Either way ``int8-calib-file`` names a readable cache:
   nvinfer with ``network-mode=1`` and no readable calibration file silently builds FP16 instead
   (nvdsinfer's model builder); with a Q/DQ network TensorRT ignores the cache and uses the ONNX's scales.
-* classifiers end in a Softmax (nvinfer's ``classifier-threshold`` compares probabilities, the network gives
-  logits) and use ``network-type=1``; CenterNet detectors need parsing nvinfer does not have, so they use
-  ``network-type=100`` with ``output-tensor-meta=1`` and the app's probe decodes with edgeres's numpy decoder.
+* what differs between tasks comes from the task's ``DeployFacts`` (``edgeres/tasks/<task>/deploy.py``), never
+  from its name: classifiers end in a Softmax (nvinfer's ``classifier-threshold`` compares probabilities, the
+  network gives logits) and use ``network-type=1``; CenterNet detectors need parsing nvinfer does not have, so
+  they use ``network-type=100`` with ``output-tensor-meta=1`` and the app's probe decodes with edgeres's numpy
+  decoder. ``deploy.json`` names the decoder and what the app attaches, as data.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 from edgeres import __version__
 from edgeres.deploy.folders import check_out_folder, staged_folder
 from edgeres.deploy.normalize import STD_INPUT_SUFFIX, input_range, nvinfer_scaling
-from edgeres.deploy.source import DeploySource, open_source
+from edgeres.deploy.source import DeploySource, deployable_tasks, open_source
 from edgeres.errors import EdgeresError, require
 
 CONFIG_FILE = "config_infer_primary.txt"
@@ -38,7 +40,7 @@ SETTINGS_FILE = "deploy.json"
 PROBABILITIES = "probabilities"
 INT8_SOURCES = ("qdq", "cache")
 NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2, "mixed": 1}  # nvinfer: 0 FP32, 1 INT8, 2 FP16
-NETWORK_TYPE = {"classify": 1, "detect": 100}  # 0 detector, 1 classifier, 2 segmentation, 100 other (raw tensors)
+NVINFER_CLASSIFIER = 1  # network-type: 0 detector, 1 classifier, 2 segmentation, 100 other (raw tensors)
 COLOR_FORMAT = {"RGB": 0, "BGR": 1}  # nvinfer model-color-format; 2 is GRAY
 SCALING_FILTER = {"nearest": 0, "linear": 1, "cubic": 2}  # NvBufSurfTransformInter_*; "area" has none
 
@@ -53,7 +55,7 @@ class DeepStreamConfig:
     int8_from: str | None = None  # default: the TensorRT engine's own choice, else "qdq"
     tensorrt_version: str | None = None  # for the calibration file header (INT8); default: a TensorRT engine's
     calib: Path | None = None  # the calibration folder, when it moved since the build
-    classifier_threshold: float = 0.0
+    classifier_threshold: float | None = None  # nvinfer classifiers only; default 0.0
     gpu_id: int = 0
     force: bool = False
 
@@ -65,6 +67,7 @@ def deploy_deepstream(cfg: DeepStreamConfig) -> dict:
         EdgeresError: an engine or option nvinfer cannot take, or an existing ``--out`` without ``force``.
     """
     src = open_source(cfg.engine)
+    facts = src.facts
     scaling = nvinfer_scaling(src.preprocess)
     if cfg.batch_size < 1:
         raise EdgeresError(f"--batch-size must be at least 1, got {cfg.batch_size}")
@@ -79,18 +82,29 @@ def deploy_deepstream(cfg: DeepStreamConfig) -> dict:
             f"--batch-size {cfg.batch_size} is above the engine's max batch {src.max_batch}; rebuild "
             f"with 'edgeres build --max-batch {cfg.batch_size}' or lower --batch-size"
         )
-    if not 0.0 <= cfg.classifier_threshold <= 1.0:
-        raise EdgeresError(f"--classifier-threshold is a probability in [0, 1], got {cfg.classifier_threshold}")
+    nvinfer_classifier = facts.nvinfer_network_type == NVINFER_CLASSIFIER
+    if cfg.classifier_threshold is not None and not nvinfer_classifier:
+        takes = deployable_tasks(lambda f: f.nvinfer_network_type == NVINFER_CLASSIFIER)
+        raise EdgeresError(
+            f"--classifier-threshold is for {', '.join(takes) or 'no'} models (nvinfer classifiers); this one is "
+            f"a {src.task} model"
+        )
+    threshold = 0.0 if cfg.classifier_threshold is None else cfg.classifier_threshold
+    if not 0.0 <= threshold <= 1.0:
+        raise EdgeresError(f"--classifier-threshold is a probability in [0, 1], got {threshold}")
     pre = src.preprocess
     if pre.channel_order not in COLOR_FORMAT:
         raise EdgeresError(f"channel order '{pre.channel_order}' has no nvinfer model-color-format; accepted: RGB, BGR")
     if pre.resize != "stretch":
         raise EdgeresError(f"resize '{pre.resize}' has no nvinfer equivalent here; edgeres models use 'stretch'")
-    if src.task == "classify" and any(";" in name for name in src.class_names):
+    separator = facts.label_separator
+    if separator != "\n" and any(separator in name for name in src.class_names):
         raise EdgeresError(
-            "a class name contains ';', which separates labels in nvinfer's classifier label file; rename the class"
+            f"a class name contains '{separator}', which separates labels in nvinfer's label file for this "
+            f"{src.task} model; rename the class"
         )
     int8_from, trt_version = _int8_choice(cfg, src)
+    decoding = src.decoding_settings()
     check_out_folder(cfg.out, cfg.force, "DeepStream folder")
 
     model, scales = _gpu_onnx(src, int8_from, cfg.calib)
@@ -98,7 +112,7 @@ def deploy_deepstream(cfg: DeepStreamConfig) -> dict:
     how = scaling.how
     if scaling.inv_std is not None:
         how += f": {_apply_inv_std(model, scaling.inv_std, int8)}"
-    if src.task == "classify":
+    if facts.append_softmax:
         _append_softmax(model)
     output_name = model.graph.output[0].name
     h, w = pre.input_size
@@ -116,7 +130,7 @@ def deploy_deepstream(cfg: DeepStreamConfig) -> dict:
         "infer-dims": [3, h, w],
         "batch-size": cfg.batch_size,
         "network-mode": mode,
-        "network-type": NETWORK_TYPE[src.task],
+        "network-type": facts.nvinfer_network_type,
         "network-input-order": 0,  # NCHW
         "process-mode": 1,  # primary: whole frames
         "gie-unique-id": 1,
@@ -127,8 +141,8 @@ def deploy_deepstream(cfg: DeepStreamConfig) -> dict:
     }
     if int8:
         prop["int8-calib-file"] = CACHE_FILE
-    if src.task == "classify":
-        prop["classifier-threshold"] = cfg.classifier_threshold
+    if nvinfer_classifier:
+        prop["classifier-threshold"] = threshold
     settings = {
         "edgeres_version": __version__,
         "task": src.task,
@@ -140,8 +154,10 @@ def deploy_deepstream(cfg: DeepStreamConfig) -> dict:
         "int8_from": int8_from if int8 else None,
         "tensorrt_version": trt_version if int8 else None,
         "normalization": how,
-        "output": "probabilities (Softmax added)" if src.task == "classify" else "raw",
-        "detection": src.manifest.get("detection"),
+        "output": "probabilities (Softmax added)" if facts.append_softmax else "raw",
+        "decoder": facts.decoder,  # what deepstream_app.py decodes the output with
+        "attach": facts.attach,  # and what it puts into DeepStream metadata
+        **({facts.settings_block: decoding} if facts.settings_block else {}),  # what the decoder reads
         "engine": str(src.engine_file.resolve()),
         "engine_sha256": src.manifest["engine"]["sha256"],
         "files": [CONFIG_FILE, LABELS_FILE, ONNX_FILE, APP_FILE],
@@ -171,7 +187,7 @@ def deploy_deepstream(cfg: DeepStreamConfig) -> dict:
             shutil.copyfile(src.engine_file, tmp / plan_name)
             settings["files"].append(plan_name)
         (tmp / CONFIG_FILE).write_text(nvinfer_config_text(prop, src))
-        (tmp / LABELS_FILE).write_text(labels_text(src.task, src.class_names))
+        (tmp / LABELS_FILE).write_text(labels_text(separator, src.class_names))
         shutil.copyfile(Path(__file__).with_name(APP_FILE), tmp / APP_FILE)
         (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
         settings["files"].append(SETTINGS_FILE)
@@ -232,7 +248,13 @@ def _gpu_onnx(src: DeploySource, int8_from: str | None, calib_override: Path | N
             path = folder / ("model.qdq.onnx" if int8_from == "qdq" else "model.fp32.onnx")
         return onnx.load(str(path)), scales
     if src.backend == "tensorrt":
-        source = src.engine_file.parent / (src.manifest["backend"].get("source_onnx") or "")
+        recorded = src.manifest["backend"].get("source_onnx")
+        if not recorded:
+            raise EdgeresError(
+                f"the TensorRT engine's manifest names no source ONNX, which nvinfer builds from; rebuild "
+                f"{src.engine_file.name} with this edgeres"
+            )
+        source = src.engine_file.parent / recorded
         if not source.is_file():
             raise EdgeresError(f"the TensorRT engine's source ONNX {source} is missing; rebuild the engine")
         return onnx.load(str(source)), None
@@ -330,9 +352,7 @@ def nvinfer_config_text(prop: dict, src: DeploySource) -> str:
     return "\n".join(head + [f"{k}={value(v)}" for k, v in prop.items()]) + "\n"
 
 
-def labels_text(task: str, class_names: list[str]) -> str:
-    """nvinfer's label file: classifiers one line of ';'-separated labels (one line per output), detectors one
-    label per line."""
-    if task == "classify":
-        return ";".join(class_names) + "\n"
-    return "\n".join(class_names) + "\n"
+def labels_text(separator: str, class_names: list[str]) -> str:
+    """nvinfer's label file: ``separator`` ";" gives a classifier's one line of labels (one line per output
+    layer), "\\n" one label per line."""
+    return separator.join(class_names) + "\n"

@@ -8,7 +8,8 @@ pyds, and edgeres installed, ``pip install edgeres`` is enough: the decoder is n
 The probe after nvinfer reads the network's raw output (``output-tensor-meta=1``) and decodes it with edgeres's
 own numpy code, the code every edgeres backend and the camera loop use: CenterNet boxes become object metadata
 (nvdsosd draws them, later elements such as trackers see them), a classifier's top class becomes a label on
-the frame. A new task adds one branch to ``decode`` and one to ``attach``.
+the frame. ``deploy.json`` names the decoder (``"decoder"``) and what is attached (``"attach"``); a new task adds
+one entry to ``DECODERS`` and, when it attaches something new, one to ``ATTACHERS``.
 
 This module imports nothing from DeepStream at import time, so its decoding is tested where DeepStream is not.
 """
@@ -28,8 +29,34 @@ MUX_WIDTH, MUX_HEIGHT = 1280, 720
 
 
 def load_settings(folder: Path = HERE) -> dict:
-    """``deploy.json``: task, class names, input size, output name, decoding defaults."""
+    """``deploy.json``: task, class names, input size, output name, decoder, what to attach, decoding settings."""
     return json.loads((Path(folder) / "deploy.json").read_text())
+
+
+def _top_probabilities(settings: dict, output: np.ndarray, frame_hw: tuple[int, int], top_k: int):
+    """The ONNX ends in Softmax (see deploy.json "output"): the top classes, best first."""
+    flat = output.reshape(-1)
+    order = np.argsort(-flat, kind="stable")[:top_k]
+    return [(int(i), float(flat[i])) for i in order]
+
+
+def _centernet(settings: dict, output: np.ndarray, frame_hw: tuple[int, int], top_k: int):
+    """CenterNet maps -> ``Detections`` in frame pixels, with the manifest's detection settings."""
+    from edgeres.tasks.detect.decode import decode_centernet
+
+    det = settings["detection"]
+    return decode_centernet(
+        np.asarray(output, np.float32)[None],
+        len(settings["class_names"]),
+        tuple(settings["input_hw"]),
+        [tuple(frame_hw)],
+        score_threshold=det["score_threshold"],
+        nms_iou=det["nms_iou"],
+        max_detections=det["max_detections"],
+    )[0]
+
+
+DECODERS = {"softmax": _top_probabilities, "centernet": _centernet}  # deploy.json "decoder" -> function
 
 
 def decode(settings: dict, output: np.ndarray, frame_hw: tuple[int, int], top_k: int = 1):
@@ -42,26 +69,12 @@ def decode(settings: dict, output: np.ndarray, frame_hw: tuple[int, int], top_k:
         top_k: classifiers: how many classes to return.
 
     Returns:
-        classify: ``[(class index, probability)]``, best first; detect: an ``edgeres`` ``Detections``.
+        "softmax": ``[(class index, probability)]``, best first; "centernet": an ``edgeres`` ``Detections``.
     """
-    task = settings["task"]
-    if task == "classify":  # the ONNX ends in Softmax (see deploy.json "output")
-        order = np.argsort(-output.reshape(-1), kind="stable")[:top_k]
-        return [(int(i), float(output.reshape(-1)[i])) for i in order]
-    if task == "detect":
-        from edgeres.tasks.detect.decode import decode_centernet
-
-        det = settings["detection"]
-        return decode_centernet(
-            np.asarray(output, np.float32)[None],
-            len(settings["class_names"]),
-            tuple(settings["input_hw"]),
-            [tuple(frame_hw)],
-            score_threshold=det["score_threshold"],
-            nms_iou=det["nms_iou"],
-            max_detections=det["max_detections"],
-        )[0]
-    raise ValueError(f"this app has no decoder for task '{task}'")
+    name = settings["decoder"]
+    if name not in DECODERS:
+        raise ValueError(f"this app has no decoder '{name}'; it knows: {', '.join(DECODERS)}")
+    return DECODERS[name](settings, output, frame_hw, top_k)
 
 
 def layer_array(pyds, layer) -> np.ndarray:
@@ -72,43 +85,55 @@ def layer_array(pyds, layer) -> np.ndarray:
     return np.ctypeslib.as_array(ptr, shape=shape).copy()
 
 
-def attach(pyds, batch_meta, frame_meta, settings: dict, result) -> None:
-    """Put one frame's result into DeepStream metadata."""
-    names = settings["class_names"]
-    if settings["task"] == "detect":
-        for box, score, label in zip(result.boxes, result.scores, result.labels, strict=True):
-            obj = pyds.nvds_acquire_obj_meta_from_pool(batch_meta)
-            obj.unique_component_id = 1
-            obj.class_id = int(label)
-            obj.confidence = float(score)
-            obj.obj_label = names[int(label)]
-            rect = obj.rect_params
-            rect.left, rect.top = float(box[0]), float(box[1])
-            rect.width, rect.height = float(box[2] - box[0]), float(box[3] - box[1])
-            rect.border_width = 2
-            rect.border_color.set(0.0, 1.0, 0.0, 1.0)
-            text = obj.text_params
-            text.display_text = f"{names[int(label)]} {float(score):.2f}"
-            text.x_offset, text.y_offset = int(box[0]), max(0, int(box[1]) - 12)
-            text.font_params.font_name = "Serif"
-            text.font_params.font_size = 10
-            text.font_params.font_color.set(1.0, 1.0, 1.0, 1.0)
-            text.set_bg_clr = 1
-            text.text_bg_clr.set(0.0, 0.0, 0.0, 0.6)
-            pyds.nvds_add_obj_meta_to_frame(frame_meta, obj, None)
-    else:
-        index, prob = result[0]
-        display = pyds.nvds_acquire_display_meta_from_pool(batch_meta)
-        display.num_labels = 1
-        text = display.text_params[0]
-        text.display_text = f"{names[index]} {prob:.2f}"
-        text.x_offset, text.y_offset = 10, 10
+def _attach_objects(pyds, batch_meta, frame_meta, names: list[str], result) -> None:
+    """Boxes as NvDsObjectMeta: nvdsosd draws them, trackers and analytics after it see them."""
+    for box, score, label in zip(result.boxes, result.scores, result.labels, strict=True):
+        obj = pyds.nvds_acquire_obj_meta_from_pool(batch_meta)
+        obj.unique_component_id = 1
+        obj.class_id = int(label)
+        obj.confidence = float(score)
+        obj.obj_label = names[int(label)]
+        rect = obj.rect_params
+        rect.left, rect.top = float(box[0]), float(box[1])
+        rect.width, rect.height = float(box[2] - box[0]), float(box[3] - box[1])
+        rect.border_width = 2
+        rect.border_color.set(0.0, 1.0, 0.0, 1.0)
+        text = obj.text_params
+        text.display_text = f"{names[int(label)]} {float(score):.2f}"
+        text.x_offset, text.y_offset = int(box[0]), max(0, int(box[1]) - 12)
         text.font_params.font_name = "Serif"
-        text.font_params.font_size = 14
+        text.font_params.font_size = 10
         text.font_params.font_color.set(1.0, 1.0, 1.0, 1.0)
         text.set_bg_clr = 1
         text.text_bg_clr.set(0.0, 0.0, 0.0, 0.6)
-        pyds.nvds_add_display_meta_to_frame(frame_meta, display)
+        pyds.nvds_add_obj_meta_to_frame(frame_meta, obj, None)
+
+
+def _attach_frame_label(pyds, batch_meta, frame_meta, names: list[str], result) -> None:
+    """The top class and its probability as a label on the frame."""
+    index, prob = result[0]
+    display = pyds.nvds_acquire_display_meta_from_pool(batch_meta)
+    display.num_labels = 1
+    text = display.text_params[0]
+    text.display_text = f"{names[index]} {prob:.2f}"
+    text.x_offset, text.y_offset = 10, 10
+    text.font_params.font_name = "Serif"
+    text.font_params.font_size = 14
+    text.font_params.font_color.set(1.0, 1.0, 1.0, 1.0)
+    text.set_bg_clr = 1
+    text.text_bg_clr.set(0.0, 0.0, 0.0, 0.6)
+    pyds.nvds_add_display_meta_to_frame(frame_meta, display)
+
+
+ATTACHERS = {"objects": _attach_objects, "frame_label": _attach_frame_label}  # deploy.json "attach" -> function
+
+
+def attach(pyds, batch_meta, frame_meta, settings: dict, result) -> None:
+    """Put one frame's result into DeepStream metadata, as deploy.json's ``"attach"`` says."""
+    name = settings["attach"]
+    if name not in ATTACHERS:
+        raise ValueError(f"this app cannot attach '{name}'; it knows: {', '.join(ATTACHERS)}")
+    ATTACHERS[name](pyds, batch_meta, frame_meta, settings["class_names"], result)
 
 
 def make_probe(settings: dict, frame_hw: tuple[int, int]):
@@ -211,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sink", choices=("fake", "display"), default="fake")
     args = parser.parse_args(argv)
     settings = load_settings()
+    if settings["decoder"] not in DECODERS or settings["attach"] not in ATTACHERS:
+        parser.error(
+            f"deploy.json asks for decoder '{settings['decoder']}' and attach '{settings['attach']}'; this app "
+            f"knows decoders {', '.join(DECODERS)} and attach {', '.join(ATTACHERS)}: rerun 'edgeres deploy "
+            "deepstream' with the edgeres that wrote it"
+        )
     if len(args.uris) > settings["max_batch"]:
         parser.error(
             f"{len(args.uris)} streams but the config's batch-size is {settings['max_batch']}; rerun "

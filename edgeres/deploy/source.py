@@ -17,8 +17,9 @@ from edgeres.config import PreprocessConfig
 from edgeres.engine import read_manifest, resolve
 from edgeres.errors import EdgeresError
 from edgeres.models.checkpoint import file_sha256
+from edgeres.tasks import get_task, task_names
+from edgeres.tasks.base import DeployFacts
 
-TASKS = ("classify", "detect")  # a new task (segment) adds its line here and its writer in each target
 ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16"}
 
 
@@ -37,6 +38,7 @@ class DeploySource:
 
     engine_file: Path
     manifest: dict
+    facts: DeployFacts  # the task's answers to what deploy asks (looked up once, in ``open_source``)
 
     @property
     def task(self) -> str:
@@ -72,6 +74,19 @@ class DeploySource:
     def name(self) -> str:
         return self.engine_file.stem
 
+    def decoding_settings(self) -> dict:
+        """The manifest block the task's decoder reads (detectors: ``detection``); {} for a task without one.
+
+        Raises:
+            EdgeresError: the manifest lacks the block (an engine built by an older edgeres).
+        """
+        block = self.facts.settings_block
+        if block is None:
+            return {}
+        if not self.manifest.get(block):
+            raise EdgeresError(f"the engine manifest has no '{block}' block; rebuild the engine with this edgeres")
+        return dict(self.manifest[block])
+
     def calibration_folder(self, override: Path | None = None) -> Path:
         """The INT8 engine's calibration folder (scales.json, model.fp32.onnx, model.qdq.onnx), checked."""
         calib = self.manifest.get("calibration") or {}
@@ -98,12 +113,26 @@ def open_source(target: Path) -> DeploySource:
     """
     engine_file, manifest_file = resolve(Path(target))
     manifest = read_manifest(manifest_file)
-    if manifest["task"] not in TASKS:
-        raise EdgeresError(f"deploy does not handle task '{manifest['task']}' yet; supported: {', '.join(TASKS)}")
+    facts = get_task(manifest["task"]).deploy
+    if facts is None:
+        raise EdgeresError(
+            f"deploy does not handle task '{manifest['task']}' yet; supported: {', '.join(deployable_tasks())}"
+        )
     problems = _integrity_problems(engine_file, manifest)
     if problems:
         raise EdgeresError(f"cannot deploy {engine_file}: " + "; ".join(problems))
-    return DeploySource(engine_file, manifest)
+    return DeploySource(engine_file, manifest, facts)
+
+
+def deployable_tasks(where=lambda facts: True) -> list[str]:
+    """The tasks ``edgeres deploy`` handles (those whose ``Task.deploy`` is set), optionally only those whose
+    deploy facts satisfy ``where`` (for messages naming which tasks an option applies to)."""
+    found = []
+    for name in task_names():
+        facts = get_task(name).deploy
+        if facts is not None and where(facts):
+            found.append(name)
+    return found
 
 
 def _integrity_problems(engine_file: Path, manifest: dict) -> list[str]:
@@ -169,8 +198,6 @@ def _manifest_io(src: DeploySource) -> tuple[list[TensorSpec], list[TensorSpec]]
     inp = src.manifest["input"]
     shape = tuple(int(d) for d in inp["shape"])
     h, w = src.preprocess.input_size
-    classes = len(src.class_names)
-    # classifier logits, or CenterNet maps at output stride 4
-    out_shape = (-1, classes) if src.task == "classify" else (-1, classes + 4, h // 4, w // 4)
+    out_shape = (-1, *src.facts.output_shape(len(src.class_names), (h, w)))
     outputs = [TensorSpec(name, "float32", out_shape) for name in src.manifest["outputs"]]
     return [TensorSpec(inp["name"], inp.get("dtype", "float32"), shape)], outputs

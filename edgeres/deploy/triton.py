@@ -5,12 +5,14 @@ backend, the CPU engine as built), ``model.xml``/``model.bin`` (OpenVINO backend
 OpenVINO IR) or ``model.plan`` (TensorRT backend). ``max_batch_size`` is the manifest's max batch, names,
 dims and types are read from the engine file itself, ``dynamic_batching`` and ``instance_group`` are set.
 
-Classifiers: the output carries ``label_filename`` so clients can ask Triton's classification extension for
-the top k labels. Detectors: the engine's raw CenterNet maps are not what a client wants, so the repository
-also holds ``<name>_postprocess`` (Python backend; ``model.py`` calls edgeres's numpy decoder) and
-``<name>_ensemble`` (engine -> post-processing), which takes the pre-processed image and the original image
-size and returns ``num_detections``, ``boxes`` (original-image pixels), ``scores`` and ``labels``, padded to
-the manifest's ``max_detections``.
+What differs between tasks comes from the task's ``DeployFacts`` (``edgeres/tasks/<task>/deploy.py``), never from
+its name. Classifiers: the output carries ``label_filename`` so clients can ask Triton's classification extension
+for the top k labels. Detectors (a task with ``triton_postprocess``): the engine's raw CenterNet maps are not what a
+client wants, so the repository also holds ``<name>_postprocess`` (Python backend; ``model.py`` calls edgeres's
+numpy decoder named by its ``decoder`` parameter) and ``<name>_ensemble`` (engine -> post-processing), which takes
+the pre-processed image and the original image size and returns what the task's post-processing returns
+(detectors: ``num_detections``, ``boxes`` in original-image pixels, ``scores`` and ``labels``, padded to the
+manifest's ``max_detections``).
 """
 
 from __future__ import annotations
@@ -38,8 +40,7 @@ TRITON_TYPES = {
 MODEL_FILES = {"onnxruntime": "model.onnx", "openvino": "model.xml", "tensorrt": "model.plan"}
 LABELS_FILE = "labels.txt"
 POSTPROCESS_APP = "triton_postprocess.py"
-DETECT_OUTPUTS = ("num_detections", "boxes", "scores", "labels")
-IMAGE_HW = "image_hw"
+IMAGE_HW = "image_hw"  # the post-processing's second input: each image's original (height, width)
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -83,7 +84,9 @@ def deploy_triton(cfg: TritonConfig) -> TritonResult:
     if cfg.max_queue_delay_us < 0:
         raise EdgeresError(f"--max-queue-delay-us must be >= 0, got {cfg.max_queue_delay_us}")
     max_batch = _max_batch_size(src, cfg.dynamic_batching)
-    models = [name] + ([f"{name}_postprocess", f"{name}_ensemble"] if src.task == "detect" else [])
+    post = src.facts.triton_postprocess
+    settings = src.decoding_settings()  # checked before anything is written
+    models = [name] + ([f"{name}_postprocess", f"{name}_ensemble"] if post is not None else [])
     _check_repo(Path(cfg.out), models, cfg.force)
     result = TritonResult(Path(cfg.out), models)
     if src.backend == "tensorrt":
@@ -98,30 +101,27 @@ def deploy_triton(cfg: TritonConfig) -> TritonResult:
             f"{src.manifest['device'].get('cpu_isa')}: serve it on that CPU, or rebuild with "
             "--opt-level extended for any x86 server"
         )
-    facts = {
+    marker = {
         "target": "triton",
         "edgeres_version": __version__,
         "engine": str(src.engine_file.resolve()),
         "engine_sha256": src.manifest["engine"]["sha256"],
         "task": src.task,
     }
-    with staged_folder(Path(cfg.out) / name, facts) as tmp:
+    with staged_folder(Path(cfg.out) / name, marker) as tmp:
         inputs, outputs = _write_engine_model(src, tmp)
         (tmp / "config.pbtxt").write_text(engine_config(src, name, inputs, outputs, max_batch, cfg))
         (tmp / LABELS_FILE).write_text("\n".join(src.class_names) + "\n")
-    if src.task == "detect":
-        settings = src.manifest.get("detection") or {}
-        if not settings:
-            raise EdgeresError("the engine manifest has no 'detection' block; rebuild the engine with this edgeres")
+    if post is not None:
         maps = outputs[0]
-        with staged_folder(Path(cfg.out) / f"{name}_postprocess", facts) as tmp:
+        with staged_folder(Path(cfg.out) / f"{name}_postprocess", marker) as tmp:
             (tmp / "1").mkdir()
             shutil.copyfile(Path(__file__).with_name(POSTPROCESS_APP), tmp / "1" / "model.py")
             (tmp / "config.pbtxt").write_text(
                 postprocess_config(src, f"{name}_postprocess", maps, max_batch, settings, cfg)
             )
             (tmp / LABELS_FILE).write_text("\n".join(src.class_names) + "\n")
-        with staged_folder(Path(cfg.out) / f"{name}_ensemble", facts) as tmp:
+        with staged_folder(Path(cfg.out) / f"{name}_ensemble", marker) as tmp:
             (tmp / "1").mkdir()  # an ensemble has no files, but Triton wants its version folder
             (tmp / "config.pbtxt").write_text(ensemble_config(src, name, inputs[0], maps, max_batch, settings))
         result.notes.append(
@@ -263,7 +263,7 @@ def engine_config(
         "tensorrt": 'platform: "tensorrt_plan"',
         "openvino": 'backend: "openvino"\ndefault_model_filename: "model.xml"',
     }[src.backend]
-    label = f'    label_filename: "{LABELS_FILE}"\n' if src.task == "classify" else ""
+    label = f'    label_filename: "{LABELS_FILE}"\n' if src.facts.label_filename else ""
     ins = ",\n".join(_tensor(s.name, _type(s), _dims(s, batched)) for s in inputs)
     outs = ",\n".join(_tensor(s.name, _type(s), _dims(s, batched), label) for s in outputs)
     return (
@@ -282,28 +282,24 @@ def _param(key: str, value) -> str:
 def postprocess_config(
     src: DeploySource, name: str, maps: TensorSpec, max_batch: int, settings: dict, cfg: TritonConfig
 ) -> str:
-    """``config.pbtxt`` of the Python-backend model that decodes CenterNet maps into padded detections."""
+    """``config.pbtxt`` of the Python-backend model that decodes the engine's output (``maps``) with the task's
+    decoder (detectors: into padded detections)."""
+    post = src.facts.triton_postprocess
     batched = max_batch > 0
-    k = int(settings.get("max_detections", 100))
     h, w = src.preprocess.input_size
     ins = [_tensor(maps.name, "TYPE_FP32", _dims(maps, batched)), _tensor(IMAGE_HW, "TYPE_INT32", [2])]
-    outs = [
-        _tensor("num_detections", "TYPE_INT32", [1]),
-        _tensor("boxes", "TYPE_FP32", [k, 4]),
-        _tensor("scores", "TYPE_FP32", [k]),
-        _tensor("labels", "TYPE_INT32", [k]),
-    ]
+    outs = [_tensor(out, dtype, dims) for out, dtype, dims in post.outputs(settings)]
     params = {
         "num_classes": len(src.class_names),
         "input_h": h,
         "input_w": w,
-        "score_threshold": settings["score_threshold"],
-        "nms_iou": settings["nms_iou"],
-        "max_detections": k,
-        "maps_name": maps.name,
+        **post.parameters(settings),
+        "maps_name": maps.name,  # the engine output this model reads
+        "decoder": src.facts.decoder,  # which of triton_postprocess.py's decoders runs
     }
     return (
-        f"# written by edgeres {__version__}: decodes {src.engine_file.name}'s CenterNet maps with edgeres\n"
+        f"# written by edgeres {__version__}: decodes {src.engine_file.name}'s output with edgeres "
+        f"({src.facts.decoder})\n"
         f'name: "{name}"\nbackend: "python"\nmax_batch_size: {max_batch}\n'
         f"input [\n{(',' + chr(10)).join(ins)}\n]\n"
         f"output [\n{(',' + chr(10)).join(outs)}\n]\n"
@@ -318,16 +314,11 @@ def postprocess_config(
 def ensemble_config(
     src: DeploySource, name: str, image: TensorSpec, maps: TensorSpec, max_batch: int, settings: dict
 ) -> str:
-    """``config.pbtxt`` of the ensemble: pre-processed image + original size -> detections."""
+    """``config.pbtxt`` of the ensemble: pre-processed image + original size -> the post-processing's outputs."""
     batched = max_batch > 0
-    k = int(settings.get("max_detections", 100))
+    post_outputs = src.facts.triton_postprocess.outputs(settings)
     ins = [_tensor(image.name, _type(image), _dims(image, batched)), _tensor(IMAGE_HW, "TYPE_INT32", [2])]
-    outs = [
-        _tensor("num_detections", "TYPE_INT32", [1]),
-        _tensor("boxes", "TYPE_FP32", [k, 4]),
-        _tensor("scores", "TYPE_FP32", [k]),
-        _tensor("labels", "TYPE_INT32", [k]),
-    ]
+    outs = [_tensor(out, dtype, dims) for out, dtype, dims in post_outputs]
 
     def maps_(pairs) -> str:
         return "".join(f'      {pairs[0]} {{ key: "{a}" value: "{b}" }}\n' for a, b in pairs[1])
@@ -345,7 +336,7 @@ def ensemble_config(
         + name
         + '_postprocess"\n      model_version: -1\n'
         + maps_(("input_map", [(maps.name, maps.name), (IMAGE_HW, IMAGE_HW)]))
-        + maps_(("output_map", [(o, o) for o in DETECT_OUTPUTS]))
+        + maps_(("output_map", [(out, out) for out, _, _ in post_outputs]))
         + "    }"
     )
     return (

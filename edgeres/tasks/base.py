@@ -67,6 +67,30 @@ class TrainingData:
 
 
 @dataclass(frozen=True)
+class TritonPostprocess:
+    """A Triton Python-backend model after the engine, and an ensemble of both, for a task whose raw output is not
+    what a client wants (``edgeres/deploy/triton_postprocess.py`` runs the task's ``DeployFacts.decoder``)."""
+
+    outputs: Callable[[dict], list[tuple[str, str, list[int]]]]  # settings -> [(name, Triton type, dims)]
+    parameters: Callable[[dict], dict]  # settings -> the decoder's parameters in its config.pbtxt
+
+
+@dataclass(frozen=True)
+class DeployFacts:
+    """What ``edgeres deploy`` (DeepStream, Triton) needs to know about a task's network output."""
+
+    nvinfer_network_type: int  # Gst-nvinfer network-type: 1 classifier (nvinfer parses it), 100 raw tensors
+    append_softmax: bool  # end the ONNX in Softmax: nvinfer's classifier-threshold compares probabilities
+    label_separator: str  # nvinfer's labels file: ";" (one line, a classifier's format) or "\n" (one label a line)
+    decoder: str  # written into deploy.json / the post-processing config: what the deployed apps decode with
+    attach: str  # what the DeepStream app puts into metadata per frame: "frame_label" or "objects"
+    settings_block: str | None  # the manifest block with the decoding settings (copied into deploy.json)
+    output_shape: Callable[[int, tuple[int, int]], tuple[int, ...]]  # (classes, input hw) -> one image's output
+    label_filename: bool  # Triton: label_filename on the output (the classification extension's top-k labels)
+    triton_postprocess: TritonPostprocess | None = None  # None: clients read the engine's output directly
+
+
+@dataclass(frozen=True)
 class Task:
     """One task's answers to what the generic pipeline asks. Every field is a plain function or value."""
 
@@ -109,6 +133,9 @@ class Task:
     per_class: Callable[[dict], dict] = lambda metrics: {}  # metrics -> {class name: primary metric of that class}
     summarize: Callable[[dict], str] = lambda metrics: ""  # one line for people
     tables: Callable[[dict], list] = lambda metrics: []  # [(title, column names, rows of strings)] for people
+
+    # deployment (DeepStream, Triton); None: ``edgeres deploy`` does not handle this task yet
+    deploy: DeployFacts | None = None
 
     def load_eval_set(self, path, pre) -> EvalSet:
         """The labelled split at ``path`` (or its ``val/``), resized for a network with pre-processing ``pre``."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgeres.tasks.base import Metric, Task
-from edgeres.tasks.classify import data, metrics, model, outputs
+from edgeres.tasks.classify import data, deploy, metrics, model, outputs
 
 
 def _archs() -> list[str]:
@@ -45,4 +45,5 @@ TASK = Task(
     per_class=lambda metrics: {name: v["top1"] for name, v in metrics["per_class"].items()},
     summarize=metrics.summarize,
     tables=metrics.tables,
+    deploy=deploy.DEPLOY,
 )

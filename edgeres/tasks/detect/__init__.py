@@ -4,7 +4,7 @@ metric. The numpy side (decoding, NMS, targets, mAP, drawing) runs without torch
 from __future__ import annotations
 
 from edgeres.tasks.base import Metric, Task
-from edgeres.tasks.detect import data, loss, metrics, model, outputs
+from edgeres.tasks.detect import data, deploy, loss, metrics, model, outputs
 
 
 def _archs() -> list[str]:
@@ -46,4 +46,5 @@ TASK = Task(
     per_class=lambda metrics: dict(metrics["per_class_ap50"]),
     summarize=metrics.summarize,
     tables=metrics.tables,
+    deploy=deploy.DEPLOY,
 )
