@@ -272,3 +272,20 @@ def test_onednn_capped_at_avx2_refuses_the_unsplit_openvino_engine_in_one_line(e
     ran = run_cli("predict", image, "--engine", forms[PORTABLE], "--json", ONEDNN_MAX_CPU_ISA="AVX2")
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout.strip().splitlines()[-1])["predictions"]
+
+
+def test_info_says_which_form_auto_builds_here(monkeypatch):
+    from edgeres.backends.cpu_int8 import cpu_int8_summary
+
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    vnni = cpu_int8_summary(cpu("x86_64-avx512-vnni"), openvino=True)
+    assert vnni["auto_backend"] == "openvino" and vnni["auto_int8_cpu"] == VNNI
+    assert "built for --int8-cpu vnni" in vnni["auto_reason"] and "--int8-cpu portable" in vnni["auto_reason"]
+    assert {k: v["level"] for k, v in vnni["guarantees"].items()} == {"onnxruntime": EXACT_KERNELS, "openvino": EXACT}
+    avx2 = cpu_int8_summary(cpu("x86_64-avx2"), openvino=True)
+    assert avx2["auto_int8_cpu"] == PORTABLE and "split in two" in avx2["auto_reason"]
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # the OpenVINO engine auto builds then is the split one
+    capped = cpu_int8_summary(cpu("x86_64-avx512-vnni"), openvino=True)
+    assert capped["auto_int8_cpu"] == PORTABLE and "oneDNN capped at AVX2" in capped["auto_reason"]
+    assert capped["guarantees"]["openvino"]["level"] == EXACT

@@ -12,10 +12,15 @@ exact int32 sums, a float epilogue):
 - ``bounded``: some kernel can saturate on this CPU (``vpmaddubsw`` on x86 without VNNI, fed uint8 values
   above 128). Measured on the test fixture with engines of the earlier form: 13 of 1,000 top-1 differ from the
   Q/DQ reference (OpenVINO, oneDNN capped at AVX2). Engines built by this edgeres are never in this class.
+- ``refused``: an engine built for CPUs that sum int8 products in 32 bits (``--int8-cpu vnni``, what ``auto``
+  builds on VNNI/AMX/ARM: the stem reads its signed input whole) on a CPU that sums them in 16-bit pairs; loading
+  it is refused (``target_problems``) rather than run where its stem could saturate.
 
 Engines whose integer kernels are bounded to pair sums of at most 32767 (``quant.cpu.integer_kernel_bounds``,
-recorded as ``saturation_free`` in the manifest) are exact on every x86 ISA; older engines are exact only where
-the CPU sums int8 products in 32 bits (VNNI, AMX, ARM dot products).
+recorded as ``saturation_free`` in the manifest) are exact on every x86 ISA; older engines, and engines built with
+the stem left whole (``int8_cpu`` "vnni"), are exact only where the CPU sums int8 products in 32 bits (VNNI, AMX,
+ARM dot products). ``int8_cpu_target`` decides which form a build makes (the stem split only where this CPU's
+kernels need it: ``kernel_facts`` counts oneDNN's ISA cap), and ``target_problems`` refuses a "vnni" engine elsewhere.
 """
 
 from __future__ import annotations
@@ -209,7 +214,8 @@ def pick_cpu_backend(precision: str, task: str, facts: dict, openvino: bool | No
 
 def cpu_int8_summary(facts: dict, openvino: bool | None = None) -> dict:
     """What ``edgeres info`` says about INT8 on this CPU: how it sums int8 products, the engine ``auto`` builds
-    for an INT8 classifier and why, and each CPU engine's guarantee here (for engines this edgeres builds)."""
+    for an INT8 classifier and why (with the form: the stem split or not), and each CPU engine's guarantee here (for
+    the engines ``auto`` builds here)."""
     installed = openvino_installed() if openvino is None else openvino
     picked, why = pick_cpu_backend("int8", "classify", facts, installed)
     target, target_why = int8_cpu_target("auto", picked, facts)
@@ -231,8 +237,14 @@ def cpu_int8_summary(facts: dict, openvino: bool | None = None) -> dict:
         "auto_reason": why,
         "auto_int8_cpu": target,
         "openvino_installed": installed,
-        "guarantees": {name: guarantee(name, facts, saturation_free=True) for name in engines},
+        "guarantees": {name: _built_here(name, facts) for name in engines},
     }
+
+
+def _built_here(backend: str, facts: dict) -> dict:
+    """The guarantee of the INT8 engine ``auto`` builds for ``backend`` on this CPU (split stem where needed)."""
+    target, _ = int8_cpu_target("auto", backend, facts)
+    return guarantee(backend, kernel_facts(backend, facts), saturation_free=target == PORTABLE, int8_cpu=target)
 
 
 def integer_kernel_facts(backend: str, model, int8_cpu: str, why: str) -> dict:
