@@ -67,8 +67,8 @@ def _per_class_delta(plt, report: dict) -> bytes:
         ax.bar(x + i * width, [np.nan if v is None else v for v in values], width, label=r["name"])
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(x + width * (len(engines) - 1) / 2, classes, fontsize=7)
-    ax.set_ylabel(f"{label} change vs FP32 (points)")
-    ax.set_title(f"per-class {label} change vs the torch FP32 reference")
+    ax.set_ylabel(f"{label} of the class: change (points)")
+    ax.set_title("per-class change vs the torch FP32 reference")
     ax.legend(fontsize=7)
     return _png(fig)
 

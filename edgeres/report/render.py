@@ -10,7 +10,7 @@ from pathlib import Path
 from edgeres.errors import EdgeresError
 
 FIXED_BEFORE = ("engine", "backend", "device", "precision", "quantization")
-FIXED_AFTER = ("agree %", "p50 ms", "p90 ms", "p99 ms", "img/s", "memory +MiB", "size MiB", "build s")
+FIXED_AFTER = ("p50 ms", "p90 ms", "p99 ms", "img/s", "memory +MiB", "size MiB", "build s")
 PLOT_TITLES = {
     "accuracy_vs_latency.png": "accuracy vs latency",
     "latency_distributions.png": "latency distributions",
@@ -19,9 +19,21 @@ PLOT_TITLES = {
 }
 
 
+def _has_agreement(report: dict) -> bool:
+    """Top-1 agreement exists for tasks with one predicted class per image; other tasks' tables leave it out."""
+    return any(r["agreement"] is not None for r in report["rows"])
+
+
 def columns(report: dict) -> list[str]:
     """The table's header: fixed columns around the task's own (``Task.report_columns``) and the change vs FP32."""
-    return [*FIXED_BEFORE, *(label for _, label in report["columns"]), f"Δ {report['metric']['label']}", *FIXED_AFTER]
+    agree = ["agree %"] if _has_agreement(report) else []
+    return [
+        *FIXED_BEFORE,
+        *(label for _, label in report["columns"]),
+        f"Δ {report['metric']['label']}",
+        *agree,
+        *FIXED_AFTER,
+    ]
 
 
 def cells(report: dict, r: dict) -> list[str]:
@@ -38,7 +50,7 @@ def cells(report: dict, r: dict) -> list[str]:
         r["quantization"],
         *(num(r[k], metric_fmt) for k, _ in report["columns"]),
         num(r[f"delta_{key}"], "+.2f"),
-        num(r["agreement"], ".1f"),
+        *([num(r["agreement"], ".1f")] if _has_agreement(report) else []),
         f"{r['latency_ms']['p50']:.2f}",
         f"{r['latency_ms']['p90']:.2f}",
         f"{r['latency_ms']['p99']:.2f}",
@@ -66,11 +78,7 @@ def _header_lines(report: dict) -> list[str]:
 def _note(report: dict) -> str:
     label = report["metric"]["label"]
     unit = "percentage points" if report["metric"]["unit"] == "percent" else f"points (hundredths of {label})"
-    agreement = (
-        "; agreement: images whose predicted class is the reference's"
-        if any(r["agreement"] is not None for r in report["rows"])
-        else ""
-    )
+    agreement = "; agreement: images whose predicted class is the reference's" if _has_agreement(report) else ""
     return (
         f"Δ {label} is against the torch FP32 reference, in {unit}{agreement}. Latency is end to end "
         "(pre-process + inference + post-process with the task's decoder) on real 640x480 frames. Memory: "
