@@ -114,9 +114,10 @@ def test_predict_writes_boxes_and_drawn_images(tmp_path, detect_fp32_engine, sce
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["image"] for r in rows] == [str(p) for p in images]
-    assert any(r["detections"] for r in rows)
+    assert all(r["task"] == "detect" and r["schema"] == "edgeres.detect/1" for r in rows)
+    assert any(r["predictions"] for r in rows)
     for r in rows:
-        for d in r["detections"]:
+        for d in r["predictions"]:
             assert d["score"] >= 0.3 and d["label"] in [str(i) for i in range(10)]
             x0, y0, x1, y1 = d["box"]
             assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
@@ -125,11 +126,11 @@ def test_predict_writes_boxes_and_drawn_images(tmp_path, detect_fp32_engine, sce
     for src, r in zip(images, rows, strict=True):
         out = cv2.imread(str(drawn / src.name))
         assert out is not None and out.shape == (64, 64, 3)
-        assert (out != cv2.imread(str(src))).any() == bool(r["detections"])
+        assert (out != cv2.imread(str(src))).any() == bool(r["predictions"])
     again = run_cli("predict", images[0], "--engine", detect_fp32_engine, "--draw", drawn)
     assert_user_error(again, "already exists", "--force")
     strict = run_cli("predict", *images, "--engine", detect_fp32_engine, "--json", "--score-threshold", "1.0")
-    assert strict.returncode == 0 and all(not json.loads(line)["detections"] for line in strict.stdout.splitlines())
+    assert strict.returncode == 0 and all(not json.loads(line)["predictions"] for line in strict.stdout.splitlines())
 
 
 def test_predict_refuses_bad_detection_settings(detect_fp32_engine, scenes_data):
@@ -196,12 +197,6 @@ def test_qat_fine_tunes_a_detector_into_an_int8_engine(tmp_path, trained_detecto
     assert metrics["map50"] == pytest.approx(summary["best_val_map50_int8"], abs=0.02)
 
 
-def test_mixed_precision_is_refused_for_a_detector(tmp_path, trained_detector, detect_calibration):
-    proc = run_cli("build", "--model", trained_detector, "--precision", "mixed", "--calib", detect_calibration,
-                   "--out", tmp_path / "m")
-    assert_user_error(proc, "--precision mixed", "qat")
-
-
 def test_camera_loop_runs_a_detector_on_a_video_and_records_boxes(tmp_path, detect_fp32_engine, scenes_data):
     """A real video of 24 real scenes (256x256, MPEG-4 in Matroska) through the camera loop with a detect engine."""
     import cv2
@@ -259,12 +254,6 @@ def test_backbone_starts_from_a_classification_checkpoint(tmp_path, scenes_data)
     assert_user_error(proc, "resnet34 classifier", "resnet18 backbone")
 
 
-def test_report_refuses_detect_engines_clearly(tmp_path, detect_fp32_engine, scenes_data):
-    proc = run_cli("report", "--engines", detect_fp32_engine, "--data", scenes_data, "--out", tmp_path / "r")
-    assert_user_error(proc, "report compares classifiers", "edgeres eval --engine")
-    assert not (tmp_path / "r").exists()
-
-
 def test_openvino_int8_detector_matches_the_onnxruntime_int8_one(tmp_path, trained_detector, detect_calibration,
                                                                  detect_int8_engine, scenes_data):
     from edgeres.build import BuildConfig, build_engine
@@ -277,3 +266,38 @@ def test_openvino_int8_detector_matches_the_onnxruntime_int8_one(tmp_path, train
     ov = evaluate_open_engine(open_engine(out), scenes_data / "val")
     ort = evaluate_open_engine(open_engine(detect_int8_engine), scenes_data / "val")
     assert ov["map50"] == pytest.approx(ort["map50"], abs=0.02) and ov["map50"] > 0.3
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_frozen_backbone_detector_training_keeps_backbone_weights_and_batchnorm_statistics(
+        tmp_path, scenes_data, trained_detector, freeze):
+    """--freeze-backbone on a detector: the generic loop keeps the backbone's weights *and* its BatchNorm running
+    statistics (the old detector loop updated the statistics); the heads learn either way."""
+    import torch
+
+    from edgeres.progress import progress_bar
+    from edgeres.tasks import get_task
+    from edgeres.train import TrainConfig, build_model
+    from edgeres.train.distributed import make_train_loader, setup_distributed
+    from edgeres.train.loop import train_one_epoch
+    from edgeres.train.optim import make_optimizer, make_scheduler
+
+    task = get_task("detect")
+    cfg = TrainConfig(data=scenes_data, out=tmp_path, arch="centernet_resnet18", task="detect", img_size=64,
+                      batch_size=4, init_from=trained_detector, freeze_backbone=freeze, lr=1e-2)
+    data = task.load_training_data(cfg, cfg.preprocess(), with_val=False)
+    model = build_model(cfg, data.class_names)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loader = make_train_loader(data.train, cfg.batch_size, setup_distributed(), seed=0)
+    optimizer = make_optimizer(model, cfg)
+    with progress_bar(enabled=False) as bar:
+        train_one_epoch(model, loader, task.make_loss(0.0), optimizer, make_scheduler(optimizer, cfg, 3), "cpu", bar,
+                        0, max_steps=3)
+    after = model.state_dict()
+    backbone = [k for k in before if k.startswith("backbone.")]
+    stats = [k for k in backbone if k.endswith(("running_mean", "running_var"))]
+    assert stats and len(backbone) > len(stats)
+    heads = [k for k in before if not k.startswith("backbone.") and after[k].is_floating_point()]
+    assert any(not torch.equal(after[k], before[k]) for k in heads)  # the heads learned
+    assert all(torch.equal(after[k], before[k]) for k in backbone) == freeze
+    assert all(torch.equal(after[k], before[k]) for k in stats) == freeze  # BatchNorm statistics too
