@@ -294,7 +294,7 @@ def test_human_output_names_the_isa():
 def test_info_says_which_int8_engine_auto_builds_and_what_each_guarantees_here():
     """The CPU INT8 section: how this CPU sums int8 products, the engine ``build --backend auto`` makes of an INT8
     classifier and why, and each CPU engine's guarantee on this CPU (the same words the build prints)."""
-    from edgeres.backends.cpu_int8 import cpu_int8_summary, guarantee
+    from edgeres.backends.cpu_int8 import cpu_int8_summary, guarantee, int8_cpu_target, kernel_facts
 
     cpu = sysinfo.cpu_facts()
     summary = sysinfo.collect()["cpu_int8"]
@@ -305,7 +305,8 @@ def test_info_says_which_int8_engine_auto_builds_and_what_each_guarantees_here()
     text = console.export_text()
     assert re.search(rf"auto INT8 engine\s+{summary['auto_backend']} \(INT8 on {re.escape(cpu['isa'])}", text)
     for name in summary["guarantees"]:
-        promise = guarantee(name, cpu, saturation_free=True)
+        target, _ = int8_cpu_target("auto", name, cpu)  # the form auto builds here: the stem split where needed
+        promise = guarantee(name, kernel_facts(name, cpu), saturation_free=target == "portable", int8_cpu=target)
         assert re.search(rf"{name} guarantee\s+{promise['level']}: {re.escape(promise['why'])}", text)
 
 
