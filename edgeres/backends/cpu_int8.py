@@ -31,7 +31,6 @@ import os
 from edgeres.errors import EdgeresError
 
 EXACT, EXACT_KERNELS, BOUNDED, REFUSED = "exact", "exact-kernels", "bounded", "refused"
-CPU_INT8_BACKENDS = ("openvino", "onnxruntime")
 
 # Which CPUs an INT8 engine is built for (``build --int8-cpu``, recorded as ``backend.int8_cpu``): ``portable`` splits
 # the stem's signed input so that every u8 x s8 pair sum fits in int16 (exact on every x86 CPU); ``vnni`` leaves it
