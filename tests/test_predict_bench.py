@@ -12,20 +12,29 @@ from helpers import assert_user_error, run_cli
 pytest_plugins = ["fixtures_models"]
 
 
+def classify(runner, config, images, top_k=5) -> list[list[dict]]:
+    """The top-k JSON form of each image through an active runner, as predict computes it."""
+    from edgeres.predict import predict_images
+    from edgeres.tasks import get_task
+
+    task = get_task("classify")
+    found = predict_images(runner, config.preprocess, task, config.class_names, images, {"top_k": top_k})
+    return [task.to_json(p, config.class_names) for p in found]
+
+
 @pytest.fixture(scope="module")
 def torch_reference(trained_checkpoint):
     """classify(images) through the torch runner: the reference every engine must agree with."""
     from edgeres.backends.torch.loader import ModelLoader
     from edgeres.backends.torch.runner import TorchRunner
     from edgeres.models.checkpoint import load_checkpoint
-    from edgeres.predict import classify
 
     config = load_checkpoint(trained_checkpoint).config
     runner = TorchRunner(ModelLoader(trained_checkpoint))
 
     def run(images, top_k=5):
         with runner:
-            return classify(runner, config.preprocess, config.class_names, images, top_k)
+            return classify(runner, config, images, top_k)
 
     return run
 
@@ -33,7 +42,6 @@ def torch_reference(trained_checkpoint):
 def test_torch_and_onnxruntime_agree_on_real_digits_and_photos(trained_engine, digits_data, torch_reference):
     from edgeres.data.samples import reference_images
     from edgeres.engine import open_engine
-    from edgeres.predict import classify
     from edgeres.processing import read_image
 
     files = val_digit_files(digits_data, per_class=5)  # 50 held-out real MNIST digits
@@ -41,7 +49,7 @@ def test_torch_and_onnxruntime_agree_on_real_digits_and_photos(trained_engine, d
     want = torch_reference(images)
     with open_engine(trained_engine) as engine:  # built with --max-batch 32: two batches
         got = [row for start in range(0, len(images), 32)
-               for row in classify(engine.runner, engine.preprocess, engine.class_names, images[start:start + 32])]
+               for row in classify(engine.runner, engine.model_config, images[start:start + 32])]
     assert [g[0]["label"] for g in got] == [w[0]["label"] for w in want]
     for g, w in zip(got, want, strict=True):
         assert g[0]["score"] == pytest.approx(w[0]["score"], abs=1e-4)
@@ -58,14 +66,16 @@ def test_cli_predict_json(trained_engine, digits_data, photo_file, torch_referen
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["image"] for r in rows] == [str(p) for p in paths]
+    assert all(r["task"] == "classify" and r["schema"] == "edgeres.classify/1" for r in rows)
     want = torch_reference([read_image(p) for p in paths], top_k=3)
     for row, ref in zip(rows, want, strict=True):
-        scores = [p["score"] for p in row["top"]]
-        assert len(row["top"]) == 3 and scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1 + 1e-6
-        assert [p["label"] for p in row["top"]] == [str(p["index"]) for p in row["top"]]
-        assert row["top"][0]["label"] == ref[0]["label"]
-        assert row["top"][0]["score"] == pytest.approx(ref[0]["score"], abs=1e-4)
-    assert sum(r["top"][0]["label"] == d for r, d in zip(rows, ("0", "3", "7"), strict=False)) >= 2
+        scores = [p["score"] for p in row["predictions"]]
+        assert len(row["predictions"]) == 3 and scores == sorted(scores, reverse=True)
+        assert 0 < sum(scores) <= 1 + 1e-5
+        assert [p["label"] for p in row["predictions"]] == [str(p["index"]) for p in row["predictions"]]
+        assert row["predictions"][0]["label"] == ref[0]["label"]
+        assert row["predictions"][0]["score"] == pytest.approx(ref[0]["score"], abs=1e-4)
+    assert sum(r["predictions"][0]["label"] == d for r, d in zip(rows, ("0", "3", "7"), strict=False)) >= 2
 
 
 def test_predict_splits_batches_above_the_engine_maximum(cli_engine, trained_engine, digits_data):
@@ -73,12 +83,12 @@ def test_predict_splits_batches_above_the_engine_maximum(cli_engine, trained_eng
     from edgeres.predict import predict_files
 
     paths = [p for p, _ in val_digit_files(digits_data, per_class=1)[:3]]
-    small = predict_files(cli_engine, paths, top_k=2)
-    big = predict_files(trained_engine, paths, top_k=2)
+    small = predict_files(cli_engine, paths, options={"top_k": 2})
+    big = predict_files(trained_engine, paths, options={"top_k": 2})
     assert [r["image"] for r in small] == [str(p) for p in paths]
-    assert [r["top"][0]["label"] for r in small] == [r["top"][0]["label"] for r in big]
+    assert [r["predictions"][0]["label"] for r in small] == [r["predictions"][0]["label"] for r in big]
     for s, b in zip(small, big, strict=True):
-        assert s["top"][0]["score"] == pytest.approx(b["top"][0]["score"], abs=1e-4)
+        assert s["predictions"][0]["score"] == pytest.approx(b["predictions"][0]["score"], abs=1e-4)
 
 
 def _outside_external_data(folder):

@@ -40,7 +40,7 @@ def test_report_accuracy_equals_edgeres_eval(report, fp32_engine, quant_int8_eng
         evaluated = json.loads(proc.stdout)
         row = rows[engine.name]
         assert row["top1"] == evaluated["top1"] and row["top5"] == evaluated["top5"]
-        assert row["per_class_top1"] == {c: v["top1"] for c, v in evaluated["per_class"].items()}
+        assert row["per_class"] == {c: v["top1"] for c, v in evaluated["per_class"].items()}
     proc = run_cli("eval", "--model", quant_model, "--data", quant_digits, "--json")
     assert rows["torch FP32 (reference)"]["top1"] == json.loads(proc.stdout)["top1"]
     assert rows[fp32_engine.name]["agreement"] == 100.0  # the FP32 engine predicts exactly like torch here
@@ -49,6 +49,7 @@ def test_report_accuracy_equals_edgeres_eval(report, fp32_engine, quant_int8_eng
 
 def test_report_json_carries_the_bench_settings_and_files_exist(report):
     data = json.loads((report / "report.json").read_text())
+    assert data["schema"] == "edgeres.report/2" and data["task"] == "classify" and data["metric"]["key"] == "top1"
     settings = data["environment"]["settings"]
     assert settings["duration"] == 0.3 and settings["warmup"] == 0.1 and settings["batches"] == [1]
     assert data["environment"]["cpu_isa"] and data["environment"]["versions"]["onnxruntime"]
@@ -92,9 +93,27 @@ def test_report_baseline_regression_exits_non_zero(report, fp32_engine, quant_di
     old = tmp_path / "old.json"
     old.write_text(json.dumps(baseline))
     out = tmp_path / "new"
+    # --max-top1-drop: the classifier's older spelling of --max-drop, still accepted.
     proc = run_cli("report", "--engines", fp32_engine, "--data", quant_digits, "--out", out, "--baseline", old,
-                   *TIMING)
+                   "--max-top1-drop", "5", *TIMING)
     assert proc.returncode == 2, proc.stderr
     assert "regressions" in proc.stderr
     written = json.loads((out / "report.json").read_text())
-    assert any("top-1" in r and "r18-fp32" in r for r in written["regressions"])
+    assert any("top-1" in r and "r18-fp32" in r and "limit 5.0" in r for r in written["regressions"])
+    assert written["gate"]["max_drop_points"] == 5.0
+
+
+def test_max_drop_is_in_points_of_the_task_metric_and_refuses_conflicts():
+    from edgeres.errors import EdgeresError
+    from edgeres.report import resolve_max_drop
+    from edgeres.tasks import get_task
+
+    classify, detect = get_task("classify"), get_task("detect")
+    assert resolve_max_drop(classify, None, None) == resolve_max_drop(detect, None, None) == 0.5
+    assert resolve_max_drop(classify, None, 2.0) == resolve_max_drop(detect, 2.0, None) == 2.0
+    with pytest.raises(EdgeresError, match="not both"):
+        resolve_max_drop(classify, 1.0, 1.0)
+    with pytest.raises(EdgeresError, match=r"--max-top1-drop gates top-1.*--max-drop in points of mAP@0\.5"):
+        resolve_max_drop(detect, None, 1.0)
+    with pytest.raises(EdgeresError, match="0 or more"):
+        resolve_max_drop(detect, -1.0, None)
