@@ -64,8 +64,10 @@ def build(
     qat: Path = typer.Option(None, "--qat", help="INT8 from a QAT checkpoint (its calibration is used)."),
     calib_data: Path = typer.Option(None, "--calib-data", help="INT8: calibrate from these images (or reuse)."),
     calib_method: str = typer.Option("entropy", "--calib-method", help="INT8: entropy, minmax, percentile, mse."),
-    max_drop: float = typer.Option(0.5, "--max-drop", min=0.0, help="mixed: accepted top-1 drop vs FP32 (points)."),
-    val_data: Path = typer.Option(None, "--val-data", help="mixed: labelled images for the sensitivity."),
+    max_drop: float = typer.Option(0.5, "--max-drop", min=0.0, help="mixed: accepted drop vs FP32 in points of "
+                                   "the task's metric (top-1 %, mAP@0.5 x 100)."),
+    val_data: Path = typer.Option(None, "--val-data", help="mixed: labelled data for the sensitivity, as eval "
+                                  "--data takes it [default: DIR/val beside the calibration's DIR/train]."),
     int8_cpu: Int8Cpu = typer.Option(
         Int8Cpu("auto"), "--int8-cpu",
         help="CPU INT8: auto (this CPU: the stem split only where int8 products are summed in 16 bits), portable "
