@@ -48,8 +48,11 @@ def test_torch_and_onnxruntime_agree_on_real_digits_and_photos(trained_engine, d
     images = [read_image(p) for p, _ in files] + reference_images(n_digits=0)  # + 4 scikit-image photos
     want = torch_reference(images)
     with open_engine(trained_engine) as engine:  # built with --max-batch 32: two batches
-        got = [row for start in range(0, len(images), 32)
-               for row in classify(engine.runner, engine.model_config, images[start:start + 32])]
+        got = [
+            row
+            for start in range(0, len(images), 32)
+            for row in classify(engine.runner, engine.model_config, images[start : start + 32])
+        ]
     assert [g[0]["label"] for g in got] == [w[0]["label"] for w in want]
     for g, w in zip(got, want, strict=True):
         assert g[0]["score"] == pytest.approx(w[0]["score"], abs=1e-4)
@@ -146,9 +149,17 @@ def _make_case(case: str, engine, tmp_path, digit):
     raise AssertionError(case)
 
 
-BAD_INPUTS = ["undecodable image", "missing image", "missing onnx", "engine file without manifest",
-              "folder without manifest", "corrupt onnx", "corrupt onnx, manifest updated",
-              "external data outside folder", "newer manifest schema"]
+BAD_INPUTS = [
+    "undecodable image",
+    "missing image",
+    "missing onnx",
+    "engine file without manifest",
+    "folder without manifest",
+    "corrupt onnx",
+    "corrupt onnx, manifest updated",
+    "external data outside folder",
+    "newer manifest schema",
+]
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
@@ -163,8 +174,9 @@ def test_predict_bad_input_is_one_clear_line(case, cli_engine, digits_data, tmp_
 
 
 def test_bench_refuses_batches_above_the_engine_maximum(cli_engine, tmp_path):
-    proc = run_cli("bench", "--engine", cli_engine, "--batch", "1,3", "--duration", "5", "--warmup", "1", "--json",
-                   cwd=tmp_path)
+    proc = run_cli(
+        "bench", "--engine", cli_engine, "--batch", "1,3", "--duration", "5", "--warmup", "1", "--json", cwd=tmp_path
+    )
     assert_user_error(proc, "batch 3 is above the maximum batch 2", "--max-batch")
     assert proc.stdout == ""
 
@@ -190,8 +202,23 @@ def test_cli_bench_json_engine_and_torch(trained_engine, trained_checkpoint, tmp
     import onnxruntime
     import torch
 
-    proc = run_cli("bench", "--engine", trained_engine, "--model", trained_checkpoint, "--batch", "1,8",
-                   "--duration", "0.3", "--warmup", "0.1", "--threads", "1", "--json", cwd=tmp_path)
+    proc = run_cli(
+        "bench",
+        "--engine",
+        trained_engine,
+        "--model",
+        trained_checkpoint,
+        "--batch",
+        "1,8",
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0.1",
+        "--threads",
+        "1",
+        "--json",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     env = report["environment"]

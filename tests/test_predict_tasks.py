@@ -29,8 +29,9 @@ def test_predict_draws_a_classifiers_label_panel(trained_engine, digits_data, tm
     assert text.returncode == 0 and text.stdout.startswith(f"{paths[0]}: ")
 
 
-def test_options_of_another_task_are_refused_naming_the_tasks_that_take_them(cli_engine, detect_fp32_engine,
-                                                                            digits_data, scenes_data):
+def test_options_of_another_task_are_refused_naming_the_tasks_that_take_them(
+    cli_engine, detect_fp32_engine, digits_data, scenes_data
+):
     digit = val_digit_files(digits_data, per_class=1)[0][0]
     scene = next((scenes_data / "val" / "images").glob("*.png"))
     proc = run_cli("predict", digit, "--engine", cli_engine, "--score-threshold", "0.5")

@@ -25,8 +25,19 @@ def fp32_engine(tmp_path_factory, quant_model):
 @pytest.fixture(scope="module")
 def report(tmp_path_factory, fp32_engine, quant_int8_engine, quant_digits):
     out = tmp_path_factory.mktemp("report") / "r"
-    proc = run_cli("report", "--engines", fp32_engine, "--engines", quant_int8_engine, "--data", quant_digits,
-                   "--out", out, *TIMING, timeout=600)
+    proc = run_cli(
+        "report",
+        "--engines",
+        fp32_engine,
+        "--engines",
+        quant_int8_engine,
+        "--data",
+        quant_digits,
+        "--out",
+        out,
+        *TIMING,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -72,8 +83,9 @@ def test_report_refuses_engines_with_different_class_lists(fp32_engine, quant_in
     manifest = json.loads(manifest_file.read_text())
     manifest["class_names"] = [f"c{i}" for i in range(10)]
     manifest_file.write_text(json.dumps(manifest))
-    proc = run_cli("report", "--engines", fp32_engine, "--engines", other, "--data", quant_digits, "--out",
-                   tmp_path / "r", *TIMING)
+    proc = run_cli(
+        "report", "--engines", fp32_engine, "--engines", other, "--data", quant_digits, "--out", tmp_path / "r", *TIMING
+    )
     assert_user_error(proc, "different class lists")
     assert not (tmp_path / "r").exists()
 
@@ -94,8 +106,20 @@ def test_report_baseline_regression_exits_non_zero(report, fp32_engine, quant_di
     old.write_text(json.dumps(baseline))
     out = tmp_path / "new"
     # --max-top1-drop: the classifier's older spelling of --max-drop, still accepted.
-    proc = run_cli("report", "--engines", fp32_engine, "--data", quant_digits, "--out", out, "--baseline", old,
-                   "--max-top1-drop", "5", *TIMING)
+    proc = run_cli(
+        "report",
+        "--engines",
+        fp32_engine,
+        "--data",
+        quant_digits,
+        "--out",
+        out,
+        "--baseline",
+        old,
+        "--max-top1-drop",
+        "5",
+        *TIMING,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "regressions" in proc.stderr
     written = json.loads((out / "report.json").read_text())

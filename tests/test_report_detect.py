@@ -17,8 +17,19 @@ TIMING = ["--duration", "0.3", "--warmup", "0.1"]
 @pytest.fixture(scope="module")
 def detect_report(tmp_path_factory, detect_fp32_engine, detect_int8_engine, scenes_data):
     out = tmp_path_factory.mktemp("detect_report") / "r"
-    proc = run_cli("report", "--engines", detect_fp32_engine, "--engines", detect_int8_engine, "--data", scenes_data,
-                   "--out", out, *TIMING, timeout=600)
+    proc = run_cli(
+        "report",
+        "--engines",
+        detect_fp32_engine,
+        "--engines",
+        detect_int8_engine,
+        "--data",
+        scenes_data,
+        "--out",
+        out,
+        *TIMING,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "mAP@0.5" in proc.stdout
     return out
@@ -30,8 +41,9 @@ def _eval_json(*args) -> dict:
     return json.loads(proc.stdout)
 
 
-def test_detector_report_numbers_equal_edgeres_eval(detect_report, detect_fp32_engine, detect_int8_engine,
-                                                    trained_detector, scenes_data):
+def test_detector_report_numbers_equal_edgeres_eval(
+    detect_report, detect_fp32_engine, detect_int8_engine, trained_detector, scenes_data
+):
     data = json.loads((detect_report / "report.json").read_text())
     assert data["schema"] == "edgeres.report/2" and data["task"] == "detect" and data["images"] == 80
     assert data["metric"] == {"key": "map50", "label": "mAP@0.5", "unit": "fraction"}
@@ -67,8 +79,7 @@ def test_detector_report_files_show_map_columns_and_four_plots(detect_report):
     assert "top-1" not in md
     html = (detect_report / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4
-    for png in ("accuracy_vs_latency.png", "latency_distributions.png", "per_class_delta.png",
-                "precision_recall.png"):
+    for png in ("accuracy_vs_latency.png", "latency_distributions.png", "per_class_delta.png", "precision_recall.png"):
         assert (detect_report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({png})" in md
 
@@ -86,15 +97,36 @@ def test_detector_baseline_gate_counts_map50_points(detect_report):
     assert compare_to_baseline(report, baseline, max_drop=1.5, max_latency_increase=10.0) == []
 
 
-def test_detector_report_refuses_a_top1_gate_and_a_classifier_baseline(detect_report, detect_fp32_engine,
-                                                                       scenes_data, tmp_path):
-    proc = run_cli("report", "--engines", detect_fp32_engine, "--data", scenes_data, "--out", tmp_path / "a",
-                   "--max-top1-drop", "1", *TIMING)
+def test_detector_report_refuses_a_top1_gate_and_a_classifier_baseline(
+    detect_report, detect_fp32_engine, scenes_data, tmp_path
+):
+    proc = run_cli(
+        "report",
+        "--engines",
+        detect_fp32_engine,
+        "--data",
+        scenes_data,
+        "--out",
+        tmp_path / "a",
+        "--max-top1-drop",
+        "1",
+        *TIMING,
+    )
     assert_user_error(proc, "--max-top1-drop", "detection", "--max-drop", "mAP@0.5")
     baseline = json.loads((detect_report / "report.json").read_text()) | {"task": "classify"}
     old = tmp_path / "old.json"
     old.write_text(json.dumps(baseline))
-    proc = run_cli("report", "--engines", detect_fp32_engine, "--data", scenes_data, "--out", tmp_path / "b",
-                   "--baseline", old, *TIMING)
+    proc = run_cli(
+        "report",
+        "--engines",
+        detect_fp32_engine,
+        "--data",
+        scenes_data,
+        "--out",
+        tmp_path / "b",
+        "--baseline",
+        old,
+        *TIMING,
+    )
     assert_user_error(proc, "classify engines", "detect engines")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
