@@ -175,8 +175,9 @@ def test_stale_engine_names_the_command_that_rebuilds_it(trained_checkpoint, dig
     from edgeres.backends.torch.runner import TorchRunner
     from edgeres.engine import check_engine, read_manifest
     from edgeres.models.checkpoint import load_checkpoint, save_checkpoint
-    from edgeres.predict import classify, predict_files
+    from edgeres.predict import predict_files, predict_images
     from edgeres.processing import read_image
+    from edgeres.tasks import get_task
 
     ckpt = tmp_path / "run" / "best.safetensors"
     ckpt.parent.mkdir()
@@ -203,8 +204,11 @@ def test_stale_engine_names_the_command_that_rebuilds_it(trained_checkpoint, dig
     engine_file, manifest_file = engine_files(folder)
     assert check_engine(engine_file, read_manifest(manifest_file)) == []
     assert files_in(tmp_path / "engines") == ["r18-fp32"]
-    top = predict_files(folder, [digit], top_k=1)[0]["top"][0]
+    top = predict_files(folder, [digit], options={"top_k": 1})[0]["predictions"][0]
+    task = get_task("classify")
     with TorchRunner(ModelLoader(ckpt)) as runner:
-        want = classify(runner, loaded.config.preprocess, loaded.config.class_names, [read_image(digit)], top_k=1)
-    assert top["label"] == want[0][0]["label"]
-    assert top["score"] == pytest.approx(want[0][0]["score"], abs=1e-4)
+        want = predict_images(runner, loaded.config.preprocess, task, loaded.config.class_names, [read_image(digit)],
+                              {"top_k": 1})
+    want = task.to_json(want[0], loaded.config.class_names)
+    assert top["label"] == want[0]["label"]
+    assert top["score"] == pytest.approx(want[0]["score"], abs=1e-4)
