@@ -120,6 +120,8 @@ def main() -> None:
     parser.add_argument("--per-round", type=int, default=20)
     parser.add_argument("--static-peer", action="store_true", help="also time NNCF's model compiled static")
     parser.add_argument("--val-images", type=int, default=None, help="judge accuracy on about N val images only")
+    parser.add_argument("--no-eager", action="store_true",
+                        help="leave out the PyTorch eager row (the slowest: most of a run's time on a loaded machine)")
     parser.add_argument("--both-forms", action="store_true",
                         help="also time each edgeres engine built unsplit with its stem split (--int8-cpu portable)")
     args = parser.parse_args()
@@ -256,7 +258,8 @@ def main() -> None:
         with torch.inference_mode():
             return model(torch.from_numpy(x)).numpy()
 
-    predictors["PyTorch eager FP32"] = eager
+    if not args.no_eager:
+        predictors["PyTorch eager FP32"] = eager
 
     # Accuracy on the val split, then interleaved timing on one real image.
     logits = {}
@@ -267,9 +270,10 @@ def main() -> None:
     x = next(val.batches(1))
     medians = interleaved({k: (lambda f=f: f(x)) for k, f in predictors.items()}, rounds=args.rounds,
                           per_round=args.per_round)
-    labels, ref = val.labels, preds["PyTorch eager FP32"]
-    fp32_engine = np.median(medians["edgeres FP32 engine (ONNX Runtime)"])
-    eager_ms = np.median(medians["PyTorch eager FP32"])
+    fp32_name = "edgeres FP32 engine (ONNX Runtime)"
+    labels, ref = val.labels, preds["PyTorch eager FP32" if not args.no_eager else fp32_name]
+    fp32_engine = np.median(medians[fp32_name])
+    eager_ms = np.median(medians["PyTorch eager FP32"]) if not args.no_eager else None
     print(machine_line())
     print(f"ResNet-18 {args.size}x{args.size} batch 1, {args.threads} threads, {args.rounds} interleaved rounds of "
           f"{args.per_round}; {len(calib_paths)} calibration images from {args.data}/train; accuracy on "
@@ -282,7 +286,7 @@ def main() -> None:
         top = peak["fp32"] if "FP32" in name else peak.get("openvino_int8") if "OpenVINO" in name else peak["int8"]
         achieved = gop / (med / 1e3)
         rows.append([name, f"{med:.2f}", f"{min(v):.2f}-{max(v):.2f}", f"{fp32_engine / med:.2f}x",
-                     f"{eager_ms / med:.2f}x", f"{achieved:.0f}" + (f" ({100 * achieved / top:.0f} %)" if top else ""),
+                     f"{eager_ms / med:.2f}x" if eager_ms else "-", f"{achieved:.0f}" + (f" ({100 * achieved / top:.0f} %)" if top else ""),
                      f"{100 * (preds[name] == labels).mean():.1f}",
                      f"{100 * (preds[name] == ref).mean():.1f}",
                      f"{100 * (preds[name] == ref_logits.argmax(1)).mean():.1f}",
