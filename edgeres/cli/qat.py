@@ -40,10 +40,13 @@ def qat(
                                 batch_size=batch_size, calib=calib, method=method, max_steps_per_epoch=max_steps,
                                 seed=seed, force=force, progress=not quiet))
     if summary:
-        if "start_val_map50_int8" in summary:  # a detector
-            change = f"mAP@0.5 {summary['start_val_map50_int8']:.4f} -> {summary['best_val_map50_int8']:.4f}"
-        else:
-            change = f"top-1 {summary['start_val_top1_int8']:.2f}% -> {summary['best_val_top1_int8']:.2f}%"
+        from edgeres.tasks import get_task, task_names
+
+        # the summary names the task's primary metric (start_val_<key>_int8); its task says how to print it
+        key = next(k for k in summary if k.startswith("start_val_") and k.endswith("_int8"))[10:-5]
+        metric = next(get_task(t).metric for t in task_names() if get_task(t).metric.key == key)
+        change = (f"{metric.label} {metric.fmt(summary[f'start_val_{key}_int8'])} -> "
+                  f"{metric.fmt(summary[f'best_val_{key}_int8'])}")
         make_console(stderr=True).print(
             f"QAT: fake-quantized val {change} -> {out / 'best.safetensors'}; "
             f"build it with: edgeres build --precision int8 --qat {out / 'best.safetensors'}"
