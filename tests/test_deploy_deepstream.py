@@ -136,6 +136,38 @@ def engine_outputs(engine_dir, images) -> np.ndarray:
         return next(iter(engine.runner.infer(preprocess(images, engine.preprocess)).values()))
 
 
+class RecordingPyds:
+    """Stand-in for DeepStream's ``pyds`` (it exists only on a DeepStream machine): hands out metadata objects
+    that accept any attribute and records what the app adds to the frame."""
+
+    class Meta:
+        def __getattr__(self, name):
+            value = RecordingPyds.Meta()
+            object.__setattr__(self, name, value)
+            return value
+
+        def __getitem__(self, index):
+            return getattr(self, f"item{index}")
+
+        def set(self, *values):
+            object.__setattr__(self, "values", values)
+
+    def __init__(self):
+        self.objects, self.displays = [], []
+
+    def nvds_acquire_obj_meta_from_pool(self, batch_meta):
+        return RecordingPyds.Meta()
+
+    def nvds_acquire_display_meta_from_pool(self, batch_meta):
+        return RecordingPyds.Meta()
+
+    def nvds_add_obj_meta_to_frame(self, frame_meta, obj, parent):
+        self.objects.append(obj)
+
+    def nvds_add_display_meta_to_frame(self, frame_meta, display):
+        self.displays.append(display)
+
+
 def test_fp32_classifier_config_reads_back_and_matches_the_engine(tmp_path, cls_fp32_engine, digit_images):
     from edgeres.tasks.classify.outputs import softmax
 
@@ -225,10 +257,15 @@ def test_detector_app_decodes_real_outputs_like_edgeres(tmp_path, detect_fp32_en
     want_maps = engine_outputs(detect_fp32_engine, scene_images)
     assert np.abs(maps - want_maps).max() < 1e-3
     loaded = deepstream_app.load_settings(out)
+    assert (loaded["decoder"], loaded["attach"]) == ("centernet", "objects")
     det = settings["detection"]
+    manifest = json.loads(next(detect_fp32_engine.glob("*.manifest.json")).read_text())
+    assert det == manifest["detection"]
     found = 0
+    pyds = RecordingPyds()
     for i, frame in enumerate(maps):
         got = deepstream_app.decode(loaded, frame, (720, 1280))
+        deepstream_app.attach(pyds, None, None, loaded, got)  # one NvDsObjectMeta per box
         want = decode_centernet(
             want_maps[i : i + 1],
             len(settings["class_names"]),
@@ -242,6 +279,8 @@ def test_detector_app_decodes_real_outputs_like_edgeres(tmp_path, detect_fp32_en
         np.testing.assert_allclose(got.boxes, want.boxes, atol=0.5)  # pixels at 1280x720
         found += len(got)
     assert found > 0  # a trained detector finds digits in real scenes
+    assert len(pyds.objects) == found and not pyds.displays
+    assert all(obj.obj_label == loaded["class_names"][obj.class_id] for obj in pyds.objects)
     # The app itself starts without DeepStream (pyds and gi are imported only to run the pipeline).
     proc = subprocess.run(
         [sys.executable, str(out / "deepstream_app.py"), "--help"], capture_output=True, text=True, timeout=60

@@ -77,42 +77,10 @@ def test_classifier_threshold_is_refused_for_a_detector(tmp_path, detect_fp32_en
     assert not out.exists()
 
 
-class RecordingPyds:
-    """Stand-in for DeepStream's ``pyds`` (it exists only on a DeepStream machine): hands out metadata objects
-    that accept any attribute and records what the app adds to the frame."""
-
-    class Meta:
-        def __getattr__(self, name):
-            value = RecordingPyds.Meta()
-            object.__setattr__(self, name, value)
-            return value
-
-        def __getitem__(self, index):
-            return getattr(self, f"item{index}")
-
-        def set(self, *values):
-            object.__setattr__(self, "values", values)
-
-    def __init__(self):
-        self.objects, self.displays = [], []
-
-    def nvds_acquire_obj_meta_from_pool(self, batch_meta):
-        return RecordingPyds.Meta()
-
-    def nvds_acquire_display_meta_from_pool(self, batch_meta):
-        return RecordingPyds.Meta()
-
-    def nvds_add_obj_meta_to_frame(self, frame_meta, obj, parent):
-        self.objects.append(obj)
-
-    def nvds_add_display_meta_to_frame(self, frame_meta, display):
-        self.displays.append(display)
-
-
 def test_classifier_app_decodes_and_labels_the_frame(tmp_path, cls_int8_engine, digit_images):
     """deploy.json names the decoder and what to attach; on the deployed classifier's real probabilities the app
     returns the top classes and puts the best one on the frame."""
-    from test_deploy_deepstream import deploy, nvinfer_feed, nvinfer_pixels, ort_run
+    from test_deploy_deepstream import RecordingPyds, deploy, nvinfer_feed, nvinfer_pixels, ort_run
 
     from edgeres.deploy import deepstream_app
 
@@ -134,29 +102,10 @@ def test_classifier_app_decodes_and_labels_the_frame(tmp_path, cls_int8_engine, 
     assert shown == [names[int(i)] for i in probs.argmax(1)]
 
 
-def test_detector_app_attaches_one_object_per_box(tmp_path, detect_fp32_engine, scene_images):
-    from test_deploy_deepstream import engine_outputs
-
-    from edgeres.deploy import deepstream_app
-
-    out = tmp_path / "ds"
-    assert run_cli("deploy", "deepstream", "--engine", detect_fp32_engine, "--out", out).returncode == 0
-    loaded = deepstream_app.load_settings(out)
-    assert (loaded["decoder"], loaded["attach"]) == ("centernet", "objects")
-    manifest = json.loads(next(detect_fp32_engine.glob("*.manifest.json")).read_text())
-    assert loaded["detection"] == manifest["detection"]
-    pyds = RecordingPyds()
-    want = 0
-    for maps in engine_outputs(detect_fp32_engine, scene_images[:3]):
-        det = deepstream_app.decode(loaded, maps, (720, 1280))
-        deepstream_app.attach(pyds, None, None, loaded, det)
-        want += len(det)
-    assert want > 0 and len(pyds.objects) == want and not pyds.displays
-    assert all(obj.obj_label == loaded["class_names"][obj.class_id] for obj in pyds.objects)
-
-
 def test_apps_refuse_an_unknown_decoder_naming_theirs(tmp_path):
     import importlib.util
+
+    from test_deploy_deepstream import RecordingPyds
 
     from edgeres.deploy import deepstream_app
 
