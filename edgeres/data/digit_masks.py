@@ -108,7 +108,7 @@ def make_mask_scene(
 
 def labelmap_text() -> str:
     """CVAT's labelmap.txt for the set: ``name:r,g,b::`` lines in VOC's palette (the masks' own palette)."""
-    from edgeres.tasks.segment.classes import voc_palette
+    from edgeres.data.palette import voc_palette
 
     palette = voc_palette(len(MASK_CLASS_NAMES))
     lines = ["# label:color_rgb:parts:actions"]
@@ -140,7 +140,7 @@ def write_digit_masks(
         Summary (also saved as ``out/dataset.json``): path, size, seed, class names, counts, digits per split,
         per-class pixel fractions per split, ignored pixel fraction, seconds taken.
     """
-    from edgeres.tasks.segment.classes import voc_palette
+    from edgeres.data.palette import voc_palette
 
     out = Path(out)
     size = int(size)

@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
+from edgeres.data.palette import voc_palette
 from edgeres.errors import DataError
 
 IGNORE = 255  # mask value that is no class: not trained on, not scored
@@ -37,24 +36,6 @@ class ClassMap:
     names: list[str]
     colors: list[tuple[int, int, int]] | None
     source: str
-
-
-def voc_palette(n: int = 256) -> np.ndarray:
-    """Pascal VOC's colour palette: class i's RGB from the bits of i (background black, 255 VOC's void colour).
-
-    Returns:
-        (n, 3) uint8, the palette VOC's own palette PNGs carry.
-    """
-    palette = np.zeros((n, 3), np.uint8)
-    for i in range(n):
-        c, r, g, b = i, 0, 0, 0
-        for shift in range(7, -1, -1):
-            r |= (c & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        palette[i] = (r, g, b)
-    return palette
 
 
 def find_class_map(folders: list[Path], voc_default: bool = False) -> ClassMap:

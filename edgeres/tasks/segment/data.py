@@ -179,7 +179,7 @@ def default_img_size(data: Path) -> int | None:
     from edgeres.data.detection_samples import image_size
 
     root = Path(data)
-    folders = [root / "train" / "images", root / "JPEGImages", root / "train" / "images", root / "train"]
+    folders = [root / "train" / "images", root / "JPEGImages", root / "images", root / "train"]
     sizes = set()
     for folder in folders:
         if folder.is_dir():
