@@ -372,7 +372,9 @@ def test_recording_into_a_read_only_or_full_disk(tmp_path, trained_engine, digit
     with tmpfs(tmp_path / "ro", 4, read_only=True) as disk:
         proc = run_cli("camera", *source, "--record", disk / "run.mkv", cwd=tmp_path)
         assert_user_error(proc, "cannot record to", "run.mkv", "read-only", str(disk))
-    with tmpfs(tmp_path / "small", "512k") as disk:  # the 300 annotated 320x240 frames need about 630 KB
+    # The 300 annotated 320x240 frames need about 630 KB, written in Matroska clusters of 5 s (about 310 KB): the
+    # first cluster does not fit, so the disk fills in the middle of the run.
+    with tmpfs(tmp_path / "small", "256k") as disk:
         proc = run_cli("camera", *source, "--record", disk / "run.mkv", "--json", cwd=tmp_path)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert len([line for line in proc.stdout.splitlines() if line.startswith("{")]) == 300  # JSON went on
