@@ -44,8 +44,24 @@ def free_port() -> int:
 
 def serve_tcp_command(ffmpeg: str, video: Path, url: str, lifetime: float) -> list[str]:
     """ffmpeg serving ``video`` looped in real time as MPEG-TS on ``url`` (tcp://HOST:PORT, one client)."""
-    return [ffmpeg, "-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i", str(video), "-t", str(lifetime),
-            "-c", "copy", "-f", "mpegts", f"{url}?listen=1"]
+    return [
+        ffmpeg,
+        "-nostdin",
+        "-v",
+        "error",
+        "-re",
+        "-stream_loop",
+        "-1",
+        "-i",
+        str(video),
+        "-t",
+        str(lifetime),
+        "-c",
+        "copy",
+        "-f",
+        "mpegts",
+        f"{url}?listen=1",
+    ]
 
 
 @contextlib.contextmanager
