@@ -278,3 +278,35 @@ def test_not_a_segmentation_set(tmp_path):
         layout_of(tmp_path / "stuff")
     with pytest.raises(DataError, match="data folder not found"):
         layout_of(tmp_path / "nowhere")
+
+
+def test_digit_masks_set_is_read_by_the_folder_loader_and_is_reproducible(tmp_path):
+    """edgeres data digit-masks: real MNIST strokes, a CVAT labelmap, palette masks holding exactly the digits
+    pasted into each scene; the same seed writes the same files; an existing set is kept without --force."""
+    from helpers import run_cli
+
+    from edgeres.data.compose import load_backgrounds as backgrounds_of
+    from edgeres.data.digit_masks import MASK_CLASS_NAMES, make_mask_scene, write_digit_masks
+    from edgeres.data.digits import load_mnist_digits, split_indices
+    from edgeres.errors import EdgeresError
+
+    summary = write_digit_masks(tmp_path / "a", size=64, train=6, val=3, progress=False)
+    write_digit_masks(tmp_path / "b", size=64, train=6, val=3, progress=False)
+    images, labels = load_mnist_digits()
+    pools, backgrounds = split_indices(labels, seed=0), backgrounds_of()
+    train, val = load_splits(tmp_path / "a")
+    assert train.class_names == list(MASK_CLASS_NAMES) and train.classes.source.endswith("labelmap.txt")
+    assert (len(train), len(val)) == (6, 3) and summary["digits"]["train"] >= 6
+    for k in range(6):
+        mask = train.read_mask(k)
+        assert set(np.unique(mask)) <= set(range(11)) | {IGNORE} and (mask >= 1).any()
+        # the mask's classes are exactly the digits pasted into that scene (rebuilt from its seed)
+        scene = make_mask_scene(images, labels, pools[0], backgrounds, 64, np.random.default_rng([0, 0, k, 0x6D61736B]))
+        np.testing.assert_array_equal(np.asarray(Image.open(train.samples[k].image)), scene.image)
+        assert set(np.unique(mask)) - {0, IGNORE} == {d + 1 for d in scene.digits}
+        name = f"train/masks/{k:05d}.png"
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    with pytest.raises(EdgeresError, match="already exists; pass --force"):
+        write_digit_masks(tmp_path / "a", size=64, train=6, val=3, progress=False)
+    proc = run_cli("data", "digit-masks", "--out", tmp_path / "c", "--size", "16")
+    assert proc.returncode == 1 and "size must be between 32 and 1024 pixels, got 16" in proc.stderr
