@@ -372,6 +372,11 @@ def test_recording_into_a_read_only_or_full_disk(tmp_path, trained_engine, digit
     with tmpfs(tmp_path / "ro", 4, read_only=True) as disk:
         proc = run_cli("camera", *source, "--record", disk / "run.mkv", cwd=tmp_path)
         assert_user_error(proc, "cannot record to", "run.mkv", "read-only", str(disk))
+        two = ["--source", f"a={digits_video / 'digits.mkv'}", "--source", f"b={digits_video / 'frames'}"]
+        proc = run_cli(
+            "camera", "--engine", trained_engine, *two, "--headless", "--record", disk / "recs", cwd=tmp_path
+        )
+        assert_user_error(proc, "cannot record to", "recs", "read-only", str(disk))  # one file per stream
     # The 300 annotated 320x240 frames need about 630 KB, written in Matroska clusters of 5 s (about 310 KB): the
     # first cluster does not fit, so the disk fills in the middle of the run.
     with tmpfs(tmp_path / "small", "256k") as disk:

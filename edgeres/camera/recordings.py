@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeres.camera.sinks import RECORD_CODECS, VideoRecorder
+from edgeres.camera.sinks import RECORD_CODECS, VideoRecorder, recording_failure
 from edgeres.errors import EdgeresError, require
 
 
@@ -33,7 +33,10 @@ class StreamRecorders:
             )
         if not self.folder.parent.is_dir():
             raise EdgeresError(f"cannot record to {self.folder}: folder {self.folder.parent} does not exist")
-        self.folder.mkdir(exist_ok=True)
+        try:
+            self.folder.mkdir(exist_ok=True)
+        except OSError as exc:  # a read-only disk, no permission: one line naming the folder and the disk
+            raise recording_failure(self.folder, exc.errno) from None
         self.recorders = {name: VideoRecorder(self.folder / f"{name}{ext}", force=force) for name in names}
 
     def set_rates(self, per_stream: dict[str, float]) -> None:
