@@ -147,7 +147,8 @@ def run_camera(
     stopper: Stopper | None = None,
     on_event: EventFn | None = None,
 ) -> dict:
-    """Parse and check the sources, open the engine and the sources, then ``run_streams``.
+    """Parse and check the sources, open the engine and the sources, then ``run_streams``. Caps glibc's malloc
+    arenas first (``edgeres.camera.memory``) so a long run's resident memory stays flat.
 
     Args:
         cfg: engine, sources and loop settings.
