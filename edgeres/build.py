@@ -84,12 +84,12 @@ def choose_backend(requested: str, precision: str = "fp32", model: Path | None =
     on_gpu = auto_gpu_backend()
     if on_gpu is not None:
         return on_gpu
-    task = "classify"
+    task = get_task("classify")
     if model is not None and Path(model).is_file():
-        from edgeres.models.checkpoint import load_checkpoint
+        from edgeres.models.checkpoint import checkpoint_task
 
-        task = load_checkpoint(model).config.task
-    backend, why = pick_cpu_backend(precision, task, cpu_facts())
+        task = get_task(checkpoint_task(model))
+    backend, why = pick_cpu_backend(precision, task.name, cpu_facts(), checked=task.cpu_int8_checked)
     return backend, "auto: " + why
 
 

@@ -86,12 +86,15 @@ def test_auto_builds_openvino_for_int8_classifiers_on_x86_when_installed(isa):
     [
         ("fp32", "classify", "x86_64-avx512-vnni-amx", "builds INT8 only"),
         ("mixed", "classify", "x86_64-avx2", "builds INT8 only"),
-        ("int8", "detect", "x86_64-avx2", "checked for classifiers"),
+        ("int8", "detect", "x86_64-avx2", "not checked for detect models"),
         ("int8", "classify", "aarch64-neon-dotprod", "x86 only"),
     ],
 )
 def test_auto_builds_onnxruntime_everywhere_else(precision, task, isa, reason):
-    backend, why = pick_cpu_backend(precision, task, cpu(isa), openvino=True)
+    from edgeres.tasks import get_task
+
+    checked = get_task(task).cpu_int8_checked
+    backend, why = pick_cpu_backend(precision, task, cpu(isa), openvino=True, checked=checked)
     assert backend == "onnxruntime" and reason in why
 
 

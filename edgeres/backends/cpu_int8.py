@@ -178,19 +178,22 @@ def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-def pick_cpu_backend(precision: str, task: str, facts: dict, openvino: bool | None = None) -> tuple[str, str]:
+def pick_cpu_backend(precision: str, task: str, facts: dict, openvino: bool | None = None,
+                     checked: tuple[str, ...] = ("onnxruntime", "openvino")) -> tuple[str, str]:
     """The CPU engine ``--backend auto`` builds, and why: the fastest one installed that is exact here.
 
     Both INT8 engines are exact on every x86 ISA (``guarantee``); OpenVINO's int8 kernels measured faster on
     every x86 CPU tried (AMX: 2.8x ONNX Runtime's; AVX2 and AVX-512 VNNI: docs/benchmarks.md), so it wins
     where it is installed. Elsewhere ONNX Runtime: FP32 and mixed engines (OpenVINO builds INT8 only), ARM
-    CPUs, and detectors (whose OpenVINO INT8 build is not checked yet).
+    CPUs, and models whose task has not had its OpenVINO INT8 engine checked (``checked``, the task's
+    ``cpu_int8_checked``: detectors and segmenters today).
 
     Args:
         precision: the requested precision.
-        task: the model's task ("classify", "detect").
+        task: the model's task name, for the reason only.
         facts: the CPU (``sysinfo.cpu_facts``).
         openvino: whether OpenVINO is installed (default: look).
+        checked: the CPU INT8 engines checked for the model's task (``Task.cpu_int8_checked``).
     """
     installed = openvino_installed() if openvino is None else openvino
     isa = facts.get("isa")
@@ -198,8 +201,9 @@ def pick_cpu_backend(precision: str, task: str, facts: dict, openvino: bool | No
         return "onnxruntime", f"{precision}: ONNX Runtime (the OpenVINO engine builds INT8 only)"
     if not is_x86(facts):
         return "onnxruntime", f"INT8 on {isa}: ONNX Runtime (the OpenVINO engine is built and checked on x86 only)"
-    if task != "classify":
-        return "onnxruntime", f"INT8 {task} model: ONNX Runtime (the OpenVINO INT8 engine is checked for classifiers)"
+    if "openvino" not in checked:
+        return "onnxruntime", (f"INT8 {task} model: ONNX Runtime (the OpenVINO INT8 engine is not checked for {task} "
+                               "models)")
     if not installed:
         return "onnxruntime", (
             f"INT8 on {isa}: ONNX Runtime, exact here; OpenVINO is not installed "
@@ -216,7 +220,7 @@ def cpu_int8_summary(facts: dict, openvino: bool | None = None) -> dict:
     for an INT8 classifier and why (with the form: the stem split or not), and each CPU engine's guarantee here (for
     the engines ``auto`` builds here)."""
     installed = openvino_installed() if openvino is None else openvino
-    picked, why = pick_cpu_backend("int8", "classify", facts, installed)
+    picked, why = pick_cpu_backend("int8", "classify", facts, installed)  # what info shows: an INT8 classifier
     target, target_why = int8_cpu_target("auto", picked, facts)
     why += f"; built for --int8-cpu {target}: " + target_why.removeprefix("auto: ")
     x86 = is_x86(facts)

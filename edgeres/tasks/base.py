@@ -128,6 +128,9 @@ class Task:
     settings: Callable[[dict, dict], dict]  # (manifest, overrides) -> decoding settings
     manifest_block: Callable[[dict], dict]  # (settings) -> extra manifest keys
 
+    # engines
+    cpu_int8_checked: tuple[str, ...] = ("onnxruntime",)  # CPU INT8 engines checked for this task (auto picks among)
+
     # reports
     report_columns: tuple[tuple[str, str], ...] = ()  # (metrics key, column label)
     per_class: Callable[[dict], dict] = lambda metrics: {}  # metrics -> {class name: primary metric of that class}

@@ -41,6 +41,7 @@ TASK = Task(
     draw=outputs.draw,
     settings=outputs.settings,
     manifest_block=lambda settings: {},
+    cpu_int8_checked=("onnxruntime", "openvino"),  # OpenVINO's engine matches the Q/DQ arithmetic (test_cpu_int8)
     report_columns=(("top1", "top-1 %"), ("top5", "top-5 %")),
     per_class=lambda metrics: {name: v["top1"] for name, v in metrics["per_class"].items()},
     summarize=metrics.summarize,
