@@ -9,7 +9,7 @@ import numpy as np
 
 
 def machine_line() -> str:
-    from edgeres.sysinfo import cpu_facts
+    from edgeres.device.cpu import cpu_facts
 
     cpu = cpu_facts()
     return (f"{cpu['model']} ({cpu['isa']}, {cpu.get('usable_cores') or cpu.get('logical_cores')} cores), "

@@ -57,7 +57,7 @@ def nominal_peak_gops(cores: int) -> dict[str, float | None]:
     """This CPU's nominal int8 and FP32 peaks in GOP/s (2 ops per multiply-accumulate) for ``cores`` cores, from its
     ISA and current clock (/proc/cpuinfo "cpu MHz"); None where either is unknown. ``ONEDNN_MAX_CPU_ISA=AVX2``
     lowers the ISA used for the OpenVINO rows' peak."""
-    from edgeres.sysinfo import cpu_facts
+    from edgeres.device.cpu import cpu_facts
 
     isa = cpu_facts()["isa"]
     tags = isa.split("-")[1:]

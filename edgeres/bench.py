@@ -238,7 +238,9 @@ def bench_checkpoint(checkpoint, cfg: BenchConfig) -> dict:
 
 def bench_environment(cfg: BenchConfig) -> dict:
     """The machine, versions and settings a benchmark ran with (printed and stored with results)."""
-    from edgeres.sysinfo import cpu_facts, jetson_bench_facts, package_versions
+    from edgeres.device.cpu import cpu_facts
+    from edgeres.device.jetson import jetson_bench_facts
+    from edgeres.device.packages import package_versions
 
     cpu = cpu_facts()
     versions = package_versions()

@@ -79,7 +79,7 @@ def choose_backend(requested: str, precision: str = "fp32", model: Path | None =
         return requested, f"--backend {requested}"
     from edgeres.backends import auto_gpu_backend
     from edgeres.backends.cpu_int8 import pick_cpu_backend
-    from edgeres.sysinfo import cpu_facts
+    from edgeres.device.cpu import cpu_facts
 
     on_gpu = auto_gpu_backend()
     if on_gpu is not None:
@@ -249,7 +249,7 @@ def calibration_facts(calib) -> dict:
 def make_manifest(cfg: BuildConfig, config, preprocess: dict, engine_file: Path, backend: str, backend_info: dict,
                   input_info: dict, export: dict) -> dict:
     """The manifest of a freshly built engine (schema ``SCHEMA_VERSION``)."""
-    from edgeres.sysinfo import cpu_facts
+    from edgeres.device.cpu import cpu_facts
 
     cpu = cpu_facts()
     return {

@@ -164,7 +164,7 @@ def check_engine(engine_file: Path, manifest: dict, current: dict | None = None)
 
 def current_facts(backend: str) -> dict:
     """This machine's facts that an engine depends on."""
-    from edgeres.sysinfo import cpu_facts
+    from edgeres.device.cpu import cpu_facts
 
     facts = {"cpu_isa": cpu_facts()["isa"], "backend_version": backend_version(backend)}
     return facts | backend_module(backend).current_facts()  # GPU names (TensorRT: CUDA's, L4T, DLA); CPU INT8 facts
@@ -175,7 +175,7 @@ def int8_guarantee(manifest: dict, facts: dict | None = None) -> dict | None:
     manifest's ``saturation_free`` (engines from before that field count as not proven); None for other engines.
     The manifest's ``backend.guarantee`` records the same for the CPU the engine was built on."""
     from edgeres.backends.cpu_int8 import guarantee, kernel_facts
-    from edgeres.sysinfo import cpu_facts
+    from edgeres.device.cpu import cpu_facts
 
     backend = manifest["backend"]
     if manifest.get("precision") not in ("int8", "mixed") or backend.get("name") not in engine_suffixes() or \

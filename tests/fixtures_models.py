@@ -131,8 +131,8 @@ def val_reference(digits_data, trained_engine):
     self-test's comparisons are checked against."""
     import numpy as np
 
-    from edgeres import selftest
     from edgeres.data.imagefolder import load_eval_split
+    from edgeres.device import selftest
     from edgeres.engine import open_engine
     from edgeres.tasks.classify.data import EvalImages
 

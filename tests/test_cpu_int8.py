@@ -14,7 +14,7 @@ from edgeres.backends.cpu_int8 import (
     pick_cpu_backend,
     sums_int8_in_32_bits,
 )
-from edgeres.sysinfo import parse_cpuinfo
+from edgeres.device.cpu import parse_cpuinfo
 
 # The flag lines of the CPUs the project's machines have had (trimmed to the SIMD flags that matter).
 FLAGS = {
@@ -114,7 +114,7 @@ def test_choose_backend_explains_and_keeps_an_explicit_choice():
     import importlib.util
 
     from edgeres.build import choose_backend
-    from edgeres.sysinfo import cpu_facts
+    from edgeres.device.cpu import cpu_facts
 
     assert choose_backend("onnxruntime", "int8") == ("onnxruntime", "--backend onnxruntime")
     if importlib.util.find_spec("tensorrt") is None:  # else auto may pick TensorRT where a GPU is present

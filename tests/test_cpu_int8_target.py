@@ -3,7 +3,7 @@ where the engine's kernels sum int8 products in saturating 16-bit pairs (x86 wit
 it), records the choice in the manifest, and an engine built for 32-bit sums is refused, in one line, on a CPU that
 sums in 16 bits. The decision is checked over CPU facts parsed from real cpuinfo flag lines; the engines are real
 builds of the suite's trained digits model, run on this CPU (the refusal on another CPU fakes only which CPU
-``sysinfo.cpu_facts`` reports, and the oneDNN cap is a real one)."""
+``device.cpu.cpu_facts`` reports, and the oneDNN cap is a real one)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from edgeres.backends.cpu_int8 import (
     sums_int8_in_32_bits,
     target_problems,
 )
+from edgeres.device.cpu import parse_cpuinfo
 from edgeres.errors import EdgeresError
-from edgeres.sysinfo import parse_cpuinfo
 
 pytest_plugins = ["fixtures_quant"]
 
@@ -179,9 +179,9 @@ def _by_target(engines, backend: str) -> dict:
 def test_auto_records_this_cpus_choice_and_the_form_follows_it(engines):
     import onnx
 
+    from edgeres.device.cpu import cpu_facts
     from edgeres.engine import resolve
     from edgeres.quant.cpu import INT16_MAX, integer_kernel_bounds
-    from edgeres.sysinfo import cpu_facts
 
     for backend in ("onnxruntime", "openvino"):
         expected, why = int8_cpu_target("auto", backend, cpu_facts())
@@ -210,8 +210,8 @@ def test_the_unsplit_engines_compute_the_same_integers_where_products_sum_in_32_
     """Where this CPU's kernels sum int8 products in 32 bits, the unsplit engine is exact: the ONNX Runtime engine
     gives logits bit-identical to the split one on 1,000 real digits, the OpenVINO engine the same top-1. Where they
     sum in 16 bits, opening it is refused before anything runs."""
+    from edgeres.device.cpu import cpu_facts
     from edgeres.engine import EngineMismatchError, open_engine
-    from edgeres.sysinfo import cpu_facts
 
     for backend in ("onnxruntime", "openvino"):
         forms = _by_target(engines, backend)
@@ -232,12 +232,12 @@ def test_the_unsplit_engines_compute_the_same_integers_where_products_sum_in_32_
 
 
 def test_an_unsplit_engine_is_refused_on_a_cpu_that_sums_in_16_bits(engines, quant_val, monkeypatch):
-    """Only the CPU is faked (``sysinfo.cpu_facts`` says AVX2); the engines, the check and the split run are real."""
-    import edgeres.sysinfo
+    """Only the CPU is faked (``device.cpu.cpu_facts`` says AVX2); the engines, the check and the split run are real."""
+    import edgeres.device.cpu
     from edgeres.engine import EngineMismatchError, int8_guarantee, open_engine
 
     avx2 = cpu("x86_64-avx2") | {"model": "AMD EPYC (AVX2 only)", "logical_cores": 2, "usable_cores": 2}
-    monkeypatch.setattr(edgeres.sysinfo, "cpu_facts", lambda: avx2)
+    monkeypatch.setattr(edgeres.device.cpu, "cpu_facts", lambda: avx2)
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     for backend in ("onnxruntime", "openvino"):
         forms = _by_target(engines, backend)

@@ -32,10 +32,10 @@ def _manifest(folder) -> dict:
 def test_manifest_round_trip(trained_engine, trained_checkpoint):
     import onnxruntime as ort
 
+    from edgeres.device.cpu import cpu_facts
     from edgeres.engine import SCHEMA_VERSION
     from edgeres.export import DEFAULT_TOLERANCE
     from edgeres.models.checkpoint import file_sha256, load_checkpoint
-    from edgeres.sysinfo import cpu_facts
 
     engine_file, manifest_file = engine_files(trained_engine)
     assert sorted(p.name for p in trained_engine.iterdir()) == ["digits-fp32.manifest.json", "digits-fp32.onnx"]

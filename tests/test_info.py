@@ -14,8 +14,12 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from edgeres import sysinfo
 from edgeres.cli import info as info_cmd
+from edgeres.device import cpu as device_cpu
+from edgeres.device import facts as device_facts
+from edgeres.device import gpu as device_gpu
+from edgeres.device import jetson as device_jetson
+from edgeres.device import packages as device_packages
 
 HASWELL = """\
 processor\t: 0
@@ -87,7 +91,7 @@ CPU part\t: 0xd03
 
 
 def test_x86_avx2_only():
-    cpu = sysinfo.parse_cpuinfo(HASWELL, "x86_64")
+    cpu = device_cpu.parse_cpuinfo(HASWELL, "x86_64")
     assert cpu["isa"] == "x86_64-avx2"
     assert cpu["model"] == "Intel(R) Core(TM) i7-4770 CPU @ 3.40GHz"
     f = cpu["features"]
@@ -98,7 +102,7 @@ def test_x86_avx2_only():
 
 
 def test_x86_avx512_vnni():
-    cpu = sysinfo.parse_cpuinfo(CASCADE_LAKE, "x86_64")
+    cpu = device_cpu.parse_cpuinfo(CASCADE_LAKE, "x86_64")
     assert cpu["isa"] == "x86_64-avx512-vnni"
     assert cpu["features"]["avx512_vnni"] is True
     assert cpu["features"]["avx_vnni"] is False
@@ -106,56 +110,56 @@ def test_x86_avx512_vnni():
 
 
 def test_x86_avx_vnni_without_avx512_and_amx():
-    assert sysinfo.parse_cpuinfo(ALDER_LAKE, "x86_64")["isa"] == "x86_64-avx2-vnni"
-    spr = sysinfo.parse_cpuinfo(SAPPHIRE_RAPIDS, "AMD64")
+    assert device_cpu.parse_cpuinfo(ALDER_LAKE, "x86_64")["isa"] == "x86_64-avx2-vnni"
+    spr = device_cpu.parse_cpuinfo(SAPPHIRE_RAPIDS, "AMD64")
     assert spr["isa"] == "x86_64-avx512-vnni-amx"
     assert spr["features"]["amx"] is True
 
 
 def test_aarch64_dotprod_jetson_orin():
-    cpu = sysinfo.parse_cpuinfo(JETSON_ORIN, "aarch64")
+    cpu = device_cpu.parse_cpuinfo(JETSON_ORIN, "aarch64")
     assert cpu["isa"] == "aarch64-neon-dotprod"
     assert cpu["model"] == "ARM Cortex-A78AE"
     assert cpu["features"] == {"asimd": True, "asimddp": True, "i8mm": False, "sve": False, "asimdhp": True}
 
 
 def test_aarch64_without_dotprod_and_with_i8mm_sve():
-    pi4 = sysinfo.parse_cpuinfo(RASPBERRY_PI_4, "aarch64")
+    pi4 = device_cpu.parse_cpuinfo(RASPBERRY_PI_4, "aarch64")
     assert pi4["isa"] == "aarch64-neon"
     assert pi4["model"] == "ARM Cortex-A72"
     # "asimd" must be matched as a whole word, not as a prefix of "asimdhp"/"asimddp".
     assert pi4["features"]["asimddp"] is False and pi4["features"]["asimdhp"] is False
-    grav = sysinfo.parse_cpuinfo(GRAVITON_3, "arm64")
+    grav = device_cpu.parse_cpuinfo(GRAVITON_3, "arm64")
     assert grav["isa"] == "aarch64-neon-dotprod-i8mm-sve"
     assert grav["model"] == "ARM Neoverse-V1"
 
 
 def test_arm32_neon_and_unknown_cpuinfo():
-    pi3 = sysinfo.parse_cpuinfo(RASPBERRY_PI_3_32BIT, "armv7l")
+    pi3 = device_cpu.parse_cpuinfo(RASPBERRY_PI_3_32BIT, "armv7l")
     assert pi3["isa"] == "armv7l-neon"
     assert pi3["features"]["asimd"] is True
     # No cpuinfo (macOS, Windows): features are unknown, not absent, and isa is the family alone.
-    empty = sysinfo.parse_cpuinfo("", "x86_64")
+    empty = device_cpu.parse_cpuinfo("", "x86_64")
     assert empty["isa"] == "x86_64"
     assert set(empty["features"].values()) == {None}
     assert empty["model"] is None
-    assert sysinfo.parse_cpuinfo("", "riscv64")["isa"] == "riscv64"
+    assert device_cpu.parse_cpuinfo("", "riscv64")["isa"] == "riscv64"
 
 
 def test_parse_tegra_release():
     r36 = "# R36 (release), REVISION: 3.0, GCID: 36191598, BOARD: generic, EABI: aarch64, DATE: Mon May  6\n"
     r32 = "# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t210ref, EABI: aarch64, DATE: Sat Feb 19"
-    assert sysinfo.parse_tegra_release(r36) == "36.3.0"
-    assert sysinfo.parse_tegra_release(r32) == "32.7.1"
-    assert sysinfo.parse_tegra_release("# R35 (release), REVISION: 4.1, GCID: 33958178") == "35.4.1"
-    assert sysinfo.parse_tegra_release("") is None
-    assert sysinfo.parse_tegra_release("not a release file") is None
+    assert device_jetson.parse_tegra_release(r36) == "36.3.0"
+    assert device_jetson.parse_tegra_release(r32) == "32.7.1"
+    assert device_jetson.parse_tegra_release("# R35 (release), REVISION: 4.1, GCID: 33958178") == "35.4.1"
+    assert device_jetson.parse_tegra_release("") is None
+    assert device_jetson.parse_tegra_release("not a release file") is None
 
 
 def test_parse_nvpmodel():
-    assert sysinfo.parse_nvpmodel("NV Power Mode: MAXN\n0\n") == {"name": "MAXN", "id": 0}
-    assert sysinfo.parse_nvpmodel("NV Fan Mode:quiet\nNV Power Mode: 15W\n2\n") == {"name": "15W", "id": 2}
-    assert sysinfo.parse_nvpmodel("") == {"name": None, "id": None}
+    assert device_jetson.parse_nvpmodel("NV Power Mode: MAXN\n0\n") == {"name": "MAXN", "id": 0}
+    assert device_jetson.parse_nvpmodel("NV Fan Mode:quiet\nNV Power Mode: 15W\n2\n") == {"name": "15W", "id": 2}
+    assert device_jetson.parse_nvpmodel("") == {"name": None, "id": None}
 
 
 def test_parse_nvidia_smi():
@@ -163,16 +167,16 @@ def test_parse_nvidia_smi():
         "NVIDIA GeForce RTX 4090, 8.9, 550.54.14, 24564 MiB\n"
         "NVIDIA A100-SXM4-80GB, 8.0, 550.54.14, 81920 MiB\n"
     )
-    gpus = sysinfo.parse_nvidia_smi(text)
+    gpus = device_gpu.parse_nvidia_smi(text)
     assert gpus == [
         {"name": "NVIDIA GeForce RTX 4090", "compute_cap": "8.9", "driver_version": "550.54.14",
          "memory_total_mib": 24564},
         {"name": "NVIDIA A100-SXM4-80GB", "compute_cap": "8.0", "driver_version": "550.54.14",
          "memory_total_mib": 81920},
     ]
-    orin = sysinfo.parse_nvidia_smi("Orin (nvgpu), 8.7, 540.3.0, [N/A]\n")
+    orin = device_gpu.parse_nvidia_smi("Orin (nvgpu), 8.7, 540.3.0, [N/A]\n")
     assert orin[0]["memory_total_mib"] is None and orin[0]["compute_cap"] == "8.7"
-    assert sysinfo.parse_nvidia_smi("") == []
+    assert device_gpu.parse_nvidia_smi("") == []
 
 
 OPENCV_HEADLESS = """\
@@ -208,10 +212,10 @@ OPENCV_OLD_HEADLESS = """\
 
 
 def test_parse_opencv_build():
-    assert sysinfo.parse_opencv_build(OPENCV_HEADLESS) == {"ffmpeg": True, "gstreamer": False, "gui": False}
-    assert sysinfo.parse_opencv_build(OPENCV_JETPACK) == {"ffmpeg": False, "gstreamer": True, "gui": True}
-    assert sysinfo.parse_opencv_build(OPENCV_OLD_HEADLESS)["gui"] is False
-    assert sysinfo.parse_opencv_build("  GUI:                           GTK3\n")["gui"] is True
+    assert device_packages.parse_opencv_build(OPENCV_HEADLESS) == {"ffmpeg": True, "gstreamer": False, "gui": False}
+    assert device_packages.parse_opencv_build(OPENCV_JETPACK) == {"ffmpeg": False, "gstreamer": True, "gui": True}
+    assert device_packages.parse_opencv_build(OPENCV_OLD_HEADLESS)["gui"] is False
+    assert device_packages.parse_opencv_build("  GUI:                           GTK3\n")["gui"] is True
 
 
 def _family(machine: str) -> str:
@@ -219,7 +223,7 @@ def _family(machine: str) -> str:
 
 
 def test_collect_on_this_machine():
-    facts = sysinfo.collect()
+    facts = device_facts.collect()
     assert set(facts) == {"os", "hostname", "cpu", "cpu_int8", "packages", "gpus", "cuda", "jetson"}
     assert json.loads(json.dumps(facts)) == facts
     cpu = facts["cpu"]
@@ -248,7 +252,7 @@ def test_missing_and_broken_packages_are_reported_not_raised(monkeypatch, tmp_pa
     )
     monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
     monkeypatch.syspath_prepend(str(tmp_path))
-    pkgs = sysinfo.package_versions()
+    pkgs = device_packages.package_versions()
     assert pkgs["onnxruntime"] is None and pkgs["onnxruntime_providers"] is None
     assert pkgs["opencv"] is None and pkgs["opencv_ffmpeg"] is None
     assert pkgs["tensorrt"] is None
@@ -258,7 +262,7 @@ def test_missing_and_broken_packages_are_reported_not_raised(monkeypatch, tmp_pa
 
 def test_heavy_packages_not_imported_by_the_command_module():
     code = (
-        "import sys, edgeres.sysinfo, edgeres.cli.info; "
+        "import sys, edgeres.device.facts, edgeres.cli.info; "
         "print(sorted(m for m in ('tensorrt', 'torch', 'cv2', 'onnxruntime') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -266,7 +270,7 @@ def test_heavy_packages_not_imported_by_the_command_module():
 
 
 def test_render_jetson_and_gpu_without_memory():
-    facts = sysinfo.collect()
+    facts = device_facts.collect()
     facts["gpus"] = [{"name": "Orin (nvgpu)", "compute_cap": "8.7", "driver_version": "540.3.0",
                       "memory_total_mib": None}]
     facts["jetson"] = {"l4t": "36.3.0", "model": "NVIDIA Jetson AGX Orin Developer Kit",
@@ -288,7 +292,7 @@ def test_human_output_names_the_isa():
     assert result.exit_code == 0, result.output
     for section in ("System", "CPU", "CPU INT8", "Packages", "GPU", "Jetson"):
         assert section in result.output
-    assert sysinfo.cpu_facts()["isa"] in result.output
+    assert device_cpu.cpu_facts()["isa"] in result.output
 
 
 def test_info_says_which_int8_engine_auto_builds_and_what_each_guarantees_here():
@@ -296,11 +300,11 @@ def test_info_says_which_int8_engine_auto_builds_and_what_each_guarantees_here()
     classifier and why, and each CPU engine's guarantee on this CPU (the same words the build prints)."""
     from edgeres.backends.cpu_int8 import cpu_int8_summary, guarantee, int8_cpu_target, kernel_facts
 
-    cpu = sysinfo.cpu_facts()
-    summary = sysinfo.collect()["cpu_int8"]
+    cpu = device_cpu.cpu_facts()
+    summary = device_facts.collect()["cpu_int8"]
     assert summary == json.loads(json.dumps(cpu_int8_summary(cpu)))
     console = Console(record=True, width=400)
-    for table in info_cmd.render(sysinfo.collect()):
+    for table in info_cmd.render(device_facts.collect()):
         console.print(table)
     text = console.export_text()
     assert re.search(rf"auto INT8 engine\s+{summary['auto_backend']} \(INT8 on {re.escape(cpu['isa'])}", text)

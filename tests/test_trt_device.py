@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeres import selftest
+from edgeres.device import selftest
 
 pytest_plugins = ["fixtures_models"]
 pytestmark = pytest.mark.needs_trt

@@ -7,7 +7,7 @@ import json
 from fixtures_trt import ORIN_10_3, engine_folder
 from helpers import run_cli
 
-from edgeres.doctor import collect, judge, judge_engine, read_clocks
+from edgeres.device.doctor import collect, judge, judge_engine, read_clocks
 
 PKGS = {"python": "3.10.12", "tensorrt": "10.3.0", "import_errors": {}, "opencv_gstreamer": True}
 ORIN_CUDA = {

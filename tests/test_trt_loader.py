@@ -298,14 +298,14 @@ def test_one_logger_for_every_builder_and_runtime(monkeypatch):
 
 
 def test_dla_cores_come_from_a_runtime_with_the_shared_logger(monkeypatch):
-    import edgeres.sysinfo
+    import edgeres.device.jetson
 
     monkeypatch.setattr(loader, "_LOGGER", None)
-    monkeypatch.setattr(edgeres.sysinfo, "jetson_facts", lambda: {"l4t": "36.4.0"})
+    monkeypatch.setattr(edgeres.device.jetson, "jetson_facts", lambda: {"l4t": "36.4.0"})
     trt = FakeTrtModule(dla_cores=2)
     assert loader.dla_core_count(trt) == 2
     assert trt.loggers == [loader.shared_logger(trt)]
-    monkeypatch.setattr(edgeres.sysinfo, "jetson_facts", lambda: None)
+    monkeypatch.setattr(edgeres.device.jetson, "jetson_facts", lambda: None)
     assert loader.dla_core_count(trt) == 0
 
 

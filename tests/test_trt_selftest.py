@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from helpers import run_cli
 
-from edgeres import selftest
+from edgeres.device import selftest
 from edgeres.errors import EdgeresError
 
 pytest_plugins = ["fixtures_models"]

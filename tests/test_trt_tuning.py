@@ -6,7 +6,7 @@ from __future__ import annotations
 from edgeres.backends.trt import versions
 from edgeres.backends.trt.loader import TrtBuildOptions
 from edgeres.bench import tuning_notes
-from edgeres.selftest import summary_table, tuning_line
+from edgeres.device.selftest import summary_table, tuning_line
 
 
 def test_default_options_tune_for_batch_1():

@@ -137,15 +137,15 @@ def package_version(package: str, distributions: tuple[str, ...]) -> str | None:
 
 
 def nvidia_smi_gpus() -> list[dict]:
-    """GPUs as nvidia-smi lists them (``sysinfo.parse_nvidia_smi`` rows; empty without nvidia-smi).
+    """GPUs as nvidia-smi lists them (``device.gpu.parse_nvidia_smi`` rows; empty without nvidia-smi).
 
-    Not ``sysinfo.gpu_facts``: that also asks torch about CUDA, and importing torch costs seconds on every
+    Not ``device.gpu.gpu_facts``: that also asks torch about CUDA, and importing torch costs seconds on every
     ``predict``/``bench`` (more on a Jetson) only to check an engine's manifest.
     """
     import shutil
     import subprocess
 
-    from edgeres.sysinfo import parse_nvidia_smi
+    from edgeres.device.gpu import parse_nvidia_smi
 
     if not shutil.which("nvidia-smi"):
         return []

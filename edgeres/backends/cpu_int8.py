@@ -72,7 +72,7 @@ def kernel_facts(backend: str, facts: dict, env: dict | None = None) -> dict:
 
     Args:
         backend: the engine's backend name.
-        facts: the CPU (``sysinfo.cpu_facts``).
+        facts: the CPU (``device.cpu.cpu_facts``).
         env: the environment to read the caps from (default: this process's).
     """
     env = os.environ if env is None else env
@@ -96,7 +96,7 @@ def int8_cpu_target(requested: str, backend: str, facts: dict, env: dict | None 
     Args:
         requested: "auto", "portable" or "vnni" (``build --int8-cpu``).
         backend: the engine's backend ("onnxruntime", "openvino").
-        facts: the CPU building the engine (``sysinfo.cpu_facts``).
+        facts: the CPU building the engine (``device.cpu.cpu_facts``).
         env: the environment (ISA caps, ``kernel_facts``).
 
     Raises:
@@ -129,7 +129,7 @@ def target_problems(backend: str, int8_cpu: str | None, facts: dict, env: dict |
 
 
 def guarantee(backend: str, facts: dict, saturation_free: bool, int8_cpu: str | None = None) -> dict:
-    """The guarantee of an INT8 engine of ``backend`` on the CPU described by ``facts`` (``sysinfo.cpu_facts``).
+    """The guarantee of an INT8 engine of ``backend`` on the CPU described by ``facts`` (``device.cpu.cpu_facts``).
 
     Args:
         backend: "onnxruntime" or "openvino".
@@ -191,7 +191,7 @@ def pick_cpu_backend(precision: str, task: str, facts: dict, openvino: bool | No
     Args:
         precision: the requested precision.
         task: the model's task name, for the reason only.
-        facts: the CPU (``sysinfo.cpu_facts``).
+        facts: the CPU (``device.cpu.cpu_facts``).
         openvino: whether OpenVINO is installed (default: look).
         checked: the CPU INT8 engines checked for the model's task (``Task.cpu_int8_checked``).
     """
@@ -262,8 +262,8 @@ def integer_kernel_facts(backend: str, model, int8_cpu: str, why: str) -> dict:
         int8_cpu: ``portable`` or ``vnni``.
         why: the reason for ``int8_cpu``.
     """
+    from edgeres.device.cpu import cpu_facts
     from edgeres.quant.cpu import integer_kernel_bounds
-    from edgeres.sysinfo import cpu_facts
 
     bounds = integer_kernel_bounds(model)
     free = bool(bounds) and all(b.exact for b in bounds)

@@ -20,7 +20,7 @@ def doctor(
     from rich.table import Table
 
     from edgeres.cli.console import make_console
-    from edgeres.doctor import collect, judge, judge_engine
+    from edgeres.device.doctor import collect, judge, judge_engine
 
     checks = judge(collect())
     if engine is not None:

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from edgeres.cli.console import make_console
-from edgeres.sysinfo import collect
+from edgeres.device.facts import collect
 
 
 def _fmt(value, missing: str = "unknown") -> str:
@@ -49,7 +49,7 @@ def render(facts: dict) -> list[Table]:
     """Turn ``collect()`` output into one rich table per section.
 
     Args:
-        facts: the dict returned by ``edgeres.sysinfo.collect``.
+        facts: the dict returned by ``edgeres.device.facts.collect``.
 
     Returns:
         Tables for System, CPU, CPU INT8 (what INT8 engines guarantee here), Packages, GPU and Jetson, in that

@@ -27,7 +27,13 @@ def selftest(
 
     from edgeres.cli.console import make_console
     from edgeres.cli.model_source import resolve_for_command
-    from edgeres.selftest import SelftestConfig, parse_precisions, run_selftest, summary_table, unavailable_reason
+    from edgeres.device.selftest import (
+        SelftestConfig,
+        parse_precisions,
+        run_selftest,
+        summary_table,
+        unavailable_reason,
+    )
 
     parse_precisions(precisions)  # a mistyped option is an error here too
     reason = unavailable_reason()

@@ -171,7 +171,7 @@ def _device(manifest: dict | None) -> str:
     if manifest is not None:
         d = manifest.get("device", {})
         return d.get("gpu") or d.get("cpu_isa") or "cpu"
-    from edgeres.sysinfo import cpu_facts
+    from edgeres.device.cpu import cpu_facts
 
     return cpu_facts()["isa"]
 

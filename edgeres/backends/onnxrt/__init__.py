@@ -54,7 +54,7 @@ def current_facts() -> dict:
     """This machine's facts an ONNX Runtime engine depends on, besides the CPU ISA and the runtime's version."""
     from edgeres.backends.base import host_gpu_facts
     from edgeres.backends.cpu_int8 import kernel_facts
-    from edgeres.sysinfo import cpu_facts
+    from edgeres.device.cpu import cpu_facts
 
     return host_gpu_facts() | {"int8_cpu_facts": kernel_facts(NAME, cpu_facts())}
 

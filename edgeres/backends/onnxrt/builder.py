@@ -45,9 +45,9 @@ def _build_int8(job: BuildJob) -> BuiltEngine:
     from edgeres.backends.cpu_int8 import int8_cpu_target, integer_kernel_facts
     from edgeres.backends.onnxrt import NAME
     from edgeres.backends.onnxrt.loader import write_optimized_model
+    from edgeres.device.cpu import cpu_facts
     from edgeres.quant.cpu import check_integer_kernels, rewrite_for_cpu
     from edgeres.quant.mixed import cpu_float_layers, output_conv_layers
-    from edgeres.sysinfo import cpu_facts
 
     cfg, config, mixed = job.cfg, job.config, job.mixed
     target, why = int8_cpu_target(cfg.int8_cpu, NAME, cpu_facts())

@@ -115,7 +115,7 @@ def int8_session_config(saturation_free: bool = False, facts: dict | None = None
         facts: the CPU (default: this one).
     """
     from edgeres.backends.cpu_int8 import sums_int8_in_32_bits
-    from edgeres.sysinfo import cpu_facts
+    from edgeres.device.cpu import cpu_facts
 
     if saturation_free or sums_int8_in_32_bits(facts if facts is not None else cpu_facts()):
         return {}

@@ -57,7 +57,7 @@ def current_facts() -> dict:
     oneDNN sees it: ``ONEDNN_MAX_CPU_ISA`` may cap it below VNNI)."""
     from edgeres.backends.base import host_gpu_facts
     from edgeres.backends.cpu_int8 import kernel_facts
-    from edgeres.sysinfo import cpu_facts
+    from edgeres.device.cpu import cpu_facts
 
     return host_gpu_facts() | {"int8_cpu_facts": kernel_facts(NAME, cpu_facts())}
 

@@ -14,7 +14,7 @@ def build_engine_file(job: BuildJob) -> BuiltEngine:
     from edgeres.backends.cpu_int8 import PORTABLE, int8_cpu_target, integer_kernel_facts
     from edgeres.backends.openvino import NAME
     from edgeres.backends.openvino.loader import write_int8_engine
-    from edgeres.sysinfo import cpu_facts
+    from edgeres.device.cpu import cpu_facts
 
     cfg, config = job.cfg, job.config
     target, why = int8_cpu_target(cfg.int8_cpu, NAME, cpu_facts())

@@ -28,7 +28,7 @@ def ready() -> bool:
     """TensorRT is installed and a GPU is present (``auto`` builds TensorRT engines then)."""
     import importlib.util
 
-    from edgeres.sysinfo import gpu_facts
+    from edgeres.device.gpu import gpu_facts
 
     return importlib.util.find_spec(PACKAGE) is not None and bool(gpu_facts().get("gpus"))
 

@@ -272,7 +272,7 @@ def gpu_identity() -> dict:
     status = cuda_status()
     if status["device"]:
         return {"gpu": status["device"]["name"], "compute_capability": status["device"]["compute_capability"]}
-    from edgeres.sysinfo import gpu_facts
+    from edgeres.device.gpu import gpu_facts
 
     gpus = gpu_facts().get("gpus") or []
     return {"gpu": gpus[0]["name"] if gpus else None, "compute_capability": gpus[0]["compute_cap"] if gpus else None}
@@ -281,7 +281,7 @@ def gpu_identity() -> dict:
 def trt_current_facts() -> dict:
     """This machine's facts a TensorRT engine depends on: GPU name and compute capability (CUDA runtime, as
     recorded at build time), L4T release, DLA core count (0 off a Jetson) and whether it is a Jetson."""
-    from edgeres.sysinfo import jetson_facts
+    from edgeres.device.jetson import jetson_facts
 
     jetson = jetson_facts()
     return gpu_identity() | {
@@ -293,7 +293,7 @@ def trt_current_facts() -> dict:
 
 def dla_core_count(trt=None) -> int | None:
     """DLA cores of this device (0 off a Jetson; None if TensorRT cannot be asked)."""
-    from edgeres.sysinfo import jetson_facts
+    from edgeres.device.jetson import jetson_facts
 
     if jetson_facts() is None:
         return 0

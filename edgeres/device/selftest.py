@@ -144,8 +144,9 @@ def environment() -> dict:
     """The versions, device and Jetson settings every number in the table depends on."""
     from edgeres import __version__
     from edgeres.backends.trt.buffers import cuda_status
-    from edgeres.doctor import jetson_bench_facts
-    from edgeres.sysinfo import gpu_facts, package_versions
+    from edgeres.device.doctor import jetson_bench_facts
+    from edgeres.device.gpu import gpu_facts
+    from edgeres.device.packages import package_versions
 
     pkgs = package_versions()
     gpus = gpu_facts()["gpus"]

@@ -13,7 +13,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgeres.sysinfo import jetson_bench_facts, parse_clocks, read_clocks  # noqa: F401 (re-exported)
+from edgeres.device.jetson import jetson_bench_facts, parse_clocks, read_clocks  # noqa: F401 (re-exported)
 
 VERDICTS = ("ok", "warn", "fail", "info")
 
@@ -34,7 +34,9 @@ class Check:
 def collect() -> dict:
     """Every fact ``judge`` needs, gathered without raising."""
     from edgeres.backends.trt.buffers import cuda_status
-    from edgeres.sysinfo import gpu_facts, jetson_facts, package_versions
+    from edgeres.device.gpu import gpu_facts
+    from edgeres.device.jetson import jetson_facts
+    from edgeres.device.packages import package_versions
 
     packages = package_versions()
     jetson = jetson_facts()
