@@ -9,22 +9,20 @@ reports its manifest facts; this module writes the manifest.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from edgeres import __version__
 from edgeres.backends import backend_module, backend_names
 from edgeres.backends.base import BuildJob
 from edgeres.backends.trt.builder import check_qdq_for_tensorrt  # noqa: F401  (public here: the TensorRT-rule check)
 from edgeres.backends.trt.loader import TrtBuildOptions
-from edgeres.engine import MANIFEST_SUFFIX, SCHEMA_VERSION, backend_version
 from edgeres.errors import EdgeresError
 from edgeres.export import output_names
 from edgeres.fileio import replace_folder, write_json_atomic
+from edgeres.manifest import MANIFEST_SUFFIX, make_manifest
 from edgeres.models.checkpoint import file_sha256
 from edgeres.quant.mixed import plan_mixed_precision
 from edgeres.tasks import get_task
@@ -246,30 +244,3 @@ def calibration_facts(calib) -> dict:
             "scales_sha256": file_sha256(calib.folder / "scales.json")}
 
 
-def make_manifest(cfg: BuildConfig, config, preprocess: dict, engine_file: Path, backend: str, backend_info: dict,
-                  input_info: dict, export: dict) -> dict:
-    """The manifest of a freshly built engine (schema ``SCHEMA_VERSION``)."""
-    from edgeres.device.cpu import cpu_facts
-
-    cpu = cpu_facts()
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "edgeres_version": __version__,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "task": config.task,
-        "arch": config.arch,
-        "class_names": list(config.class_names),
-        "input": input_info,
-        "outputs": export["output_names"],
-        "preprocess": preprocess,
-        "precision": cfg.precision,
-        "source": {"checkpoint": str(Path(cfg.model).resolve()), "sha256": file_sha256(Path(cfg.model))},
-        "engine": {"file": engine_file.name, "sha256": file_sha256(engine_file), "size": engine_file.stat().st_size},
-        "export": {k: v for k, v in export.items() if k != "path"},
-        "backend": {"name": backend, "version": backend_version(backend), **backend_info},
-        "device": {"cpu_isa": cpu["isa"], "cpu_model": cpu["model"], "arch": cpu["arch"], "gpu": None,
-                   "compute_capability": None},
-        "build_options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
-                          if k not in ("force", "build_command", "backend_reason")},
-        "build_command": cfg.build_command,
-    } | get_task(config.task).manifest_block({"score_threshold": cfg.score_threshold, "nms_iou": cfg.nms_iou})

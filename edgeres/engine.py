@@ -8,7 +8,6 @@ deserialized: engine files are treated as executables.
 
 from __future__ import annotations
 
-import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,20 +16,14 @@ from edgeres.backends import backend_module, engine_suffixes
 from edgeres.backends.base import nvidia_smi_gpus  # noqa: F401  (public here since before the backends table)
 from edgeres.config import ModelConfig, PreprocessConfig
 from edgeres.errors import EdgeresError
+from edgeres.manifest import MANIFEST_SUFFIX, manifest_path_for, read_manifest
 from edgeres.models.checkpoint import file_sha256
 
-SCHEMA_VERSION = 1
-MANIFEST_SUFFIX = ".manifest.json"
 ENGINE_SUFFIXES = engine_suffixes()  # per backend, from the table in edgeres.backends
 
 
 class EngineMismatchError(EdgeresError):
     """The engine cannot be used here as built; the message says what differs and how to rebuild."""
-
-
-def manifest_path_for(engine_file: Path) -> Path:
-    engine_file = Path(engine_file)
-    return engine_file.with_name(engine_file.stem + MANIFEST_SUFFIX)
 
 
 def resolve(target: Path) -> tuple[Path, Path]:
@@ -61,69 +54,6 @@ def resolve(target: Path) -> tuple[Path, Path]:
         raise EdgeresError(f"engine manifest not found: {manifest_file}")
     manifest = read_manifest(manifest_file)
     return manifest_file.parent / manifest["engine"]["file"], manifest_file
-
-
-def read_manifest(path: Path) -> dict:
-    """Parse a manifest and check its schema version and required fields."""
-    try:
-        manifest = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise EdgeresError(f"cannot read engine manifest {path}: {exc}") from None
-    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
-    if not isinstance(version, int):
-        raise EdgeresError(f"{path} is not an edgeres engine manifest (no schema_version)")
-    if version > SCHEMA_VERSION:
-        raise EdgeresError(
-            f"{path} uses manifest schema {version}, newer than this edgeres reads ({SCHEMA_VERSION}); upgrade edgeres"
-        )
-    missing = [k for k in ("task", "arch", "class_names", "input", "preprocess", "precision", "engine", "backend")
-               if k not in manifest]
-    if missing:
-        raise EdgeresError(f"{path} is missing manifest fields: {', '.join(missing)}")
-    _check_field_types(manifest, path)
-    name = manifest["engine"].get("file", "")
-    if not name or Path(name).name != name:
-        raise EdgeresError(f"{path}: engine file name '{name}' must be a plain file name beside the manifest")
-    return manifest
-
-
-def _check_field_types(manifest: dict, path: Path) -> None:
-    """Refuse an edited manifest whose fields have the wrong types, before any of them is used."""
-    sections = ("engine", "backend", "input", "preprocess", "device", "source")
-    wrong = [k for k in sections if k in manifest and not isinstance(manifest[k], dict)]
-    names = manifest["class_names"]
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        wrong.append("class_names")
-    wrong += [k for k in ("task", "arch", "precision") if not isinstance(manifest[k], str)]
-    if not wrong:
-        eng, backend = manifest["engine"], manifest["backend"]
-        if not isinstance(eng.get("file"), str) or not isinstance(eng.get("sha256"), str):
-            wrong.append("engine.file/sha256")
-        if backend.get("name") not in engine_suffixes():
-            wrong.append(f"backend.name (accepted: {', '.join(engine_suffixes())})")
-        batch = manifest["input"].get("max_batch")
-        if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
-            wrong.append("input.max_batch")
-        try:
-            pre = PreprocessConfig.from_dict(manifest["preprocess"])
-            ok = (
-                len(pre.input_size) == 2
-                and all(isinstance(v, int) and v > 0 for v in pre.input_size)
-                and len(pre.mean) == len(pre.std) == 3
-                and all(isinstance(v, (int, float)) for v in pre.mean)
-                and all(isinstance(v, (int, float)) and v > 0 for v in pre.std)
-                and pre.channel_order in ("RGB", "BGR")
-                and pre.interpolation in ("linear", "area", "nearest", "cubic")
-            )
-        except (TypeError, ValueError, KeyError):
-            ok = False
-        if not ok:
-            wrong.append("preprocess")
-    if wrong:
-        raise EdgeresError(
-            f"{path} is not a valid edgeres engine manifest: wrong or unreadable {', '.join(wrong)}; "
-            "rebuild the engine with 'edgeres build'"
-        )
 
 
 def rebuild_hint(manifest: dict) -> str:

@@ -434,7 +434,7 @@ def read_onnx_like_edgeres(path: Path) -> None:
 
 def manifest_cases(engine_dir: Path, rng: random.Random, count: int) -> Iterator[tuple[str, Callable[[Path], None]]]:
     """Edits of an engine folder (applied to a copy): hypothesis-style field edits plus the named attacks."""
-    from edgeres.engine import MANIFEST_SUFFIX
+    from edgeres.manifest import MANIFEST_SUFFIX
 
     def edit_manifest(change: Callable[[dict], None]) -> Callable[[Path], None]:
         def apply(folder: Path) -> None:

@@ -109,7 +109,7 @@ def _tensorrt_engine_folder(folder):
     """
     import json
 
-    from edgeres.engine import SCHEMA_VERSION
+    from edgeres.manifest import SCHEMA_VERSION
     from edgeres.models.checkpoint import file_sha256
 
     plan = folder / "r18-fp16.plan"

@@ -122,7 +122,8 @@ def test_a_backend_added_by_one_package_and_one_table_line_builds_and_runs(
     from engine_helpers import val_digit_files
 
     from edgeres.build import BuildConfig, build_engine
-    from edgeres.engine import open_engine, read_manifest, resolve
+    from edgeres.engine import open_engine, resolve
+    from edgeres.manifest import read_manifest
     from edgeres.processing import preprocess, read_image
 
     package = tmp_path / "pkgs" / "edgeres_ort_copy"

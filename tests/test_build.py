@@ -173,7 +173,8 @@ def test_stale_engine_names_the_command_that_rebuilds_it(trained_checkpoint, dig
     """Retraining the checkpoint makes its engine stale; the error quotes a build command that really fixes it."""
     from edgeres.backends.torch.loader import ModelLoader
     from edgeres.backends.torch.runner import TorchRunner
-    from edgeres.engine import check_engine, read_manifest
+    from edgeres.engine import check_engine
+    from edgeres.manifest import read_manifest
     from edgeres.models.checkpoint import load_checkpoint, save_checkpoint
     from edgeres.predict import predict_files, predict_images
     from edgeres.processing import read_image

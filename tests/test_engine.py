@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from engine_helpers import copy_engine, engine_files, link_engine
 
-from edgeres.engine import EngineMismatchError, check_engine, open_engine, read_manifest, resolve
+from edgeres.engine import EngineMismatchError, check_engine, open_engine, resolve
 from edgeres.errors import EdgeresError
+from edgeres.manifest import read_manifest
 
 pytest_plugins = ["fixtures_models"]
 
@@ -33,8 +34,8 @@ def test_manifest_round_trip(trained_engine, trained_checkpoint):
     import onnxruntime as ort
 
     from edgeres.device.cpu import cpu_facts
-    from edgeres.engine import SCHEMA_VERSION
     from edgeres.export import DEFAULT_TOLERANCE
+    from edgeres.manifest import SCHEMA_VERSION
     from edgeres.models.checkpoint import file_sha256, load_checkpoint
 
     engine_file, manifest_file = engine_files(trained_engine)

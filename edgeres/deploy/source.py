@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeres.config import PreprocessConfig
-from edgeres.engine import read_manifest, resolve
+from edgeres.engine import resolve
 from edgeres.errors import EdgeresError
+from edgeres.manifest import read_manifest
 from edgeres.models.checkpoint import file_sha256
 from edgeres.tasks import get_task, task_names
 from edgeres.tasks.base import DeployFacts

@@ -269,8 +269,9 @@ def _judge_cameras(facts: dict) -> list[Check]:
 
 def judge_engine(target: Path, current: dict | None = None) -> list[Check]:
     """Verdicts on one engine: manifest readable, bytes match, and it fits this machine (each difference a line)."""
-    from edgeres.engine import check_engine, read_manifest, rebuild_hint, resolve
+    from edgeres.engine import check_engine, rebuild_hint, resolve
     from edgeres.errors import EdgeresError
+    from edgeres.manifest import read_manifest
 
     try:
         engine_file, manifest_file = resolve(Path(target))

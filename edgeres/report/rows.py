@@ -37,7 +37,8 @@ class ReportConfig:
 
 def check_engines(engines: list[Path]) -> list[dict]:
     """The engines' manifests; engines of different tasks or class lists in one report are refused."""
-    from edgeres.engine import read_manifest, resolve
+    from edgeres.engine import resolve
+    from edgeres.manifest import read_manifest
 
     manifests = []
     for e in engines:
