@@ -63,7 +63,7 @@ def predict_files(
     options = options or {}
     task.check_options(options)
     settings = task.settings(engine.manifest, options)
-    targets = _draw_targets(paths, draw_dir, force) if draw_dir is not None else None
+    targets = _draw_targets(paths, draw_dir, force, task) if draw_dir is not None else None
     batch = engine.manifest["input"].get("max_batch") or len(images)
     results = []
     with engine:
@@ -76,16 +76,21 @@ def predict_files(
                     drawn = task.draw(images[i].copy(), prediction, engine.class_names, settings)
                     _write_image(drawn, targets[i])
                     results[-1]["drawn"] = str(targets[i])
+                    for kind, path in task.extra_draw_files(targets[i]).items():
+                        task.write_extra_file(kind, prediction, engine.class_names, path)
+                        results[-1][kind] = str(path)
     return results
 
 
-def _draw_targets(paths: list[Path], draw_dir: Path, force: bool) -> list[Path]:
-    """Where each drawn image goes; refuses name clashes and existing files (without ``force``) up front."""
+def _draw_targets(paths: list[Path], draw_dir: Path, force: bool, task) -> list[Path]:
+    """Where each drawn image goes; refuses name clashes and existing files (the task's extra files beside each
+    drawn image included; without ``force``) up front."""
     draw_dir = Path(draw_dir)
     targets = [draw_dir / Path(p).name for p in paths]
-    if len(set(targets)) != len(targets):
+    written = targets + [f for t in targets for f in task.extra_draw_files(t).values()]
+    if len(set(written)) != len(written):
         raise EdgeresError(f"two input images share a file name; --draw {draw_dir} would write one over the other")
-    existing = [t for t in targets if t.exists()]
+    existing = [t for t in written if t.exists()]
     if existing and not force:
         raise EdgeresError(f"{existing[0]} already exists; pass --force to overwrite drawn images")
     draw_dir.mkdir(parents=True, exist_ok=True)

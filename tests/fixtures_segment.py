@@ -57,7 +57,8 @@ def trained_segmenter(tmp_path_factory, masks_data, trained_checkpoint) -> Path:
 
 @pytest.fixture(scope="session")
 def segment_calibration(tmp_path_factory, trained_segmenter, masks_data) -> Path:
-    """Entropy calibration of the segmenter on 128 real training images (the images/, not the masks/)."""
+    """Entropy calibration of the segmenter on 128 real training images: given the split folder, the task leaves
+    its masks/ out."""
     import warnings
 
     from edgeres.quant.workflow import CalibConfig, run_calibration
@@ -67,7 +68,7 @@ def segment_calibration(tmp_path_factory, trained_segmenter, masks_data) -> Path
         warnings.simplefilter("ignore")
         run_calibration(
             CalibConfig(
-                model=trained_segmenter, data=masks_data / "train" / "images", out=out, num_images=128, progress=False
+                model=trained_segmenter, data=masks_data / "train", out=out, num_images=128, progress=False
             )
         )
     return out

@@ -310,3 +310,22 @@ def test_digit_masks_set_is_read_by_the_folder_loader_and_is_reproducible(tmp_pa
         write_digit_masks(tmp_path / "a", size=64, train=6, val=3, progress=False)
     proc = run_cli("data", "digit-masks", "--out", tmp_path / "c", "--size", "16")
     assert proc.returncode == 1 and "size must be between 32 and 1024 pixels, got 16" in proc.stderr
+
+
+def test_calibration_reads_a_segmentation_splits_images_and_never_its_masks(tmp_path):
+    """``calibrate --data DIR/train`` on a segmenter: the task names the network inputs, masks are left out."""
+    import cv2
+    import numpy as np
+
+    from edgeres.quant.workflow import select_images
+    from edgeres.tasks import get_task
+
+    for folder in ("train/images", "train/masks", "voc/JPEGImages", "voc/SegmentationClass"):
+        (tmp_path / folder).mkdir(parents=True)
+        for i in range(3):
+            cv2.imwrite(str(tmp_path / folder / f"{i}.png"), np.full((40, 40, 3), 30 * i, np.uint8))
+    segment, classify = get_task("segment"), get_task("classify")
+    for split, kept in (("train", "images"), ("voc", "JPEGImages")):
+        chosen = select_images(tmp_path / split, 3, task=segment)
+        assert [p.parent.name for p in chosen] == [kept] * 3
+        assert len(select_images(tmp_path / split, 6, task=classify)) == 6  # other tasks: every image file

@@ -88,6 +88,26 @@ def test_predict_json_and_draw(segment_engines, masks_data, tmp_path):
 
     drawn = cv2.imread(records[0]["drawn"])
     assert drawn.shape == (64, 64, 3)
+    # The class-id map beside it: a palette PNG whose pixels are class indices, agreeing with the JSON's fractions.
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(records[0]["class_map"]) as im:
+        assert im.mode == "P"
+        classes = np.asarray(im)
+    assert classes.shape == (64, 64)
+    for p in records[0]["predictions"]:
+        assert (classes == p["index"]).mean() == pytest.approx(p["fraction"], abs=1e-3)
+    again = run_cli("predict", "--engine", segment_engines["int8"], *images, "--draw", tmp_path / "drawn")
+    assert again.returncode != 0 and "--force" in again.stderr  # nothing of an earlier run is overwritten
+    mask_view = run_cli("predict", "--engine", segment_engines["int8"], images[0], "--json", "--view", "mask",
+                        "--draw", tmp_path / "drawn", "--force")
+    assert mask_view.returncode == 0, mask_view.stderr
+    only_colours = cv2.imread(json.loads(mask_view.stdout)["drawn"])
+    black = (only_colours == 0).all(axis=-1)  # the mask view: class colours alone, background black (legend aside)
+    assert black[classes == 0].mean() > 0.8 and not black[classes != 0].any()
+    bad = run_cli("predict", "--engine", segment_engines["int8"], images[0], "--view", "sideways")
+    assert bad.returncode != 0 and "--view" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_bench_times_decoding_as_post_processing(segment_engines):

@@ -41,6 +41,8 @@ class LoopConfig:
     top_k: int | None = None  # classify
     score_threshold: float | None = None  # detect
     nms_iou: float | None = None  # detect
+    view: str | None = None  # segment: "overlay" or "mask"
+    overlay_alpha: float | None = None  # segment
     stall_timeout: float = 20.0  # 0: wait for frames forever
     overlays: OverlayConfig = field(default_factory=OverlayConfig)
     max_batch_wait: float = 0.01  # seconds to wait for more streams' frames once one is waiting

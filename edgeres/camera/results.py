@@ -46,7 +46,8 @@ class TaskOutputs:
 
 def task_options(cfg) -> dict:
     """The task-specific options of a ``LoopConfig`` (None where the user gave none)."""
-    return {"top_k": cfg.top_k, "score_threshold": cfg.score_threshold, "nms_iou": cfg.nms_iou}
+    return {"top_k": cfg.top_k, "score_threshold": cfg.score_threshold, "nms_iou": cfg.nms_iou, "view": cfg.view,
+            "overlay_alpha": cfg.overlay_alpha}
 
 
 def make_postprocess(engine, cfg) -> TaskOutputs:

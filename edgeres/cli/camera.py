@@ -109,6 +109,10 @@ def camera(
         None, "--score-threshold", help="detect: lowest box score shown [default: the engine manifest's]."
     ),
     nms_iou: float = typer.Option(None, "--nms-iou", help="detect: NMS IoU [default: the engine manifest's]."),
+    view: str = typer.Option(None, "--view", help="segment: overlay (colours over the image) or mask (the colour "
+                             "map alone) [default: overlay]."),
+    overlay_alpha: float = typer.Option(None, "--overlay-alpha", help="segment: opacity of the class colours "
+                                        "[default: 0.5]."),
     threads: int = typer.Option(None, "--threads", min=1, help="Inference threads [default: runtime's choice]."),
     decoder: str = typer.Option(
         "auto",
@@ -167,6 +171,8 @@ def camera(
             top_k=top_k,
             score_threshold=score_threshold,
             nms_iou=nms_iou,
+            view=view,
+            overlay_alpha=overlay_alpha,
             stall_timeout=stall_timeout,
             overlays=overlays,
             max_batch_wait=max_batch_wait / 1e3,

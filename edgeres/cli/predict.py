@@ -16,19 +16,25 @@ def predict(
     json_out: bool = typer.Option(False, "--json", help="One JSON object per image on stdout (docs/json.md)."),
     score_threshold: float = typer.Option(None, "--score-threshold", help="detect: [default: the manifest's]"),
     nms_iou: float = typer.Option(None, "--nms-iou", help="detect: [default: the manifest's]"),
+    view: str = typer.Option(None, "--view", help="segment: overlay (colours over the image) or mask (the colour "
+                             "map alone) [default: overlay]."),
+    overlay_alpha: float = typer.Option(None, "--overlay-alpha", help="segment: opacity of the class colours "
+                                        "[default: 0.5]."),
     draw: Path = typer.Option(
         None,
         "--draw",
         help="Write each image with its predictions drawn into this folder "
-        "(boxes, or the label panel of a classifier).",
+        "(boxes; the label panel of a classifier; a segmenter's colour overlay, plus NAME.classes.png, its "
+        "class-id map as a palette PNG).",
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite images already in the --draw folder."),
 ) -> None:
-    """Predict on images with an engine: classes of a classifier, boxes of a detector."""
+    """Predict on images with an engine: classes of a classifier, boxes of a detector, class maps of a segmenter."""
     from edgeres.cli.console import make_console
     from edgeres.predict import predict_files
 
-    options = {"top_k": top_k, "score_threshold": score_threshold, "nms_iou": nms_iou}
+    options = {"top_k": top_k, "score_threshold": score_threshold, "nms_iou": nms_iou, "view": view,
+               "overlay_alpha": overlay_alpha}
     results = predict_files(engine, images, threads=threads, options=options, draw_dir=draw, force=force)
     if json_out:
         for r in results:

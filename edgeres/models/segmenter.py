@@ -91,12 +91,13 @@ def build_torchvision_segmenter(name: str, num_classes: int, weights: str | None
     return OutOnly(model)
 
 
-def backbone_state(state: dict, task: str) -> dict:
-    """A classifier's (``conv1.*``, ``layer1.*``...) or detector's (``backbone.*``) weights as this segmenter's
-    backbone; heads and necks are dropped."""
-    if task == "classify":
-        return {f"backbone.{k}": v for k, v in state.items() if not k.startswith("fc.")}
-    return {k: v for k, v in state.items() if k.startswith("backbone.")}
+def backbone_state(state: dict) -> dict:
+    """A torchvision ResNet's weights (``conv1.*``, ``layer1.*``..., a classifier's) or a model's ``backbone.*``
+    (a detector's or segmenter's) as this segmenter's backbone; heads and necks are dropped. Told apart by the
+    state dict's own keys."""
+    if any(k.startswith("backbone.") for k in state):
+        return {k: v for k, v in state.items() if k.startswith("backbone.")}
+    return {f"backbone.{k}": v for k, v in state.items() if not k.startswith("fc.")}
 
 
 def backbone_arch(seg_arch: str) -> str:

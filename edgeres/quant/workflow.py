@@ -92,10 +92,13 @@ def calibration_folder(data: Path) -> Path:
     return data
 
 
-def select_images(folder: Path, num_images: int | None = None, seed: int = 0) -> list[Path]:
+def select_images(folder: Path, num_images: int | None = None, seed: int = 0, task=None) -> list[Path]:
     """A fixed, seeded choice of ``num_images`` images (None: min(512, all there are)); asking for more than exist
-    is an error, never a fallback."""
+    is an error, never a fallback. ``task`` (an ``edgeres.tasks.base.Task``) may say which files under ``folder``
+    are network inputs (a segmentation folder also holds its masks)."""
     images = find_images(folder)
+    if task is not None and task.input_images is not None:
+        images = task.input_images(folder, images)
     if not images:
         raise DataError(f"no images in {folder}; calibration needs real images ({', '.join(IMAGE_EXTENSIONS)})")
     if num_images is None:
@@ -161,7 +164,9 @@ def _run_calibration(cfg: CalibConfig) -> CalibResult:
     ckpt = load_checkpoint(cfg.model)
     model_sha = file_sha256(Path(cfg.model))
     data = calibration_folder(cfg.data)
-    paths = select_images(data, cfg.num_images, cfg.seed)
+    from edgeres.tasks import get_task
+
+    paths = select_images(data, cfg.num_images, cfg.seed, task=get_task(ckpt.config.task))
     data_sha = data_hash(paths, data)
     out = Path(cfg.out)
     existing = out / SCALES_FILE

@@ -128,6 +128,15 @@ class Task:
     settings: Callable[[dict, dict], dict]  # (manifest, overrides) -> decoding settings
     manifest_block: Callable[[dict], dict]  # (settings) -> extra manifest keys
 
+    # files predict --draw writes beside each drawn image: kind -> path (from the drawn image's path), and the
+    # writer of one such file (kind, prediction, class_names, path); segment: the class map as a palette PNG
+    extra_draw_files: Callable[[Any], dict] = lambda drawn: {}
+    write_extra_file: Callable[..., None] | None = None
+
+    # calibration: which image files under a data folder are network inputs ((folder, every image file) -> the
+    # inputs); None: all of them. Segment: not its masks.
+    input_images: Callable[[Any, list], list] | None = None
+
     # engines
     cpu_int8_checked: tuple[str, ...] = ("onnxruntime",)  # CPU INT8 engines checked for this task (auto picks among)
 

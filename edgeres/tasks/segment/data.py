@@ -196,3 +196,13 @@ def default_img_size(data: Path) -> int | None:
         return None
     w, h = sizes.pop()
     return w if w == h and w % 32 == 0 and w >= 64 else None
+
+
+MASK_FOLDERS = ("masks", "SegmentationClass", "SegmentationObject", "SegmentationClassAug", "labels")
+
+
+def input_images(folder: Path, images: list[Path]) -> list[Path]:
+    """The network inputs among a segmentation folder's image files: not the masks (files under a ``masks/``,
+    ``labels/`` or VOC ``Segmentation*`` folder), so ``calibrate --data DIR/train`` sees images only."""
+    root = Path(folder)
+    return [p for p in images if not any(part in MASK_FOLDERS for part in p.relative_to(root).parts[:-1])]

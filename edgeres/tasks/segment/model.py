@@ -73,7 +73,7 @@ def init_model(cfg, class_names: list[str]):
                 f"--init-from {cfg.init_from} is a {ckpt.config.arch} {found} model; {cfg.arch} needs "
                 f"a {wanted} backbone"
             )
-        theirs = backbone_state(ckpt.state_dict, found)
+        theirs = backbone_state(ckpt.state_dict)
         prefix = _backbone_prefix(cfg.arch)
         theirs = {
             prefix + k.removeprefix("backbone."): v

@@ -59,9 +59,9 @@ def class_maps(outputs: np.ndarray, image_hws: list[tuple[int, int]]) -> list[np
 def check_settings(found: dict) -> dict:
     alpha, view = found["overlay_alpha"], found["view"]
     if not 0.0 <= float(alpha) <= 1.0:
-        raise EdgeresError(f"overlay alpha must be in [0, 1], got {alpha}")
+        raise EdgeresError(f"--overlay-alpha must be in [0, 1], got {alpha}")
     if view not in VIEWS:
-        raise EdgeresError(f"unknown segmentation view '{view}'; accepted: {', '.join(VIEWS)}")
+        raise EdgeresError(f"unknown --view '{view}'; accepted: {', '.join(VIEWS)}")
     return {"overlay_alpha": float(alpha), "view": view}
 
 
