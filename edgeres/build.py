@@ -20,10 +20,10 @@ from edgeres.backends.base import BuildJob
 from edgeres.backends.trt.builder import check_qdq_for_tensorrt  # noqa: F401  (public here: the TensorRT-rule check)
 from edgeres.backends.trt.loader import TrtBuildOptions
 from edgeres.errors import EdgeresError
-from edgeres.export import output_names
 from edgeres.fileio import replace_folder, write_json_atomic
 from edgeres.manifest import MANIFEST_SUFFIX, make_manifest
 from edgeres.models.checkpoint import file_sha256
+from edgeres.onnx_model.export import output_names
 from edgeres.quant.mixed import plan_mixed_precision
 from edgeres.tasks import get_task
 
@@ -183,8 +183,8 @@ def _prepare_job(cfg: BuildConfig, calib, mixed, folder: Path, engine_file: Path
     calibration's TensorRT-form Q/DQ artifact (with the mixed plan's float layers), and the export facts."""
     import onnx
 
-    from edgeres.export import export_checkpoint
     from edgeres.models.checkpoint import load_checkpoint
+    from edgeres.onnx_model.export import export_checkpoint
 
     config = load_checkpoint(cfg.model).config
     if calib is None:

@@ -35,7 +35,7 @@ def run_demo(out: Path, epochs: int = 4, force: bool = False, say=print) -> Demo
     """
     from edgeres.build import BuildConfig, build_engine
     from edgeres.data.digits import write_digits
-    from edgeres.export import export_checkpoint
+    from edgeres.onnx_model.export import export_checkpoint
     from edgeres.quant.qat import QatConfig, qat
     from edgeres.quant.workflow import CalibConfig, run_calibration
     from edgeres.report import ReportConfig, build_report, write_report

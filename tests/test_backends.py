@@ -241,7 +241,7 @@ def test_session_loader_refuses_bad_onnx_files(case, message, tmp_path):
     from onnx import helper
 
     from edgeres.backends.onnxrt.loader import SessionLoader
-    from edgeres.onnx_files import check_onnx_file
+    from edgeres.onnx_model.files import check_onnx_file
 
     folder = tmp_path / "model"
     folder.mkdir()

@@ -80,7 +80,7 @@ def test_failed_build_leaves_nothing_behind(trained_checkpoint, tmp_path):
 def test_failed_rebuild_keeps_the_old_engine(trained_engine, trained_checkpoint, tmp_path, monkeypatch):
     """A build that fails half-way (after export wrote files) leaves no temp folder and, with --force, the
     engine it was going to replace untouched."""
-    import edgeres.export
+    import edgeres.onnx_model.export
 
     out = copy_engine(trained_engine, tmp_path / "engines" / trained_engine.name)
     before = {p.name: file_sha256(p) for p in out.iterdir()}
@@ -88,7 +88,7 @@ def test_failed_rebuild_keeps_the_old_engine(trained_engine, trained_checkpoint,
     def verify_says_mismatch(*args, **kwargs):
         return 0.25, 10
 
-    monkeypatch.setattr(edgeres.export, "verify_against_torch", verify_says_mismatch)
+    monkeypatch.setattr(edgeres.onnx_model.export, "verify_against_torch", verify_says_mismatch)
     with pytest.raises(EdgeresError, match=r"export does not match torch: max abs difference 0\.25 on 10 real "
                                            r"images exceeds the tolerance 0\.001"):
         build_engine(BuildConfig(model=trained_checkpoint, out=out, backend="onnxruntime", force=True))

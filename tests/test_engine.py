@@ -34,9 +34,9 @@ def test_manifest_round_trip(trained_engine, trained_checkpoint):
     import onnxruntime as ort
 
     from edgeres.device.cpu import cpu_facts
-    from edgeres.export import DEFAULT_TOLERANCE
     from edgeres.manifest import SCHEMA_VERSION
     from edgeres.models.checkpoint import file_sha256, load_checkpoint
+    from edgeres.onnx_model.export import DEFAULT_TOLERANCE
 
     engine_file, manifest_file = engine_files(trained_engine)
     assert sorted(p.name for p in trained_engine.iterdir()) == ["digits-fp32.manifest.json", "digits-fp32.onnx"]

@@ -22,8 +22,8 @@ def test_onnxruntime_matches_torch_on_real_images(arch, random_checkpoint, tmp_p
     import torch
 
     from edgeres.data.samples import reference_images
-    from edgeres.export import DEFAULT_TOLERANCE, export_checkpoint
     from edgeres.models.checkpoint import load_checkpoint
+    from edgeres.onnx_model.export import DEFAULT_TOLERANCE, export_checkpoint
     from edgeres.processing import preprocess
 
     ckpt = random_checkpoint(arch)
@@ -86,7 +86,7 @@ def _trace_diverging_model(arch: str = "resnet18"):
 
 def test_export_fails_beyond_tolerance_and_leaves_no_file(tmp_path):
     from edgeres.config import ModelConfig, PreprocessConfig
-    from edgeres.export import export_model
+    from edgeres.onnx_model.export import export_model
 
     cfg = ModelConfig("resnet18", [str(i) for i in range(10)], preprocess=PreprocessConfig(input_size=(32, 32)))
     out = tmp_path / "out" / "bad.onnx"
@@ -97,7 +97,7 @@ def test_export_fails_beyond_tolerance_and_leaves_no_file(tmp_path):
 
 
 def test_export_refuses_bad_options_and_overwrites(random_checkpoint, tmp_path):
-    from edgeres.export import export_checkpoint
+    from edgeres.onnx_model.export import export_checkpoint
 
     ckpt = random_checkpoint("resnet18")
     with pytest.raises(EdgeresError, match="unknown exporter 'tflite'; accepted: torchscript, dynamo"):

@@ -113,7 +113,7 @@ def test_rewrite_keeps_every_activation_scale_and_carries_post_relu_points_as_ui
                                                                                                    qdq_model):
     """Same scales; zero point 0 exactly where the values are never negative (ReLU/MaxPool outputs and the
     classifier's input), 128 for the signed points (the residual Add inputs); nothing else read signed."""
-    from edgeres.onnx_graph import producers
+    from edgeres.onnx_model.graph import producers
     from edgeres.quant.cpu import rewrite_for_cpu
 
     cpu = rewrite_for_cpu(qdq_model, quant_calib.scales)
@@ -181,7 +181,7 @@ def test_uint8_activations_are_the_int8_values(quant_calib, qdq_model, quant_val
     import onnx
     from onnx import helper
 
-    from edgeres.onnx_graph import producers
+    from edgeres.onnx_model.graph import producers
     from edgeres.quant.cpu import rewrite_for_cpu
 
     int8, uint8, float32 = onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.FLOAT
@@ -537,7 +537,7 @@ def test_openvino_integer_check_fails_on_a_float_conv(quant_calib, openvino_engi
 
     from edgeres.backends.openvino.loader import ModelLoader, check_integer_kernels
     from edgeres.models.checkpoint import load_checkpoint
-    from edgeres.onnx_graph import producers
+    from edgeres.onnx_model.graph import producers
 
     shape = (1, 3, *load_checkpoint(quant_model).config.preprocess.input_size)
     with pytest.raises(EdgeresError, match=r"21 Conv/Gemm layer\(s\) would run in float in OpenVINO"):

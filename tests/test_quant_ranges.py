@@ -140,7 +140,7 @@ def test_weight_amax_mse_clips_an_outlier_weight_but_not_a_regular_channel():
 def test_weight_axis_of_each_weighted_op():
     from onnx import helper
 
-    from edgeres.onnx_graph import weight_axis
+    from edgeres.onnx_model.graph import weight_axis
 
     assert weight_axis(helper.make_node("Conv", ["x", "w"], ["y"])) == 0
     assert weight_axis(helper.make_node("ConvTranspose", ["x", "w"], ["y"])) == 1
@@ -174,7 +174,7 @@ def test_calibration_quantizes_conv_weights_on_axis_0_and_conv_transpose_weights
     import onnx
     from onnx import numpy_helper
 
-    from edgeres.onnx_graph import producers
+    from edgeres.onnx_model.graph import producers
     from edgeres.quant.calibrate import calibrate_onnx
     from edgeres.quant.checker import check_qdq_model
     from edgeres.quant.points import find_points

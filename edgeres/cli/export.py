@@ -30,7 +30,7 @@ def export(
     """Export ONNX with a dynamic batch axis, check it and verify it against torch on real images."""
     from edgeres.cli.console import make_console
     from edgeres.cli.model_source import resolve_for_command
-    from edgeres.export import export_checkpoint
+    from edgeres.onnx_model.export import export_checkpoint
 
     result = export_checkpoint(resolve_for_command(request).path, out, opset=opset, exporter=exporter.value,
                                tolerance=tolerance, normalize_in_network=uint8_input, force=force)

@@ -267,7 +267,7 @@ def _fresh_export(src: DeploySource):
 
     import onnx
 
-    from edgeres.export import export_checkpoint
+    from edgeres.onnx_model.export import export_checkpoint
 
     ckpt = src.manifest.get("source", {}).get("checkpoint")
     if not ckpt or not Path(ckpt).is_file():

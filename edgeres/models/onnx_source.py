@@ -116,7 +116,7 @@ def fixed_input_size(facts: dict) -> tuple[int, int] | None:
 def clean_classifier(model, facts: dict, input_size: tuple[int, int]) -> None:
     """In place: name the input ``input`` and the output ``logits``, make the batch axis dynamic and the spatial
     axes the chosen input size, give weights readable per-layer names."""
-    from edgeres.onnx_graph import clean_exported_graph
+    from edgeres.onnx_model.graph import clean_exported_graph
 
     renames = {facts["input"]: INPUT_NAME, facts["output"]: OUTPUT_NAME}
     for node in model.graph.node:

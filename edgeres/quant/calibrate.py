@@ -94,7 +94,7 @@ def calibrate_model(model, config, loader, workdir: Path, method: str = "entropy
     Returns:
         The scales and the FP32 ONNX they are keyed to (written into ``workdir``).
     """
-    from edgeres.export import export_model
+    from edgeres.onnx_model.export import export_model
 
     fp32 = Path(workdir) / "model.fp32.onnx"
     export_model(model, config, fp32, force=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeres.onnx_graph import WEIGHTED_OPS, initializers, producers, weight_axis
+from edgeres.onnx_model.graph import WEIGHTED_OPS, initializers, producers, weight_axis
 
 
 @dataclass(frozen=True)

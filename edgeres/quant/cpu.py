@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeres.errors import EdgeresError
-from edgeres.onnx_graph import consumers, initializers, producers, topological_sort
+from edgeres.onnx_model.graph import consumers, initializers, producers, topological_sort
 from edgeres.quant.scales import QMAX, Scales
 
 COMMUTING_OPS = ("Relu", "MaxPool")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 
 from edgeres.errors import EdgeresError, require
-from edgeres.onnx_graph import WEIGHTED_OPS, module_path, producers
+from edgeres.onnx_model.graph import WEIGHTED_OPS, module_path, producers
 from edgeres.quant.points import find_points
 from edgeres.quant.scales import QMAX, Scales
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgeres.errors import EdgeresError
-from edgeres.onnx_graph import WEIGHTED_OPS
+from edgeres.onnx_model.graph import WEIGHTED_OPS
 
 if TYPE_CHECKING:
     from edgeres.build import BuildConfig
@@ -166,7 +166,7 @@ def cpu_float_layers(fp32_model, float_layers: set[str]) -> set[str]:
     """The layers that compute in float on the CPU for a mixed plan: the kept ones, plus each Conv whose
     output reaches only kept layers (through ReLU/MaxPool): with no quantized reader it has no output
     scale, so it cannot be an integer kernel. TensorRT runs those in FP16/FP32 too."""
-    from edgeres.onnx_graph import consumers, producers
+    from edgeres.onnx_model.graph import consumers, producers
 
     made_by, readers = producers(fp32_model.graph), consumers(fp32_model.graph)
     result = set(float_layers)
@@ -194,7 +194,7 @@ def output_conv_layers(qdq_model) -> set[str]:
     """Convs whose output reaches no QuantizeLinear (e.g. a detector's final head convs feeding the float graph
     output). ONNX Runtime has no integer Conv with a float output, so on the CPU these run in float on their
     dequantized int8 inputs; TensorRT runs them int8-in / float-out. Nothing quantized changes."""
-    from edgeres.onnx_graph import consumers
+    from edgeres.onnx_model.graph import consumers
 
     readers = consumers(qdq_model.graph)
 

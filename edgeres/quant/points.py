@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edgeres.onnx_graph import WEIGHTED_OPS, initializers, producers, weight_axis
+from edgeres.onnx_model.graph import WEIGHTED_OPS, initializers, producers, weight_axis
 
 
 @dataclass

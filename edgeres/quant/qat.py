@@ -186,8 +186,8 @@ def write_qat_calibration(checkpoint: Path, start, folder: Path) -> None:
     import onnx
     from onnx import numpy_helper
 
-    from edgeres.export import export_checkpoint
     from edgeres.models.checkpoint import file_sha256
+    from edgeres.onnx_model.export import export_checkpoint
     from edgeres.quant.points import find_points
     from edgeres.quant.qdq import write_qdq_file
     from edgeres.quant.ranges import weight_amax

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeres.errors import EdgeresError
-from edgeres.onnx_graph import WEIGHTED_OPS, consumers, topological_sort
+from edgeres.onnx_model.graph import WEIGHTED_OPS, consumers, topological_sort
 from edgeres.quant.points import find_points
 from edgeres.quant.scales import QMAX, Scales
 

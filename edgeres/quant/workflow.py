@@ -151,8 +151,8 @@ def run_calibration(cfg: CalibConfig) -> CalibResult:
 
 def _run_calibration(cfg: CalibConfig) -> CalibResult:
     """``run_calibration`` without the lock."""
-    from edgeres.export import export_checkpoint
     from edgeres.models.checkpoint import load_checkpoint
+    from edgeres.onnx_model.export import export_checkpoint
     from edgeres.quant.calibrate import calibrate_onnx, check_method
     from edgeres.quant.qdq import write_qdq_file
 

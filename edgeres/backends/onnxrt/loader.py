@@ -78,7 +78,7 @@ class SessionLoader:
 
     def __call__(self):
         ort = require("onnxruntime", "desktop")
-        from edgeres.onnx_files import check_onnx_file
+        from edgeres.onnx_model.files import check_onnx_file
 
         check_onnx_file(Path(self.path))
         try:

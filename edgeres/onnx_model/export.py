@@ -17,7 +17,7 @@ import numpy as np
 from edgeres.config import ModelConfig
 from edgeres.errors import EdgeresError, require
 from edgeres.fileio import atomic_path, check_writable
-from edgeres.onnx_graph import clean_exported_graph
+from edgeres.onnx_model.graph import clean_exported_graph
 
 EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_OPSET = 17
