@@ -52,7 +52,7 @@ class BuildConfig:
     calib_data: Path | None = None  # images to calibrate from when no --calib is given
     calib_method: str = "entropy"
     num_images: int | None = None  # None: min(512, the images there are)
-    max_drop: float = 0.5  # mixed: accepted top-1 drop vs FP32, in points
+    max_drop: float = 0.5  # mixed: accepted drop of the task's primary metric vs FP32, in points (top-1, mAP@0.5, mIoU)
     val_data: Path | None = None  # mixed: images the sensitivity is measured on
     tensorrt: TrtBuildOptions | None = None  # TensorRT-only options (None: defaults)
     score_threshold: float = 0.3  # detect: the defaults predict and the camera loop use
