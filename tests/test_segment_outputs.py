@@ -61,9 +61,9 @@ def test_overlay_blends_class_colours_keeps_background_and_draws_a_legend():
 def test_settings_refuse_bad_alpha_and_view_and_a_manifest_without_its_block():
     assert settings({}, {}) == {"overlay_alpha": 0.5, "view": "overlay"}
     assert settings({"segmentation": {}}, {"view": "mask"})["view"] == "mask"
-    with pytest.raises(EdgeresError, match=r"overlay alpha must be in \[0, 1\], got 2"):
+    with pytest.raises(EdgeresError, match=r"--overlay-alpha must be in \[0, 1\], got 2"):
         settings({}, {"overlay_alpha": 2})
-    with pytest.raises(EdgeresError, match="unknown segmentation view 'x'; accepted: overlay, mask"):
+    with pytest.raises(EdgeresError, match="unknown --view 'x'; accepted: overlay, mask"):
         settings({}, {"view": "x"})
     with pytest.raises(EdgeresError, match="no 'segmentation' block"):
         settings({"task": "segment", "detection": {}}, {})
