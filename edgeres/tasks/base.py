@@ -104,7 +104,6 @@ class Task:
     options: tuple[str, ...]  # the task-specific CLI options this task takes (e.g. "top_k", "score_threshold")
 
     # architectures
-    archs: Callable[[], list[str]]  # registered names
     resolve_arch: Callable[[str], str]  # what --arch means for this task (detect: resnet18 -> centernet_resnet18)
     check_input_size: Callable[[tuple[int, int]], None]
 
@@ -148,6 +147,12 @@ class Task:
 
     # deployment (DeepStream, Triton); None: ``edgeres deploy`` does not handle this task yet
     deploy: DeployFacts | None = None
+
+    def archs(self) -> list[str]:
+        """The architectures registered for this task (``register_model(name, task=...)``)."""
+        from edgeres.models.registry import list_models
+
+        return list_models(self.name)
 
     def load_eval_set(self, path, pre) -> EvalSet:
         """The labelled split at ``path`` (or its ``val/``), resized for a network with pre-processing ``pre``."""

@@ -5,17 +5,6 @@ from __future__ import annotations
 from edgeres.tasks.base import Metric, Task
 from edgeres.tasks.classify import data, deploy, metrics, model, outputs
 
-
-def _archs() -> list[str]:
-    from edgeres.models.registry import list_models
-
-    return list_models("classify")
-
-
-def _scorer(eval_set):
-    return metrics.ClassifyScorer(eval_set)
-
-
 TASK = Task(
     name="classify",
     title="classification",
@@ -25,7 +14,6 @@ TASK = Task(
     default_optimizer="sgd",
     default_settings={},
     options=("top_k",),
-    archs=_archs,
     resolve_arch=model.resolve_arch,
     check_input_size=lambda hw: None,
     default_img_size=data.default_img_size,
@@ -35,7 +23,7 @@ TASK = Task(
     init_model=model.init_model,
     is_frozen_parameter=model.is_frozen_parameter,
     make_loss=model.make_loss,
-    scorer=_scorer,
+    scorer=metrics.ClassifyScorer,
     decode=outputs.decode,
     to_json=outputs.to_json,
     draw=outputs.draw,

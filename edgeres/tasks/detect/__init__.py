@@ -6,17 +6,6 @@ from __future__ import annotations
 from edgeres.tasks.base import Metric, Task
 from edgeres.tasks.detect import data, deploy, loss, metrics, model, outputs
 
-
-def _archs() -> list[str]:
-    from edgeres.models.registry import list_models
-
-    return list_models("detect")
-
-
-def _scorer(eval_set):
-    return metrics.DetectScorer(eval_set)
-
-
 TASK = Task(
     name="detect",
     title="detection",
@@ -26,7 +15,6 @@ TASK = Task(
     default_optimizer="adamw",
     default_settings=outputs.DEFAULT_SETTINGS,
     options=("score_threshold", "nms_iou"),
-    archs=_archs,
     resolve_arch=model.resolve_arch,
     check_input_size=model.check_input_size,
     default_img_size=data.default_img_size,
@@ -36,7 +24,7 @@ TASK = Task(
     init_model=model.init_model,
     is_frozen_parameter=model.is_frozen_parameter,
     make_loss=loss.make_loss,
-    scorer=_scorer,
+    scorer=metrics.DetectScorer,
     decode=outputs.decode,
     to_json=outputs.to_json,
     draw=outputs.draw,

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeres.config import PreprocessConfig
+from edgeres.data.augment import color_jitter
 from edgeres.errors import EdgeresError, require
 from edgeres.tasks.base import TrainingData
 
@@ -79,17 +80,6 @@ def random_affine(img: np.ndarray, boxes: np.ndarray, labels: np.ndarray, rng: n
     wide, tall = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
     keep = (kept_area >= MIN_VISIBLE * area) & (wide >= 2) & (tall >= 2)
     return out, clipped[keep], labels[keep]
-
-
-def color_jitter(img: np.ndarray, rng: np.random.Generator, strength: float = 0.3) -> np.ndarray:
-    """Random brightness, contrast and per-channel gain on a uint8 RGB image."""
-    x = img.astype(np.float32)
-    gain = 1 + rng.uniform(-strength, strength, size=3).astype(np.float32) * 0.5
-    contrast = 1 + float(rng.uniform(-strength, strength))
-    bright = float(rng.uniform(-strength, strength)) * 64
-    mean = x.mean()
-    x = (x - mean) * contrast + mean + bright
-    return np.clip(x * gain, 0, 255).astype(np.uint8)
 
 
 class DetectionImages:

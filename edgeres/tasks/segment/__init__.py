@@ -6,17 +6,6 @@ from __future__ import annotations
 from edgeres.tasks.base import Metric, Task
 from edgeres.tasks.segment import data, metrics, model, outputs
 
-
-def _archs() -> list[str]:
-    from edgeres.models.registry import list_models
-
-    return list_models("segment")
-
-
-def _scorer(eval_set):
-    return metrics.SegmentScorer(eval_set)
-
-
 TASK = Task(
     name="segment",
     title="semantic segmentation",
@@ -26,7 +15,6 @@ TASK = Task(
     default_optimizer="adamw",
     default_settings=outputs.DEFAULT_SETTINGS,
     options=("overlay_alpha", "view"),
-    archs=_archs,
     resolve_arch=model.resolve_arch,
     check_input_size=model.check_input_size,
     default_img_size=data.default_img_size,
@@ -36,7 +24,7 @@ TASK = Task(
     init_model=model.init_model,
     is_frozen_parameter=model.is_frozen_parameter,
     make_loss=model.make_loss,
-    scorer=_scorer,
+    scorer=metrics.SegmentScorer,
     decode=outputs.decode,
     to_json=outputs.to_json,
     draw=outputs.draw,

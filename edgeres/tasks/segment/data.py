@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeres.config import PreprocessConfig
+from edgeres.data.augment import color_jitter
 from edgeres.errors import require
 from edgeres.tasks.base import TrainingData
 from edgeres.tasks.segment.classes import IGNORE
@@ -95,17 +96,6 @@ def random_affine(
     out = cv2.warpAffine(img, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=(114, 114, 114))
     moved = cv2.warpAffine(mask, matrix, (w, h), flags=cv2.INTER_NEAREST, borderValue=IGNORE)
     return out, moved
-
-
-def color_jitter(img: np.ndarray, rng: np.random.Generator, strength: float = 0.3) -> np.ndarray:
-    """Random brightness, contrast and per-channel gain on a uint8 RGB image."""
-    x = img.astype(np.float32)
-    gain = 1 + rng.uniform(-strength, strength, size=3).astype(np.float32) * 0.5
-    contrast = 1 + float(rng.uniform(-strength, strength))
-    bright = float(rng.uniform(-strength, strength)) * 64
-    mean = x.mean()
-    x = (x - mean) * contrast + mean + bright
-    return np.clip(x * gain, 0, 255).astype(np.uint8)
 
 
 class SegmentEvalImages:
