@@ -67,14 +67,18 @@ def check_out_dir(cfg: TrainConfig) -> None:
     probe_writable(cfg.out, "--out")  # a read-only or full disk is found now, not after the first epoch
 
 
+def check_start_weights(cfg: TrainConfig) -> None:
+    if cfg.init_from and cfg.weights:
+        raise EdgeresError("--init-from and --weights both set the starting weights; give one of them")
+
+
 def resolve_config(cfg: TrainConfig):
     """The task, its architecture name and the defaults that follow the task and the data; checked before torch
     loads and any image is decoded, so a typo in --task or --arch fails at once."""
     from edgeres.tasks import get_task
 
     task = get_task(cfg.task)
-    if cfg.init_from and cfg.weights:
-        raise EdgeresError("--init-from and --weights both set the starting weights; give one of them")
+    check_start_weights(cfg)
     cfg.arch = task.resolve_arch(cfg.arch)
     cfg.optimizer = cfg.optimizer or task.default_optimizer
     if cfg.img_size is None and cfg.resume:  # a resumed run keeps its own input size
@@ -93,8 +97,7 @@ def build_model(cfg: TrainConfig, class_names: list[str]):
     from edgeres.tasks import get_task
 
     task = get_task(cfg.task)
-    if cfg.init_from and cfg.weights:
-        raise EdgeresError("--init-from and --weights both set the starting weights; give one of them")
+    check_start_weights(cfg)
     model = task.init_model(cfg, class_names)
     if cfg.freeze_backbone:
         freeze_backbone(model, task)
