@@ -35,7 +35,8 @@ turns each Q/DQ pair into a FakeQuantize and runs int8 kernels from them), with 
 int8 initializers (step 3) and the activation Q also placed in front of each MaxPool (step 1), so the
 first Conv writes int8 and the pooling runs on int8. Non-negative points become uint8 with zero point 0
 behind a float ``Clip(x, 0, 127 s)`` (so OpenVINO's low-precision transformations give oneDNN u8
-sources of 0..127 without a zero point), and the stem reads its input split as in step 6. Biases stay
+sources of 0..127 without a zero point; a ReLU whose only reader is that Clip is folded into it), and the stem
+reads its input split as in step 6. Biases stay
 float and no point is added at the residual Adds: the arithmetic is TensorRT's (float epilogue), not one
 more rounding.
 """
@@ -95,6 +96,7 @@ def rewrite_for_openvino(qdq_model, split_signed_inputs: bool = True):
     _propagate_through_commuting_ops(graph, ops=("MaxPool",))
     _materialize_weights(graph)
     _unsigned_float_points(graph)
+    _relus_into_caps(graph)
     if split_signed_inputs:
         _split_signed_conv_inputs(graph, float_form=True)
     _drop_dead_nodes(graph)
@@ -305,6 +307,25 @@ def _unsigned_float_points(graph) -> None:
             graph.node.append(helper.make_node("Clip", [q.input[0], _float_constant(graph, 0.0), cap], [clipped],
                                                name=q.name + "_cap"))
             q.input[0] = clipped
+
+
+def _relus_into_caps(graph) -> None:
+    """Relu -> Clip(x, 0, 127 s) becomes Clip(x, 0, 127 s) alone where the Clip is the Relu's only reader: the same
+    values (the Clip's lower bound is the ReLU), and one post-op less for OpenVINO to fuse into the producing conv or
+    residual Add (measured on an AVX2 EPYC: OpenVINO runs the convolutions about 4 % faster without the pair)."""
+    from onnx import numpy_helper
+
+    made_by, readers, inits = producers(graph), consumers(graph), initializers(graph)
+    graph_outputs = {o.name for o in graph.output}
+    drop = []
+    for clip in [n for n in graph.node if n.op_type == "Clip" and len(n.input) > 1 and n.input[1] in inits]:
+        relu = made_by.get(clip.input[0])
+        if relu is None or relu.op_type != "Relu" or relu.output[0] in graph_outputs or \
+                len(readers.get(relu.output[0], [])) != 1 or float(numpy_helper.to_array(inits[clip.input[1]])) != 0.0:
+            continue
+        clip.input[0] = relu.input[0]
+        drop.append(relu)
+    _remove(graph, drop)
 
 
 def _float_constant(graph, value: float) -> str:
