@@ -98,6 +98,15 @@ def test_auto_builds_onnxruntime_everywhere_else(precision, task, isa, reason):
     assert backend == "onnxruntime" and reason in why
 
 
+@pytest.mark.parametrize("task", ["classify", "segment"])
+def test_auto_builds_openvino_for_checked_tasks_on_x86(task):
+    from edgeres.tasks import get_task
+
+    for isa in ("x86_64-avx2", "x86_64-avx512-vnni", "x86_64-avx512-vnni-amx"):
+        backend, why = pick_cpu_backend("int8", task, cpu(isa), openvino=True, checked=get_task(task).cpu_int8_checked)
+        assert backend == "openvino" and isa in why
+
+
 def test_info_summary_names_the_engine_and_each_guarantee():
     summary = cpu_int8_summary(cpu("x86_64-avx2"), openvino=True)
     assert summary["int8_products"].startswith("pairs in saturating 16 bits")

@@ -76,6 +76,43 @@ def test_int8_engine_runs_every_conv_in_integer_but_the_logits_head(segment_engi
     assert len(integer_convs) == 28  # ResNet-18's 20 + 4 lateral + 3 smooth + the 3x3 head
 
 
+def test_openvino_int8_segmenter_keeps_the_qdq_arithmetic(tmp_path, trained_segmenter, segment_calibration,
+                                                          segment_engines, masks_data):
+    """The OpenVINO INT8 engine (what ``auto`` builds for a segmenter on x86 with OpenVINO installed) gives the class
+    map of the Q/DQ artifact run as written (ONNX Runtime with graph optimizations off: TensorRT's arithmetic) on
+    >= 99.9 % of the val pixels, on whatever x86 CPU this runs (the stem is split where products sum in 16 bits), and
+    scores the mIoU of the ONNX Runtime INT8 engine."""
+    import onnxruntime as ort
+
+    from edgeres.build import BuildConfig, build_engine
+    from edgeres.engine import open_engine
+    from edgeres.evaluate import evaluate_open_engine
+    from edgeres.processing import preprocess, read_image
+    from edgeres.tasks.segment.outputs import class_maps
+
+    out = tmp_path / "seg-ov"
+    _, manifest = build_engine(BuildConfig(model=trained_segmenter, out=out, backend="openvino", precision="int8",
+                                           calib=segment_calibration, max_batch=8), progress=False)
+    assert manifest["backend"]["name"] == "openvino" and manifest["backend"]["integer_layers"] >= 28
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    reference = ort.InferenceSession(str(segment_calibration / "model.qdq.onnx"), options,
+                                     providers=["CPUExecutionProvider"])
+    images = _val_images(masks_data, 24)
+    got, want = [], []
+    with open_engine(out) as engine:
+        for start in range(0, len(images), 8):
+            frames = [read_image(p) for p in images[start:start + 8]]
+            x, sizes = preprocess(frames, engine.preprocess), [f.shape[:2] for f in frames]
+            got += class_maps(next(iter(engine.runner.infer(x).values())), sizes)
+            want += class_maps(reference.run(None, {"input": x})[0], sizes)
+    same = np.concatenate([(a == b).reshape(-1) for a, b in zip(got, want, strict=True)])
+    assert same.mean() >= 0.999, f"{100 * same.mean():.3f} % of pixels as the Q/DQ reference"
+    ov = evaluate_open_engine(open_engine(out), masks_data / "val")
+    ort_int8 = evaluate_open_engine(open_engine(segment_engines["int8"]), masks_data / "val")
+    assert ov["miou"] == pytest.approx(ort_int8["miou"], abs=0.01)
+
+
 def test_predict_json_and_draw(segment_engines, masks_data, tmp_path):
     images = _val_images(masks_data, 2)
     proc = run_cli("predict", "--engine", segment_engines["int8"], *images, "--json", "--draw", tmp_path / "drawn")

@@ -186,7 +186,7 @@ def pick_cpu_backend(precision: str, task: str, facts: dict, openvino: bool | No
     every x86 CPU tried (AMX: 2.8x ONNX Runtime's; AVX2 and AVX-512 VNNI: docs/benchmarks.md), so it wins
     where it is installed. Elsewhere ONNX Runtime: FP32 and mixed engines (OpenVINO builds INT8 only), ARM
     CPUs, and models whose task has not had its OpenVINO INT8 engine checked (``checked``, the task's
-    ``cpu_int8_checked``: detectors and segmenters today).
+    ``cpu_int8_checked``: detectors today).
 
     Args:
         precision: the requested precision.
