@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import made_once
 
 pytest_plugins = ["fixtures_detect", "fixtures_models"]
 
@@ -33,20 +34,13 @@ def cls_calibration(tmp_path_factory, cls_checkpoint, digits_data) -> Path:
     """Min-max calibration of the classifier on 64 real training digits."""
     from edgeres.quant.workflow import CalibConfig, run_calibration
 
-    out = tmp_path_factory.mktemp("deploy_calib") / "digits-minmax"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # fewer than 500 images: warned about elsewhere
-        run_calibration(
-            CalibConfig(
-                model=cls_checkpoint,
-                data=digits_data / "train",
-                out=out,
-                method="minmax",
-                num_images=64,
-                progress=False,
-            )
-        )
-    return out
+    def make(folder: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # fewer than 500 images: warned about elsewhere
+            run_calibration(CalibConfig(model=cls_checkpoint, data=digits_data / "train", out=folder / "digits-minmax",
+                                        method="minmax", num_images=64, progress=False))
+
+    return made_once(tmp_path_factory, "deploy_calib", make) / "digits-minmax"
 
 
 @pytest.fixture(scope="session")

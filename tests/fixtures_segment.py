@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import made_once
 
 pytest_plugins = ["fixtures_models"]  # trained_checkpoint: the backbone the segmenter starts from
 
@@ -20,9 +21,8 @@ def masks_data(tmp_path_factory) -> Path:
     """A small digit-masks set: real MNIST strokes on real photo crops, 64x64, palette masks (train 400, val 60)."""
     from edgeres.data.digit_masks import write_digit_masks
 
-    out = tmp_path_factory.mktemp("masks") / "digit-masks"
-    write_digit_masks(out, size=MASK_SIZE, train=400, val=60, seed=0, progress=False)
-    return out
+    return made_once(tmp_path_factory, "masks", lambda out: write_digit_masks(
+        out / "digit-masks", size=MASK_SIZE, train=400, val=60, seed=0, progress=False)) / "digit-masks"
 
 
 @pytest.fixture(scope="session")
@@ -32,27 +32,13 @@ def trained_segmenter(tmp_path_factory, masks_data, trained_checkpoint) -> Path:
     after 10 such epochs; too short to be good, long enough that every class map holds digits."""
     from edgeres.train import TrainConfig, train
 
-    out = tmp_path_factory.mktemp("segmenter") / "run"
-    summary = train(
-        TrainConfig(
-            data=masks_data,
-            out=out,
-            arch="resnet18",
-            task="segment",
-            epochs=6,
-            init_from=trained_checkpoint,
-            img_size=MASK_SIZE,
-            batch_size=8,
-            optimizer="adamw",
-            lr=3e-3,
-            weight_decay=1e-4,
-            label_smoothing=0.0,
-            progress=False,
-            seed=0,
-        )
-    )
-    assert summary["best_val_miou"] >= MIN_FIXTURE_MIOU, summary
-    return out / "best.safetensors"
+    def make(folder: Path) -> None:
+        summary = train(TrainConfig(data=masks_data, out=folder / "run", arch="resnet18", task="segment", epochs=6,
+                                    init_from=trained_checkpoint, img_size=MASK_SIZE, batch_size=8, optimizer="adamw",
+                                    lr=3e-3, weight_decay=1e-4, label_smoothing=0.0, progress=False, seed=0))
+        assert summary["best_val_miou"] >= MIN_FIXTURE_MIOU, summary
+
+    return made_once(tmp_path_factory, "segmenter", make) / "run" / "best.safetensors"
 
 
 @pytest.fixture(scope="session")
@@ -63,15 +49,13 @@ def segment_calibration(tmp_path_factory, trained_segmenter, masks_data) -> Path
 
     from edgeres.quant.workflow import CalibConfig, run_calibration
 
-    out = tmp_path_factory.mktemp("seg_calib") / "seg-entropy"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        run_calibration(
-            CalibConfig(
-                model=trained_segmenter, data=masks_data / "train", out=out, num_images=128, progress=False
-            )
-        )
-    return out
+    def make(folder: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run_calibration(CalibConfig(model=trained_segmenter, data=masks_data / "train", out=folder / "seg-entropy",
+                                        num_images=128, progress=False))
+
+    return made_once(tmp_path_factory, "seg_calib", make) / "seg-entropy"
 
 
 @pytest.fixture(scope="session")
@@ -79,19 +63,13 @@ def segment_engines(tmp_path_factory, trained_segmenter, segment_calibration) ->
     """FP32 and INT8 ONNX Runtime engines of the trained segmenter."""
     from edgeres.build import BuildConfig, build_engine
 
-    root = tmp_path_factory.mktemp("seg_engines")
-    fp32 = build_engine(
-        BuildConfig(model=trained_segmenter, out=root / "fp32", backend="onnxruntime", max_batch=8), progress=False
-    )[0]
-    int8 = build_engine(
-        BuildConfig(
-            model=trained_segmenter,
-            out=root / "int8",
-            backend="onnxruntime",
-            max_batch=8,
-            precision="int8",
-            calib=segment_calibration,
-        ),
-        progress=False,
-    )[0]
-    return {"fp32": fp32, "int8": int8}
+    def make(root: Path) -> None:
+        build_engine(BuildConfig(model=trained_segmenter, out=root / "fp32", backend="onnxruntime", max_batch=8),
+                     progress=False)
+        build_engine(BuildConfig(model=trained_segmenter, out=root / "int8", backend="onnxruntime", max_batch=8,
+                                 precision="int8", calib=segment_calibration), progress=False)
+
+    from edgeres.engine import resolve
+
+    root = made_once(tmp_path_factory, "seg_engines", make)
+    return {name: resolve(root / name)[0] for name in ("fp32", "int8")}  # the engine files

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,34 @@ SHORT_STEPS = ["--max-steps", "3", "--img-size", "32", "--batch-size", "8", "--q
 SHORT_TRAIN = ["--epochs", "2", *SHORT_STEPS]
 # Short runs on two shared cores: one intra-op thread per process is faster than oversubscribing.
 _QUIET_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NO_COLOR": "1"}
+
+
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """A folder that ``make(folder)`` fills once per test run, however many xdist workers ask for it.
+
+    Under pytest-xdist every worker builds its own session fixtures; the trained models (classifier, detector,
+    segmenter) and their calibrations would then be trained once per worker, on the same two cores at once. Here the
+    first worker to ask builds the folder under the run's temporary folder (shared by its workers) while the others
+    wait on a file lock, then all of them read it. A failed ``make`` leaves no ``.done`` marker, so the next worker
+    tries again (and fails the same way, with its own traceback). Without xdist: a plain ``mktemp`` folder.
+    The folder is read-only for tests, as every session fixture is.
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.mktemp(name)
+        make(folder)
+        return folder
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent / "made-once"  # this run's folder, above every worker's basetemp
+    root.mkdir(exist_ok=True)
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed attempt left
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
 
 
 def subprocess_env(**extra: str) -> dict:
