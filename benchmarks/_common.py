@@ -16,19 +16,31 @@ def machine_line() -> str:
             f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
 
-def interleaved(runs: dict, rounds: int = 5, per_round: int = 20, warmup: int = 10) -> dict[str, list[float]]:
-    """Median ms of ``per_round`` calls, for each function, in ``rounds`` interleaved rounds (machine noise hits
-    every variant alike)."""
+def interleaved(runs: dict, rounds: int = 5, per_round: int = 20, warmup: int = 10, seed: int = 0
+                ) -> dict[str, list[float]]:
+    """Median ms of ``per_round`` calls of each function, in ``rounds`` interleaved rounds (machine noise hits every
+    variant alike). Each round visits the functions in a new random order, and each function's block starts after
+    a 0.2 s pause and two untimed calls: ONNX Runtime's intra-op threads spin for a while after a call (and
+    OpenVINO's wait), so in a fixed order the row that follows another runtime's would pay for its spinning threads,
+    a bias that depends only on the row's position (measured: docs/benchmarks.md, issue 16)."""
+    import random
+
     for f in runs.values():
         for _ in range(warmup):
             f()
+    order = list(runs)
+    rng = random.Random(seed)
     medians = {k: [] for k in runs}
     for _ in range(rounds):
-        for k, f in runs.items():
+        rng.shuffle(order)
+        for k in order:
+            time.sleep(0.2)
+            runs[k]()
+            runs[k]()
             ts = []
             for _ in range(per_round):
                 t = time.perf_counter()
-                f()
+                runs[k]()
                 ts.append(time.perf_counter() - t)
             medians[k].append(float(np.median(ts)) * 1e3)
     return medians

@@ -8,7 +8,7 @@ by ONNX Runtime with graph optimizations off: each QuantizeLinear/DequantizeLine
 written, TensorRT's semantics) on the val images: top-1 agreement and the largest |logit difference|.
 
 ResNet-18 at 224x224, batch 1, the same thread count everywhere; timing rounds are interleaved, each round in a
-new random order, after a pause and two untimed calls (`settled_rounds`: a runtime's threads that still spin after
+new random order, after a pause and two untimed calls (`_common.interleaved`: a runtime's threads that still spin after
 its calls would otherwise slow whichever row comes next).
 The model is the clutter-set ResNet-18 (trained at 64x64), run at 224x224 on the same images
 upscaled: every variant sees identical inputs, so accuracies compare (they are lower than at 64x64).
@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine_line, print_table
+from _common import interleaved, machine_line, print_table
 
 RESNET18_GMACS_224 = 1.8186  # multiply-accumulates of one 224x224 ResNet-18 inference (conv + fc), in billions
 
@@ -108,32 +108,6 @@ def openvino_kernels(compiled) -> str:
     counts = collections.Counter(f"{kernel} ({precision})" for kind, kernel, precision in runtime_kernels(compiled)
                                  if kind in COMPUTE_LAYERS)
     return ", ".join(f"{k} x{v}" for k, v in sorted(counts.items()))
-
-
-def settled_rounds(runs: dict, rounds: int, per_round: int, seed: int = 0) -> dict[str, list[float]]:
-    """Median ms of ``per_round`` calls of each function, in ``rounds`` rounds. Each round visits the functions in a
-    new random order, and each function's block starts after a 0.2 s pause and two untimed calls: ONNX Runtime's
-    intra-op threads spin for a while after a call (and OpenVINO's wait), so without this the row that follows another
-    runtime pays for its spinning threads, a bias that depends only on the row's position."""
-    import random
-    import time
-
-    order = list(runs)
-    rng = random.Random(seed)
-    medians = {k: [] for k in runs}
-    for _ in range(rounds):
-        rng.shuffle(order)
-        for k in order:
-            time.sleep(0.2)
-            runs[k]()
-            runs[k]()
-            ts = []
-            for _ in range(per_round):
-                t = time.perf_counter()
-                runs[k]()
-                ts.append(time.perf_counter() - t)
-            medians[k].append(float(np.median(ts)) * 1e3)
-    return medians
 
 
 def main() -> None:
@@ -296,11 +270,8 @@ def main() -> None:
     ref_logits = np.concatenate([reference.run(None, {"input": x})[0] for x in val.batches(64)])
     preds = {name: v.argmax(1) for name, v in logits.items()}
     x = next(val.batches(1))
-    for f in predictors.values():  # warm-up
-        for _ in range(5):
-            f(x)
-    medians = settled_rounds({k: (lambda f=f: f(x)) for k, f in predictors.items()}, rounds=args.rounds,
-                          per_round=args.per_round)
+    medians = interleaved({k: (lambda f=f: f(x)) for k, f in predictors.items()}, rounds=args.rounds,
+                          per_round=args.per_round, warmup=5)
     fp32_name = "edgeres FP32 engine (ONNX Runtime)"
     labels, ref = val.labels, preds["PyTorch eager FP32" if not args.no_eager else fp32_name]
     fp32_engine = np.median(medians[fp32_name])
