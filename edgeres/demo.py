@@ -109,6 +109,8 @@ def _camera_step(out: Path, engine: Path, say) -> dict:
 
     source = folder / "video" / video["video"]
     summary = run_camera(CameraConfig(engine=engine, source=SourceConfig(str(source)), loop=LoopConfig()), sinks)
+    if summary.get("failures"):  # the recording could not be written (disk full, ...): the demo fails, as camera does
+        raise EdgeresError(f"demo camera step: {summary['failures'][0]}")
     say(f"    {summary['frames_processed']} frames at {summary['fps']:.1f} FPS, recorded to {recording}")
     return {"frames": summary["frames_processed"], "fps": round(summary["fps"] or 0.0, 1),
             "capture_to_result_p50_ms": round(summary["latency_ms"].get("capture_to_result", {}).get("p50", 0.0), 2),

@@ -189,7 +189,7 @@ def find_class_names(folder: Path) -> tuple[list[str], Path]:
         for name in CLASS_FILES:
             path = d / name
             if path.is_file():
-                names = _read_classes_txt(path) if name.endswith(".txt") else _read_yaml_names(path)
+                names = _read_classes_txt(path) if name.endswith(".txt") else read_yaml_names(path)
                 return names, path
     raise DataError(
         f"no class names for YOLO folder {folder}: expected classes.txt (one name per line) or data.yaml / "
@@ -215,7 +215,7 @@ def _read_classes_txt(path: Path) -> list[str]:
 _YAML_FORMS = "names: [a, b], a block list of '- a' lines, or a mapping of '0: a' lines"
 
 
-def _read_yaml_names(path: Path) -> list[str]:
+def read_yaml_names(path: Path) -> list[str]:
     """The ``names:`` entry of a YOLO data.yaml, read without PyYAML (see the module docstring)."""
     lines = [_strip_comment(line).rstrip() for line in _read_text(path).splitlines()]
     start = next((i for i, line in enumerate(lines) if line.startswith("names:")), None)

@@ -64,9 +64,9 @@ def read_class_file(path: Path) -> ClassMap:
     """Read ``labelmap.txt``, ``classes.txt`` or ``data.yaml`` (by its name)."""
     path = Path(path)
     if path.suffix in (".yaml", ".yml"):
-        from edgeres.data.yolo import _read_yaml_names  # one reader of YOLO/Ultralytics names: lists
+        from edgeres.data.yolo import read_yaml_names  # one reader of YOLO/Ultralytics names: lists
 
-        names, colors = _read_yaml_names(path), None
+        names, colors = read_yaml_names(path), None
     else:
         names, colors = _read_lines(path)
     if len(set(names)) != len(names):
