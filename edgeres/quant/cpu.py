@@ -312,7 +312,7 @@ def _unsigned_float_points(graph) -> None:
 def _relus_into_caps(graph) -> None:
     """Relu -> Clip(x, 0, 127 s) becomes Clip(x, 0, 127 s) alone where the Clip is the Relu's only reader: the same
     values (the Clip's lower bound is the ReLU), and one post-op less for OpenVINO to fuse into the producing conv or
-    residual Add (measured on an AVX2 EPYC: OpenVINO runs the convolutions about 4 % faster without the pair)."""
+    residual Add (on an AVX2 EPYC the engine ran 1-2 % faster: benchmarks/openvino_int8_forms.py)."""
     from onnx import numpy_helper
 
     made_by, readers, inits = producers(graph), consumers(graph), initializers(graph)
