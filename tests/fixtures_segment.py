@@ -62,14 +62,13 @@ def segment_calibration(tmp_path_factory, trained_segmenter, masks_data) -> Path
 def segment_engines(tmp_path_factory, trained_segmenter, segment_calibration) -> dict[str, Path]:
     """FP32 and INT8 ONNX Runtime engines of the trained segmenter."""
     from edgeres.build import BuildConfig, build_engine
+    from edgeres.engine import resolve
 
     def make(root: Path) -> None:
         build_engine(BuildConfig(model=trained_segmenter, out=root / "fp32", backend="onnxruntime", max_batch=8),
                      progress=False)
         build_engine(BuildConfig(model=trained_segmenter, out=root / "int8", backend="onnxruntime", max_batch=8,
                                  precision="int8", calib=segment_calibration), progress=False)
-
-    from edgeres.engine import resolve
 
     root = made_once(tmp_path_factory, "seg_engines", make)
     return {name: resolve(root / name)[0] for name in ("fp32", "int8")}  # the engine files
