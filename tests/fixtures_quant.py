@@ -47,9 +47,31 @@ def quant_calib(tmp_path_factory, quant_model, quant_digits):
 
 
 @pytest.fixture(scope="session")
+def wide_stem_calib(tmp_path_factory, quant_calib):
+    """``quant_calib`` with its Q/DQ artifact as edgeres wrote it before ``quant.signs`` (and as other tools write
+    one): the stem's weights on -127..127, so that the CPU engines must split its signed input on CPUs that sum int8
+    products in 16-bit pairs. A CalibResult; the same scales."""
+    import shutil
+
+    import onnx
+
+    from edgeres.quant.qdq import write_qdq
+    from edgeres.quant.workflow import CalibResult
+
+    def make(folder: Path) -> None:
+        shutil.copytree(quant_calib.folder, folder / "r18-entropy-wide")
+        wide = write_qdq(onnx.load(str(quant_calib.fp32_onnx)), quant_calib.scales, signed_input_qmax=127)
+        onnx.save(wide, str(folder / "r18-entropy-wide" / quant_calib.qdq_onnx.name))
+
+    out = made_once(tmp_path_factory, "wide_stem_calib", make) / "r18-entropy-wide"
+    return CalibResult(out, quant_calib.scales, reused=True)
+
+
+@pytest.fixture(scope="session")
 def quant_int8_engine(tmp_path_factory, quant_model, quant_calib) -> Path:
     """The INT8 CPU engine folder built by the real CLI: ``edgeres build --precision int8 --calib ...``, in the form
-    that is exact on every x86 CPU (``--int8-cpu portable``: the stem split), whatever CPU the tests run on."""
+    that is exact on every x86 CPU (``--int8-cpu portable``; the stem reads its input whole, its weights on
+    -64..64), whatever CPU the tests run on."""
     def make(work: Path) -> None:
         proc = run_cli("build", "--model", quant_model, "--precision", "int8", "--backend", "onnxruntime",
                        "--int8-cpu", "portable", "--calib", quant_calib.folder, "--out", work / "engines" / "r18-int8",

@@ -1,9 +1,11 @@
-"""Which CPUs a CPU INT8 engine is built for (``build --int8-cpu``): ``auto`` splits the stem's signed input only
-where the engine's kernels sum int8 products in saturating 16-bit pairs (x86 without VNNI, or oneDNN capped below
-it), records the choice in the manifest, and an engine built for 32-bit sums is refused, in one line, on a CPU that
-sums in 16 bits. The decision is checked over CPU facts parsed from real cpuinfo flag lines; the engines are real
-builds of the suite's trained digits model, run on this CPU (the refusal on another CPU fakes only which CPU
-``device.cpu.cpu_facts`` reports, and the oneDNN cap is a real one)."""
+"""Which CPUs a CPU INT8 engine is built for (``build --int8-cpu``): ``auto`` splits a signed input whose weights
+could saturate (a Q/DQ artifact whose stem weights reach 127) only where the engine's kernels sum int8 products in
+saturating 16-bit pairs (x86 without VNNI, or oneDNN capped below it), records the choice in the manifest, and an
+engine built for 32-bit sums that could saturate is refused, in one line, on a CPU that sums in 16 bits. edgeres's
+own artifacts (stem weights on -64..64) need no split for either target and are refused nowhere. The decision is
+checked over CPU facts parsed from real cpuinfo flag lines; the engines are real builds of the suite's trained digits
+model, run on this CPU (the refusal on another CPU fakes only which CPU ``device.cpu.cpu_facts`` reports, and the
+oneDNN cap is a real one)."""
 
 from __future__ import annotations
 
@@ -104,6 +106,8 @@ def test_what_each_target_promises_per_cpu():
         assert guarantee("onnxruntime", facts, False, VNNI)["level"] == (EXACT_KERNELS if wide else REFUSED)
         problems = target_problems("onnxruntime", VNNI, facts, env={})
         assert bool(problems) == (not wide)
+        assert target_problems("openvino", VNNI, facts, env={}, saturation_free=True) == []  # nothing can saturate
+        assert guarantee("openvino", facts, True, VNNI)["level"] == EXACT
         assert target_problems("onnxruntime", PORTABLE, facts, env={}) == []
         assert target_problems("openvino", None, facts, env={}) == []  # engines from before the field: unchanged
     line = target_problems("openvino", VNNI, cpu("x86_64-avx2"), env={})[0]
@@ -129,13 +133,15 @@ def test_an_unknown_target_is_one_clear_line(quant_model, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "'portable'" in proc.stderr
 
 
-# ---- real engines: both forms of both CPU INT8 engines, from the suite's calibration ----
+# ---- real engines: both forms of both CPU INT8 engines, from an artifact whose stem weights reach 127 ----
 
 
 @pytest.fixture(scope="module")
-def engines(tmp_path_factory, quant_model, quant_calib) -> dict:
+def engines(tmp_path_factory, quant_model, wide_stem_calib) -> dict:
     """{(backend, "auto" | "other"): engine folder}: each CPU INT8 engine as ``auto`` builds it here, and in the
-    other form (``--int8-cpu`` set to the target auto did not pick)."""
+    other form (``--int8-cpu`` set to the target auto did not pick), from the suite's calibration with its stem
+    weights on -127..127 (as edgeres wrote them before ``quant.signs``, and as other tools write them)."""
+    quant_calib = wide_stem_calib
     from edgeres.build import BuildConfig, build_engine
 
     root = tmp_path_factory.mktemp("int8_targets")
@@ -289,3 +295,35 @@ def test_info_says_which_form_auto_builds_here(monkeypatch):
     capped = cpu_int8_summary(cpu("x86_64-avx512-vnni"), openvino=True)
     assert capped["auto_int8_cpu"] == PORTABLE and "oneDNN capped at AVX2" in capped["auto_reason"]
     assert capped["guarantees"]["openvino"]["level"] == EXACT
+
+
+def test_edgeres_artifacts_need_no_split_and_are_refused_nowhere(quant_model, quant_calib, quant_val, tmp_path,
+                                                                 monkeypatch):
+    """From edgeres's own calibration (stem weights on -64..64) both targets build the same unsplit, saturation-free
+    engine: the ONNX Runtime ones give bit-identical logits, and on a CPU that sums int8 pairs in 16 bits (faked:
+    ``device.cpu.cpu_facts`` says AVX2) the "vnni" one opens and keeps the exact guarantee."""
+    import edgeres.device.cpu
+    from edgeres.build import BuildConfig, build_engine
+    from edgeres.engine import int8_guarantee, open_engine
+
+    logits = {}
+    for backend in ("onnxruntime", "openvino"):
+        for target in (PORTABLE, VNNI):
+            folder = tmp_path / f"{backend}-{target}"
+            _, manifest = build_engine(BuildConfig(model=quant_model, out=folder, precision="int8", backend=backend,
+                                                   calib=quant_calib.folder, int8_cpu=target), progress=False)
+            facts = manifest["backend"]
+            assert facts["saturation_free"] and not facts["stem_split"] and facts["split_convs"] == []
+            assert facts["largest_pair_sum"] <= 32767
+    avx2 = cpu("x86_64-avx2") | {"model": "AMD EPYC (AVX2 only)", "logical_cores": 2, "usable_cores": 2}
+    monkeypatch.setattr(edgeres.device.cpu, "cpu_facts", lambda: avx2)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    for backend in ("onnxruntime", "openvino"):
+        for target in (PORTABLE, VNNI):
+            folder = tmp_path / f"{backend}-{target}"
+            assert int8_guarantee(_manifest(folder))["level"] in (EXACT, EXACT_KERNELS)
+            with open_engine(folder, threads=1) as engine:
+                logits[backend, target] = np.concatenate([engine.runner.infer(b)["logits"]
+                                                          for b in quant_val.batches(32)][:3])
+    np.testing.assert_array_equal(logits["onnxruntime", VNNI], logits["onnxruntime", PORTABLE])
+    np.testing.assert_array_equal(logits["openvino", VNNI], logits["openvino", PORTABLE])

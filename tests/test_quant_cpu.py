@@ -112,7 +112,8 @@ def test_engine_weights_are_exactly_what_the_qdq_artifacts_quantize_nodes_produc
 def test_rewrite_keeps_every_activation_scale_and_carries_post_relu_points_as_uint8_zero_point_0(quant_calib,
                                                                                                    qdq_model):
     """Same scales; zero point 0 exactly where the values are never negative (ReLU/MaxPool outputs and the
-    classifier's input), 128 for the signed points (the residual Add inputs); nothing else read signed."""
+    classifier's input), 128 for the signed points (the normalized image, the residual Add inputs); only the stem,
+    whose weights are on -64..64, and the Adds read signed values."""
     from edgeres.onnx_model.graph import producers
     from edgeres.quant.cpu import rewrite_for_cpu
 
@@ -122,12 +123,9 @@ def test_rewrite_keeps_every_activation_scale_and_carries_post_relu_points_as_ui
     activation_qs = [n for n in qdq_model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in qdq_values]
     assert activation_qs
     for q in activation_qs:
-        if q.input[0] == "input":
-            assert q.input[2] not in cpu_values  # the stem reads the image split (the next test)
-            continue
         assert cpu_values[q.input[1]].tobytes() == qdq_values[q.input[1]].tobytes(), q.input[1]
         zp = cpu_values[q.input[2]]
-        unsigned = made_by[q.input[0]].op_type in ("Relu", "MaxPool", "Flatten")  # after a ReLU: never negative
+        unsigned = q.input[0] in made_by and made_by[q.input[0]].op_type in ("Relu", "MaxPool", "Flatten")
         assert zp.dtype == np.uint8 and zp.shape == () and int(zp) == (0 if unsigned else 128), q.input[2]
     allowed = _activation_scales(quant_calib.scales)
     per_tensor = [n for n in cpu.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
@@ -143,7 +141,11 @@ def test_rewrite_keeps_every_activation_scale_and_carries_post_relu_points_as_ui
     signed_readers = {n.op_type for n in cpu.graph.node for i in n.input if i in {
         d.output[0] for d in cpu.graph.node if d.op_type == "DequantizeLinear" and d.input[1] in signed and
         int(cpu_values[d.input[2]]) == 128}}
-    assert signed and signed_readers == {"Add"}  # only residual Add inputs are read signed; no Conv or Gemm
+    assert signed and signed_readers == {"Add", "Conv"}
+    cpu_made_by = producers(cpu.graph)
+    convs = [n for n in cpu.graph.node if n.op_type == "Conv" and int(cpu_values[cpu_made_by[n.input[0]].input[2]])]
+    assert [c.name for c in convs] == ["/conv1/Conv"]  # the stem, reading the image whole
+    assert np.abs(cpu_values[cpu_made_by[convs[0].input[1]].input[0]]).max() == 64
 
 
 def _probe(model, names: dict, batch, feed: str = "input") -> list[np.ndarray]:
@@ -174,10 +176,10 @@ def _one_point(nodes: list, scale: np.ndarray, out_type: int):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def test_uint8_activations_are_the_int8_values(quant_calib, qdq_model, quant_val):
+def test_uint8_activations_are_the_int8_values(quant_calib, qdq_model, wide_stem_calib, quant_val):
     """On real images: each post-ReLU point carried as uint8 zero point 0 and Clip(q, 0, 127) holds exactly what
     TensorRT's int8 ReLU point makes of the same float values (0..127, saturated at 127), and the split stem
-    input gives p - n = q with p <= 127, n <= 128."""
+    input (an artifact whose stem weights reach 127) gives p - n = q with p <= 127, n <= 128."""
     import onnx
     from onnx import helper
 
@@ -189,7 +191,8 @@ def test_uint8_activations_are_the_int8_values(quant_calib, qdq_model, quant_val
     values, made_by = _values(cpu), producers(cpu.graph)
     batch = next(quant_val.batches(64))
     s8_input = _probe(qdq_model, {"input_quantized": int8}, batch)[0]
-    positive, negative = _probe(cpu, {"input_positive": uint8, "input_negative": uint8}, batch)
+    wide = rewrite_for_cpu(onnx.load(str(wide_stem_calib.qdq_onnx)), quant_calib.scales)
+    positive, negative = _probe(wide, {"input_positive": uint8, "input_negative": uint8}, batch)
     assert s8_input.min() < 0 < s8_input.max()  # both signs occur: the split is really exercised
     np.testing.assert_array_equal(positive.astype(np.int16) - negative.astype(np.int16), s8_input.astype(np.int16))
     assert positive.max() <= 127 and negative.max() <= 128
@@ -213,11 +216,12 @@ def test_uint8_activations_are_the_int8_values(quant_calib, qdq_model, quant_val
     assert len(quantizers) == 16 and saturated  # TensorRT's saturation at 127 is really exercised
 
 
-def test_engine_integer_kernels_read_uint8_and_their_pair_sums_fit_int16(quant_calib, qdq_model, engine_model,
+def test_engine_integer_kernels_read_uint8_and_their_pair_sums_fit_int16(quant_calib, wide_stem_calib, engine_model,
                                                                            quant_int8_engine, tmp_path):
-    """Every integer kernel of the optimized engine reads uint8 of zero point 0 capped at 127 (128 for the stem's
-    negative half) with int8 weights of at most 127: no pair of products can leave int16, so the fast u8 x s8
-    kernels are exact on x86 without VNNI too. The TensorRT form carried as zero point 128 would not be."""
+    """Every integer kernel of the optimized engine reads uint8 of zero point 0 capped at 127 with int8 weights of at
+    most 127, except the stem, which reads the image as uint8 + 128 (0..255) with weights of at most 64: no pair of
+    products can leave int16, so the fast u8 x s8 kernels are exact on x86 without VNNI too. The stem of an artifact
+    whose weights reach 127 is split instead; left whole, its pair sums could leave int16."""
     import json
 
     from edgeres.quant import cpu
@@ -227,21 +231,22 @@ def test_engine_integer_kernels_read_uint8_and_their_pair_sums_fit_int16(quant_c
     allowed = _activation_scales(quant_calib.scales)
     # (activation scale, activation zero point) input positions of each integer kernel
     positions = {"QLinearConv": [(1, 2), (6, 7)], "QLinearAdd": [(1, 2), (4, 5), (6, 7)], "QGemm": [(1, 2)]}
-    seen = 0
+    seen = signed_convs = 0
     for node in engine_model.graph.node:
         for s, z in positions.get(node.op_type, []):
             assert values[node.input[s]].tobytes() in allowed, f"{node.name}: input {s} scale"
             zp = values[node.input[z]]
             assert zp.dtype == np.uint8 and int(zp) in (0, 128), f"{node.name}: input {z} zero point"
-            if node.op_type != "QLinearAdd" and z == 2:  # what a Conv/Gemm reads: never the signed form
-                assert int(zp) == 0, f"{node.name}: input {z} zero point"
+            if node.op_type != "QLinearAdd" and z == 2 and int(zp):  # a Conv/Gemm reading the signed form
+                assert node.op_type == "QLinearConv" and np.abs(values[node.input[3]]).max() <= 64, node.name
+                signed_convs += 1
             seen += 1
         if node.op_type == "QLinearConv":
             assert values[node.input[3]].dtype == np.int8 and not np.any(values[node.input[5]])  # s8 weights, zp 0
-    assert seen >= 20 * 2 + 1
+    assert seen >= 20 * 2 + 1 and signed_convs == 1
     bounds = integer_kernel_bounds(engine_model)
     assert len(bounds) == 21 and all(b.exact for b in bounds)
-    assert max(b.input_cap for b in bounds) == 128 and max(b.weight_max for b in bounds) <= 127
+    assert sorted(b.input_cap for b in bounds)[-2:] == [127, 255] and max(b.weight_max for b in bounds) <= 127
     assert max(b.pair_max for b in bounds) <= INT16_MAX
     manifest = json.loads(next(quant_int8_engine.glob("*.manifest.json")).read_text())
     assert manifest["backend"]["saturation_free"] and manifest["backend"]["integer_kernels"] == 21
@@ -254,14 +259,15 @@ def test_engine_integer_kernels_read_uint8_and_their_pair_sums_fit_int16(quant_c
 
     write_optimized_model(resolve(quant_int8_engine)[0], tmp_path / "runtime.onnx", "all")
     assert all(b.exact for b in integer_kernel_bounds(onnx.load(str(tmp_path / "runtime.onnx"))))
-    # The same graph with the stem left reading the image as uint8 + 128: its pair sums could reach 2 x 255 x 127.
-    original, cpu._split_signed_conv_inputs = cpu._split_signed_conv_inputs, lambda graph, float_form=False: None
-    try:
-        unsplit = cpu.rewrite_for_cpu(qdq_model, quant_calib.scales)
-    finally:
-        cpu._split_signed_conv_inputs = original
+    # An artifact whose stem weights reach 127: split, every pair fits; left whole, 2 x 255 x 127 could not.
+    wide = onnx.load(str(wide_stem_calib.qdq_onnx))
+    split = cpu.rewrite_for_cpu(wide, quant_calib.scales)
+    assert cpu.split_convs(split) == ["/conv1/Conv"] and cpu.split_convs(engine_model) == []
+    split_stem = next(b for b in integer_kernel_bounds(split) if b.name == "/conv1/Conv")
+    assert split_stem.input_cap == 128 and split_stem.weight_max == 127 and split_stem.exact
+    unsplit = cpu.rewrite_for_cpu(wide, quant_calib.scales, split_signed_inputs=False)
     stem = next(b for b in integer_kernel_bounds(unsplit) if b.name == "/conv1/Conv")
-    assert stem.input_cap == 255 and not stem.exact
+    assert stem.input_cap == 255 and stem.weight_max == 127 and not stem.exact
 
 
 def test_engine_logits_do_not_change_with_onnx_runtimes_precision_mode(quant_int8_engine, quant_val):
@@ -399,11 +405,12 @@ def test_openvino_engine_keeps_every_quantized_value_of_the_artifact(qdq_model, 
     """Same int8 weights (what the artifact's Q nodes produce), same per-channel and activation scales, zero
     points 0: the OpenVINO form only stores the weights as integers, repeats the MaxPool's output Q on its input
     (exact: max commutes with a monotonic quantizer), carries non-negative points as uint8 behind a Clip at 127
-    steps (the ReLU before it folded into it), and splits the stem's signed input; every integer kernel's pair sums
-    fit in int16."""
+    steps (the ReLU before it folded into it), and reads the stem's signed input whole, quantized as integer-valued
+    floats (scale 1, dequantized at the artifact's scale); every integer kernel's pair sums fit in int16."""
     import onnx
 
-    from edgeres.quant.cpu import _nonnegative_tensors, integer_kernel_bounds
+    from edgeres.quant.cpu import integer_kernel_bounds
+    from edgeres.quant.signs import nonnegative_tensors
 
     engine = onnx.load(str(openvino_engine[0]))
     qdq_values, engine_values = _values(qdq_model), _values(engine)
@@ -422,8 +429,13 @@ def test_openvino_engine_keeps_every_quantized_value_of_the_artifact(qdq_model, 
     artifact_scales = {v.tobytes() for k, v in qdq_values.items() if k.endswith("_scale")}
     qdq_nodes = [n for n in engine.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     assert {n.input[1] for n in qdq_nodes} <= set(engine_values)
-    nonnegative = _nonnegative_tensors(engine.graph)
+    nonnegative = nonnegative_tensors(engine.graph)
+    integer_valued = [n for n in qdq_nodes if n.input[0] == "input_integers"]
+    assert [n.op_type for n in integer_valued] == ["QuantizeLinear"] and float(engine_values[
+        integer_valued[0].input[1]]) == 1.0  # Clip(Round(input / s), -128, 127): then Q at scale 1 is exact
     for node in qdq_nodes:
+        if node in integer_valued:
+            continue
         assert engine_values[node.input[1]].tobytes() in artifact_scales, node.name
         zp = engine_values[node.input[2]]
         assert not np.any(zp), node.name
@@ -448,9 +460,14 @@ def _assert_guarantee(logits: np.ndarray, reference: np.ndarray, level: str, wha
 
     bound, spread = MEASURED_BOUNDS[level], float(reference.std())
     diff = np.abs(logits - reference)
-    agree = float((logits.argmax(1) == reference.argmax(1)).mean())
-    print(f"{what} ({level}): top-1 agreement {agree:.4f}, |dlogit| max {diff.max() / spread:.3f} and 99.9th "
-          f"percentile {np.quantile(diff, 0.999) / spread:.4f} of the logits' spread {spread:.3f}")
+    top2 = np.sort(reference, axis=1)[:, -2:]
+    decided = top2[:, 1] - top2[:, 0] > bound["tie"] * spread  # images that are not near-ties of the reference
+    agree = float((logits.argmax(1) == reference.argmax(1))[decided].mean())
+    print(f"{what} ({level}): top-1 agreement {agree:.4f} on the {decided.sum()} images that are not near-ties, "
+          f"{float((logits.argmax(1) == reference.argmax(1)).mean()):.4f} on all; |dlogit| max "
+          f"{diff.max() / spread:.3f} and 99.9th percentile {np.quantile(diff, 0.999) / spread:.4f} of the logits' "
+          f"spread {spread:.3f}")
+    assert decided.mean() >= 0.99
     assert agree >= bound["top1_agreement"], f"{what}: top-1 agreement {agree:.4f} < {bound['top1_agreement']}"
     assert np.quantile(diff, 0.999) <= bound["q999"] * spread
     assert diff.max() <= bound["max"] * spread
@@ -459,7 +476,8 @@ def _assert_guarantee(logits: np.ndarray, reference: np.ndarray, level: str, wha
 def test_openvino_engine_matches_the_qdq_arithmetic_on_real_images(openvino_engine, qdq_reference_logits, quant_val,
                                                                    quant_int8_engine):
     """Each engine keeps the guarantee that applies on this CPU (``backends.cpu_int8.guarantee``): the OpenVINO
-    engine reproduces the Q/DQ artifact's arithmetic (same top-1 on all 1,000 val digits; the int8 kernels round
+    engine reproduces the Q/DQ artifact's arithmetic (same top-1 on every one of the 1,000 val digits that is not a
+    near-tie; the int8 kernels round
     where their fused float epilogue ends, the reference at each Q node, so an activation can differ by one LSB),
     on AVX2, AVX-512, VNNI and AMX alike; the ONNX Runtime engine, which rounds once more before each residual Add,
     stays within its own bound and further from the artifact."""

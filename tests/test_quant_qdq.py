@@ -68,7 +68,7 @@ def test_weights_are_per_channel_on_the_output_axis_for_conv_and_gemm(artifact):
     made_by = _made_by(qdq)
     fp32_nodes = {n.name: n for n in fp32.graph.node}
     fp32_inits = {i.name for i in fp32.graph.initializer}
-    checked = 0
+    checked = stems = 0
     for node in qdq.graph.node:
         if node.op_type not in ("Conv", "Gemm"):
             continue
@@ -82,11 +82,18 @@ def test_weights_are_per_channel_on_the_output_axis_for_conv_and_gemm(artifact):
         assert scale.shape == (w.shape[0],), f"{weight}: {scale.shape} scales for {w.shape[0]} output channels"
         entry = scales.weights[weight]
         assert entry["axis"] == 0
-        np.testing.assert_array_equal(scale, np.asarray(entry["amax"], dtype=np.float32) / QMAX)
+        # the stem reads the signed normalized image: its weights on -64..64 (quant.signs), every other op's on
+        # -127..127 (they read ReLU outputs)
+        qmax = 64 if node.input[0] == fp32.graph.input[0].name or \
+            fp32_nodes[node.name].input[0] == fp32.graph.input[0].name else QMAX
+        np.testing.assert_array_equal(scale, np.asarray(entry["amax"], dtype=np.float32) / np.float32(qmax))
         # amax is each channel's absmax (entropy keeps weights unclipped), so no weight saturates
         np.testing.assert_allclose(entry["amax"], np.abs(w.reshape(w.shape[0], -1)).max(axis=1), rtol=1e-6)
+        integers = np.rint(w / scale.reshape(-1, *[1] * (w.ndim - 1)))
+        assert np.abs(integers).max() == qmax
+        stems += qmax == 64
         checked += 1
-    assert checked == 21
+    assert checked == 21 and stems == 1
 
 
 def test_activations_are_per_tensor_on_every_conv_and_gemm_input(artifact):

@@ -179,5 +179,6 @@ def cpu_engine_problems(manifest: dict, current: dict) -> list[str]:
         problems.append(f"built for GPU {device.get('gpu')} (sm {device.get('compute_capability')}), this machine "
                         f"has {current.get('gpu') or 'no GPU'} (sm {current.get('compute_capability')})")
     if "int8_cpu_facts" in current:
-        problems += target_problems(backend["name"], backend.get("int8_cpu"), current["int8_cpu_facts"], env={})
+        problems += target_problems(backend["name"], backend.get("int8_cpu"), current["int8_cpu_facts"], env={},
+                                    saturation_free=bool(backend.get("saturation_free")))
     return problems

@@ -17,14 +17,17 @@
    uint8 values as ``Clip(q, zp, zp + 127)``: with zero point 0 that is TensorRT's ReLU and its int8
    saturation at 127 in one step (a uint8 would otherwise keep 128..255). Every other zero-point-0
    point that nothing bounds yet gets ``Clip(q, 0, 127)``, so each of them holds exactly 0..127.
-6. A Conv that reads a signed point (the stem reading the normalized image) reads it split in two:
-   p = max(q, 0) and n = max(-q, 0), both uint8 with zero point 0 (0..127 and 0..128), concatenated
-   along the channels, with the weights [w, -w]: sum(p*w) + sum(n*(-w)) = sum(q*w), the same integers.
+6. A Conv that reads a signed point (the stem reading the normalized image) reads it whole (uint8 + 128, 0..255)
+   when no two of its weights can make a pair sum over 32767 (edgeres's own artifacts keep such weights on -64..64:
+   ``quant.signs``). Otherwise (a Q/DQ model made elsewhere) it reads it split in two: p = max(q, 0) and
+   n = max(-q, 0), both uint8 with zero point 0 (0..127 and 0..128), concatenated along the channels, with the
+   weights [w, -w]: sum(p*w) + sum(n*(-w)) = sum(q*w), the same integers, at twice the input channels.
 
 Why 4-6: on x86 without VNNI (AVX2, AVX-512 without VNNI) the u8 x s8 kernels of ONNX Runtime (MLAS) and
 oneDNN multiply with ``vpmaddubsw``, which adds each pair of neighbouring products into a saturating
 16-bit sum. With every uint8 input at most 128 and every int8 weight in -127..127 a pair is at most
-2 x 128 x 127 = 32512 < 32767: the fast kernels are then exact on every x86 ISA, and no precision mode
+2 x 128 x 127 = 32512 < 32767 (2 x 255 x 64 = 32640 for a signed input read whole): the fast kernels are then
+exact on every x86 ISA, and no precision mode
 (ONNX Runtime's ``session.x64quantprecision``, which swaps in slower u8 x u8 kernels) is needed.
 ``integer_kernel_bounds`` proves this per kernel on the graph ONNX Runtime actually runs.
 BatchNorm is already folded into the Conv weights by the exporter before the weights were quantized,
@@ -35,8 +38,9 @@ turns each Q/DQ pair into a FakeQuantize and runs int8 kernels from them), with 
 int8 initializers (step 3) and the activation Q also placed in front of each MaxPool (step 1), so the
 first Conv writes int8 and the pooling runs on int8. Non-negative points become uint8 with zero point 0
 behind a float ``Clip(x, 0, 127 s)`` (so OpenVINO's low-precision transformations give oneDNN u8
-sources of 0..127 without a zero point; a ReLU whose only reader is that Clip is folded into it), and the stem
-reads its input split as in step 6. Biases stay
+sources of 0..127 without a zero point; a ReLU whose only reader is that Clip is folded into it), and a signed
+input is read as in step 6 (the network's input, read whole, quantized in explicit float steps:
+``_integer_valued_signed_inputs``). Biases stay
 float and no point is added at the residual Adds: the arithmetic is TensorRT's (float epilogue), not one
 more rounding.
 """
@@ -51,12 +55,9 @@ import numpy as np
 from edgeres.errors import EdgeresError
 from edgeres.onnx_model.graph import consumers, initializers, producers, topological_sort
 from edgeres.quant.scales import QMAX, Scales
+from edgeres.quant.signs import ORDER_KEEPING_OPS, nonnegative_tensors
 
 COMMUTING_OPS = ("Relu", "MaxPool")
-# Ops whose output never exceeds the largest input value nor goes below the smallest (the first input's
-# value range carries through them).
-ORDER_KEEPING_OPS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape",
-                     "Identity", "Squeeze", "Unsqueeze", "Transpose")
 FLOAT_COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "FusedConv", "FusedGemm", "FusedMatMul", "NhwcConv")
 
 
@@ -99,6 +100,7 @@ def rewrite_for_openvino(qdq_model, split_signed_inputs: bool = True):
     _relus_into_caps(graph)
     if split_signed_inputs:
         _split_signed_conv_inputs(graph, float_form=True)
+    _integer_valued_signed_inputs(graph)
     _drop_dead_nodes(graph)
     _drop_unused_initializers(graph)
     topological_sort(graph)
@@ -218,7 +220,7 @@ def _activations_to_uint8(graph) -> None:
 
     inits = initializers(graph)
     readers = consumers(graph)
-    nonnegative = _nonnegative_tensors(graph)
+    nonnegative = nonnegative_tensors(graph)
     points: dict[str, list] = defaultdict(list)
     for node in graph.node:
         if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3:
@@ -244,41 +246,6 @@ def _activations_to_uint8(graph) -> None:
         inits[zp_name].CopyFrom(numpy_helper.from_array(np.uint8(0 if unsigned else 128), zp_name))
 
 
-def _nonnegative_tensors(graph) -> set[str]:
-    """Float tensors that can never hold a negative value: ReLU outputs, what pooling, reshaping or
-    concatenation make of them, and the dequantized values of their quantizers."""
-    from onnx import numpy_helper
-
-    made_by, inits = producers(graph), initializers(graph)
-    memo: dict[str, bool] = {}
-
-    def nonnegative(tensor: str) -> bool:
-        if tensor in memo:
-            return memo[tensor]
-        memo[tensor] = False  # cycles cannot occur in ONNX; this only stops a malformed graph from recursing
-        node = made_by.get(tensor)
-        if node is None:
-            result = False
-        elif node.op_type == "Relu":
-            result = True
-        elif node.op_type == "Clip":  # Clip(x, min >= 0, ...)
-            low = inits.get(node.input[1]) if len(node.input) > 1 else None
-            result = low is not None and float(numpy_helper.to_array(low)) >= 0
-        elif node.op_type in ORDER_KEEPING_OPS:
-            result = nonnegative(node.input[0])
-        elif node.op_type == "Concat":
-            result = all(nonnegative(i) for i in node.input)
-        elif node.op_type == "DequantizeLinear":
-            q = made_by.get(node.input[0])
-            result = q is not None and q.op_type == "QuantizeLinear" and nonnegative(q.input[0])
-        else:
-            result = False
-        memo[tensor] = result
-        return result
-
-    return {t for node in graph.node for t in node.output if nonnegative(t)}
-
-
 def _unsigned_float_points(graph) -> None:
     """OpenVINO form of step 4: each point whose quantizers all read non-negative values becomes uint8 with zero
     point 0, each of its quantizers reading ``Clip(x, 0, 127 s)`` (TensorRT's saturation at 127, in float, where
@@ -286,7 +253,7 @@ def _unsigned_float_points(graph) -> None:
     from onnx import helper, numpy_helper
 
     inits = initializers(graph)
-    nonnegative = _nonnegative_tensors(graph)
+    nonnegative = nonnegative_tensors(graph)
     points: dict[str, list] = defaultdict(list)
     for node in graph.node:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2 and \
@@ -433,6 +400,8 @@ def _split_signed_conv_inputs(graph, float_form: bool = False) -> None:
         w = numpy_helper.to_array(inits[w_dq.input[0]])
         if w.dtype != np.int8 or int(w.min()) < -QMAX:
             continue  # -(-128) is not an int8: keep the shifted form (the saturation check then says so)
+        if max(pair_sums(_weights_per_output(conv, w.astype(np.int64)))) * 255 <= INT16_MAX:
+            continue  # weights of at most 64 (quant.signs): uint8 + 128 inputs cannot saturate, no split needed
         x, scale = q.input[0], q.input[1]
         if x not in split_of:
             split_of[x] = _signed_split(graph, x, scale, float_form)
@@ -442,6 +411,48 @@ def _split_signed_conv_inputs(graph, float_form: bool = False) -> None:
                                            name=w_name + "_DequantizeLinear", axis=next(
                                                (a.i for a in w_dq.attribute if a.name == "axis"), 1)))
         conv.input[0], conv.input[1] = split_of[x], w_name + "_dequantized"
+
+
+def split_convs(model) -> list[str]:
+    """The Convs of a CPU form that read a signed input split in two (step 6)."""
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 1
+            and n.input[1].endswith("_split_dequantized")]
+
+
+def _integer_valued_signed_inputs(graph) -> None:
+    """OpenVINO form: a Conv reading the graph's input (the stem reading the normalized image; with the normalization
+    in the network, its output) as signed int8, whole,
+    reads ``Q(Clip(Round(x / s), -128, 127), 1)`` dequantized at s: the same integers as ``Q(x, s)``. OpenVINO
+    evaluates a signed quantizer as one FakeQuantize over [-128 s, 127 s], whose offset arithmetic rounds an input
+    within a float step of a rounding tie the other way (measured on the stem: a pixel off by one step, 64 steps of
+    the conv's sum, in each of 3 random images). An image's normalized pixels take only 256 values per channel, so
+    such a pixel value would recur in every image; on integer-valued floats the FakeQuantize is exact, and the
+    division and rounding cost nothing measurable. Quantizers inside the network keep their FakeQuantize (fused into
+    the op that produces their input; a tie there is the one LSB the epilogue may differ by anyway)."""
+    from onnx import helper
+
+    inits, made_by = initializers(graph), producers(graph)
+
+    def from_input(tensor: str) -> bool:  # the graph's input, or what normalizing it in the network makes of it
+        node = made_by.get(tensor)
+        return tensor not in inits if node is None else node.op_type in ("Cast", "Transpose", "Sub", "Div", "Mul") \
+            and all(from_input(i) or i in inits for i in node.input)
+
+    done = set()
+    for conv in [n for n in graph.node if n.op_type == "Conv"]:
+        x_dq = made_by.get(conv.input[0])
+        q = made_by.get(x_dq.input[0]) if x_dq is not None and x_dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear" or q.name in done or not from_input(q.input[0]) or \
+                q.input[1] not in inits or _zero_point(graph, q) != 0 or _zero_point_dtype(graph, q) != np.int8:
+            continue
+        done.add(q.name)
+        x, scale = q.input[0], q.input[1]
+        graph.node.extend([
+            helper.make_node("Div", [x, scale], [f"{x}_in_steps"], name=f"{q.name}_Div"),
+            helper.make_node("Round", [f"{x}_in_steps"], [f"{x}_rounded"], name=f"{q.name}_Round"),
+            helper.make_node("Clip", [f"{x}_rounded", _float_constant(graph, -128.0), _float_constant(graph, 127.0)],
+                             [f"{x}_integers"], name=f"{q.name}_Clip")])
+        q.input[0], q.input[1] = f"{x}_integers", _float_constant(graph, 1.0)
 
 
 def _signed_split(graph, x: str, scale: str, float_form: bool) -> str:
@@ -631,11 +642,17 @@ def integer_kernel_bounds(model) -> list[KernelBound]:
         w = numpy_helper.to_array(inits[weight]).astype(np.int64)
         sources = _dequantized_from(graph, activation) or [activation]
         cap = max(_integer_cap(graph, t) for t in sources)
-        per_output = _weights_per_output(node, w)
-        top_pos = int(np.sort(np.clip(per_output, 0, None), axis=1)[:, -2:].sum(axis=1).max())
-        top_neg = int(np.sort(np.clip(-per_output, 0, None), axis=1)[:, -2:].sum(axis=1).max())
+        top_pos, top_neg = pair_sums(_weights_per_output(node, w))
         bounds.append(KernelBound(node.name, cap, int(np.abs(w).max()), cap * top_pos, cap * top_neg))
     return bounds
+
+
+def pair_sums(per_output: np.ndarray) -> tuple[int, int]:
+    """The largest sum of two positive weights of one output, and of two negative ones (as a magnitude): times the
+    largest uint8 input, the largest pair sum ``vpmaddubsw`` can form, whichever two weights it pairs."""
+    top_pos = int(np.sort(np.clip(per_output, 0, None), axis=1)[:, -2:].sum(axis=1).max())
+    top_neg = int(np.sort(np.clip(-per_output, 0, None), axis=1)[:, -2:].sum(axis=1).max())
+    return top_pos, top_neg
 
 
 def _dequantized_from(graph, tensor: str) -> list[str]:

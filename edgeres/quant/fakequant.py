@@ -60,7 +60,8 @@ def fake_quantize(x, amax: float):
 
 
 class WeightFakeQuant:
-    """Per-channel symmetric int8 fake quantization of a weight, as a torch parametrization.
+    """Per-channel symmetric int8 fake quantization of a weight, as a torch parametrization (``qmax`` steps per
+    side: 127, or 64 for an op reading a signed tensor, ``quant.signs``).
 
     With ``amax`` the ranges are fixed (the scales JSON's); without, each call uses the weight's current
     per-channel absmax, the way QAT keeps weight ranges in step with training. The rounding passes
@@ -68,7 +69,7 @@ class WeightFakeQuant:
     """
 
     @staticmethod
-    def make(axis: int, amax=None):
+    def make(axis: int, amax=None, qmax: int = QMAX):
         torch = require("torch", "desktop")
 
         class _WeightFakeQuant(torch.nn.Module):
@@ -83,9 +84,9 @@ class WeightFakeQuant:
                 else:
                     dims = [d for d in range(w.dim()) if d != self.axis]
                     channel_amax = w.detach().abs().amax(dim=dims)
-                scale = channel_amax.clamp_min(1e-12) / QMAX
+                scale = channel_amax.clamp_min(1e-12) / qmax
                 zero = torch.zeros(scale.numel(), dtype=torch.int32, device=w.device)
-                return torch.fake_quantize_per_channel_affine(w, scale, zero, self.axis, -128, 127)
+                return torch.fake_quantize_per_channel_affine(w, scale, zero, self.axis, -qmax - (qmax == QMAX), qmax)
 
         return _WeightFakeQuant()
 
@@ -139,7 +140,8 @@ def fake_quant_model(model, scales: Scales, fp32_onnx_model, dynamic_weights: bo
             weight = node.input[1]
             if weight in points.weights and weight in scales.weights:
                 entry = scales.weights[weight]
-                quantizer = WeightFakeQuant.make(entry["axis"], None if dynamic_weights else entry["amax"])
+                quantizer = WeightFakeQuant.make(entry["axis"], None if dynamic_weights else entry["amax"],
+                                                 points.weight_qmax.get(weight, QMAX))
                 parametrize.register_parametrization(module, "weight", quantizer)
         elif node.op_type == "Add" and any(i in points.activations for i in node.input):
             block = modules.get(module_path(node.name))

@@ -2,6 +2,8 @@
 
 - every Conv / ConvTranspose / Gemm: its activation input (per-tensor) and its weight (per-channel on
   the output-channel axis);
+- weights of an op that reads a signed tensor (the stem reading the normalized image) on -64..64 instead of
+  -127..127, so that CPUs without VNNI sum them exactly (``quant.signs``);
 - every residual Add: the input that is not the main branch's Conv output (the identity or
   downsample branch), so TensorRT fuses the Add (and its ReLU) into the Conv as an int8 epilogue.
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edgeres.onnx_model.graph import WEIGHTED_OPS, initializers, producers, weight_axis
+from edgeres.quant.signs import weight_qmax
 
 
 @dataclass
@@ -21,6 +24,7 @@ class QuantPoints:
     activations: list[str] = field(default_factory=list)  # Q/DQ in the TensorRT artifact
     cpu_only: list[str] = field(default_factory=list)  # extra points the CPU kernels need
     weights: dict[str, int] = field(default_factory=dict)  # initializer name -> channel axis
+    weight_qmax: dict[str, int] = field(default_factory=dict)  # initializer name -> largest int8 magnitude (signs.py)
 
 
 def find_points(model) -> QuantPoints:
@@ -51,6 +55,7 @@ def find_points(model) -> QuantPoints:
                     add(name, points.cpu_only)
     # A residual point may have been listed as cpu-only before its own Add was seen.
     points.cpu_only = [p for p in points.cpu_only if p not in points.activations]
+    points.weight_qmax = weight_qmax(graph)
     return points
 
 

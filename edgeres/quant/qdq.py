@@ -1,7 +1,8 @@
 """The one Q/DQ writer: FP32 ONNX + scales JSON -> explicit-quantization ONNX in TensorRT's form.
 
 int8, symmetric (zero point 0, scale = amax / 127), per-tensor activations, per-channel weights on
-the output-channel axis of the consuming op. Weights stay float behind a QuantizeLinear ->
+the output-channel axis of the consuming op (scale = amax / 127, or amax / 64 for an op reading a signed tensor:
+``quant.signs``). Weights stay float behind a QuantizeLinear ->
 DequantizeLinear pair (the form TensorRT 8.6, 10 and 11 all accept). Calibration and QAT both end here.
 """
 
@@ -15,6 +16,7 @@ from edgeres.errors import EdgeresError
 from edgeres.onnx_model.graph import WEIGHTED_OPS, consumers, topological_sort
 from edgeres.quant.points import find_points
 from edgeres.quant.scales import QMAX, Scales
+from edgeres.quant.signs import QMAX_SIGNED_INPUT
 
 
 def _qdq_nodes(tensor: str, scale: np.ndarray, zero_point: np.ndarray, axis: int | None, suffix: str = ""):
@@ -39,13 +41,16 @@ def activation_scale(scales: Scales, tensor: str) -> np.ndarray:
     return np.float32(scales.activations[tensor]["amax"] / QMAX)
 
 
-def write_qdq(fp32_model, scales: Scales, float_layers: set[str] | frozenset[str] = frozenset()):
+def write_qdq(fp32_model, scales: Scales, float_layers: set[str] | frozenset[str] = frozenset(),
+              signed_input_qmax: int = QMAX_SIGNED_INPUT):
     """Insert TensorRT-style Q/DQ into a copy of ``fp32_model`` (an onnx.ModelProto) and return it.
 
     Args:
         fp32_model: the FP32 export the scales are keyed to.
         scales: the scales JSON.
         float_layers: names of Conv/Gemm nodes to leave unquantized (``mixed`` precision).
+        signed_input_qmax: the largest int8 weight of an op reading a signed tensor (``quant.signs``; 127 makes the
+            form without that bound, for measuring what it costs).
     """
     import onnx
 
@@ -92,7 +97,8 @@ def write_qdq(fp32_model, scales: Scales, float_layers: set[str] | frozenset[str
         if scales.weights[weight].get("axis", axis) != axis:
             raise EdgeresError(f"weight '{weight}' was calibrated on axis {scales.weights[weight]['axis']}, "
                                f"its op quantizes axis {axis}")
-        nodes, inits, dq_out = _qdq_nodes(weight, amax / QMAX, np.zeros(len(amax), dtype=np.int8), axis)
+        qmax = QMAX if points.weight_qmax.get(weight, QMAX) == QMAX else signed_input_qmax
+        nodes, inits, dq_out = _qdq_nodes(weight, amax / np.float32(qmax), np.zeros(len(amax), dtype=np.int8), axis)
         new_nodes += nodes
         new_inits += inits
         for node in readers[weight]:

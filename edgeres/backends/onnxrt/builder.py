@@ -39,14 +39,14 @@ def _build_fp32(job: BuildJob) -> BuiltEngine:
 def _build_int8(job: BuildJob) -> BuiltEngine:
     """Q/DQ artifact -> CPU rewrite -> ONNX Runtime-optimized file whose every Conv/Gemm is an integer kernel
     (except, for ``mixed``, the layers the plan keeps float; their Q/DQ artifact is saved beside the engine).
-    The stem is split only where the target CPUs need it (``cpu_int8.int8_cpu_target``)."""
+    A signed input is split only where the target CPUs and the weights need it (``cpu_int8.int8_cpu_target``)."""
     import onnx
 
     from edgeres.backends.cpu_int8 import int8_cpu_target, integer_kernel_facts
     from edgeres.backends.onnxrt import NAME
     from edgeres.backends.onnxrt.loader import write_optimized_model
     from edgeres.device.cpu import cpu_facts
-    from edgeres.quant.cpu import check_integer_kernels, rewrite_for_cpu
+    from edgeres.quant.cpu import check_integer_kernels, rewrite_for_cpu, split_convs
     from edgeres.quant.mixed import cpu_float_layers, output_conv_layers
 
     cfg, config, mixed = job.cfg, job.config, job.mixed
@@ -55,6 +55,7 @@ def _build_int8(job: BuildJob) -> BuiltEngine:
     if mixed is not None:
         onnx.save(job.qdq, str(job.folder / (job.engine_file.stem + ".qdq.onnx")))
     cpu = rewrite_for_cpu(job.qdq, job.calib.scales, split_signed_inputs=target == "portable")
+    split = split_convs(cpu)
     cpu_file = job.folder / "cpu.qdq.onnx"
     onnx.save(cpu, str(cpu_file))
     write_optimized_model(cpu_file, job.engine_file, cfg.opt_level)
@@ -67,7 +68,7 @@ def _build_int8(job: BuildJob) -> BuiltEngine:
         mixed.cpu_float_layers = sorted(cpu_float)
     h, w = config.preprocess.input_size
     return BuiltEngine(
-        backend_info=_opt_level_facts(cfg) | integer_kernel_facts(NAME, optimized, target, why),
+        backend_info=_opt_level_facts(cfg) | integer_kernel_facts(NAME, optimized, target, why, split),
         input_info={"name": "input", "shape": [-1, 3, h, w], "dtype": "float32", "max_batch": cfg.max_batch},
         preprocess=config.preprocess.to_dict(),
         extra={"cpu_float_output_layers": sorted(output_convs)},
