@@ -35,9 +35,10 @@ def main() -> None:
     from edgeres.config import ModelConfig
     from edgeres.data.imagefolder import load_eval_split
     from edgeres.models.checkpoint import load_checkpoint, save_checkpoint
+    from edgeres.processing import read_image
     from edgeres.quant.qdq import write_qdq
     from edgeres.quant.scales import QMAX
-    from edgeres.quant.workflow import CalibConfig, run_calibration
+    from edgeres.quant.workflow import CalibConfig, run_calibration, select_images
     from edgeres.tasks.classify.data import EvalImages
     from edgeres.tasks.scoring import predict_outputs
 
@@ -51,6 +52,14 @@ def main() -> None:
                                                                 preprocess=pre))
     val = EvalImages(load_eval_split(args.data), pre)
     labels = val.labels
+    calib_data = args.data / "train"
+    if args.size:  # calibration images of the size the network sees (as benchmarks/cpu_int8_speed.py writes them)
+        import cv2
+
+        calib_data = work / "calib-images"
+        calib_data.mkdir()
+        for i, p in enumerate(select_images(args.data / "train", args.num_images, seed=0)):
+            cv2.imwrite(str(calib_data / f"{i:05d}.png"), cv2.resize(read_image(p), (args.size, args.size)))
 
     def logits(model) -> np.ndarray:
         options = ort.SessionOptions()
@@ -61,7 +70,7 @@ def main() -> None:
 
     rows, fp32 = [], None
     for method in args.methods.split(","):
-        calib = run_calibration(CalibConfig(model=model_file, data=args.data / "train", out=work / method,
+        calib = run_calibration(CalibConfig(model=model_file, data=calib_data, out=work / method,
                                             method=method, num_images=args.num_images, progress=False))
         fp32_model = onnx.load(str(calib.fp32_onnx))
         if fp32 is None:

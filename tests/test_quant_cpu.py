@@ -451,7 +451,10 @@ def test_openvino_engine_keeps_every_quantized_value_of_the_artifact(qdq_model, 
             and float(engine_values[n.input[1]]) == 0.0]
     assert len(caps) >= 16
     assert integer_kernel_bounds(engine) and all(b.exact for b in integer_kernel_bounds(engine))
+    assert len(integer_kernel_bounds(engine)) == 21  # layer1's first conv reads the pooled uint8 values
     assert not any(n.op_type == "QuantizeLinear" and n.input[0] in engine_values for n in engine.graph.node)
+    pools = [n.output[0] for n in engine.graph.node if n.op_type == "MaxPool"]
+    assert pools and not any(n.op_type == "QuantizeLinear" and n.input[0] in pools for n in engine.graph.node)
 
 
 def _assert_guarantee(logits: np.ndarray, reference: np.ndarray, level: str, what: str) -> None:

@@ -35,12 +35,12 @@ so its scale is part of the per-channel weight scale in both targets.
 
 ``rewrite_for_openvino`` makes the OpenVINO engine's form: the TensorRT Q/DQ graph itself (OpenVINO
 turns each Q/DQ pair into a FakeQuantize and runs int8 kernels from them), with the weights stored as
-int8 initializers (step 3) and the activation Q also placed in front of each MaxPool (step 1), so the
-first Conv writes int8 and the pooling runs on int8. Non-negative points become uint8 with zero point 0
-behind a float ``Clip(x, 0, 127 s)`` (so OpenVINO's low-precision transformations give oneDNN u8
-sources of 0..127 without a zero point; a ReLU whose only reader is that Clip is folded into it), and a signed
-input is read as in step 6 (the network's input, read whole, quantized in explicit float steps:
-``_integer_valued_signed_inputs``). Biases stay
+int8 initializers (step 3) and the activation Q moved in front of each MaxPool (step 1: the pooled values
+are then on its grid already, so the Q/DQ behind it goes), so the first Conv writes int8 and the pooling
+runs on int8. Non-negative points become uint8 with zero point 0 behind a float ``Clip(x, 0, 127 s)`` (so
+OpenVINO's low-precision transformations give oneDNN u8 sources of 0..127 without a zero point; a ReLU
+whose only reader is that Clip is folded into it), and a signed input is read as in step 6 (the network's
+input, read whole, quantized in explicit float steps: ``_integer_valued_signed_inputs``). Biases stay
 float and no point is added at the residual Adds: the arithmetic is TensorRT's (float epilogue), not one
 more rounding.
 """
@@ -95,6 +95,7 @@ def rewrite_for_openvino(qdq_model, split_signed_inputs: bool = True):
     model.CopyFrom(qdq_model)
     graph = model.graph
     _propagate_through_commuting_ops(graph, ops=("MaxPool",))
+    _drop_requantization(graph, ops=("MaxPool",))
     _materialize_weights(graph)
     _unsigned_float_points(graph)
     _relus_into_caps(graph)
@@ -138,6 +139,27 @@ def _propagate_through_commuting_ops(graph, ops: tuple[str, ...] = COMMUTING_OPS
         src.input[0] = dq_out
         made_by = producers(graph)
         todo.append(made_by[dq_out.replace("_dequantized", "_quantized")])
+
+
+def _drop_requantization(graph, ops: tuple[str, ...]) -> None:
+    """Q/DQ after one of ``ops`` that reads DQ values of the same scale and zero point: the op's output is already on
+    that grid (max of grid values), so the pair returns the same numbers; its readers read the op's output instead.
+    Exact, and for OpenVINO it saves a FakeQuantize with two layout reorders around it behind the pooling."""
+    made_by, readers = producers(graph), consumers(graph)
+    graph_outputs = {o.name for o in graph.output}
+    for q in [n for n in graph.node if n.op_type == "QuantizeLinear"]:
+        src = made_by.get(q.input[0])
+        before = made_by.get(src.input[0]) if src is not None and src.op_type in ops else None
+        after = readers.get(q.output[0], [])
+        if before is None or before.op_type != "DequantizeLinear" or list(before.input[1:]) != list(q.input[1:]) or \
+                not after or any(r.op_type != "DequantizeLinear" or list(r.input[1:]) != list(q.input[1:])
+                                 or r.output[0] in graph_outputs for r in after):
+            continue
+        for dq in after:
+            for reader in readers.get(dq.output[0], []):
+                for k, name in enumerate(reader.input):
+                    if name == dq.output[0]:
+                        reader.input[k] = src.output[0]
 
 
 def _quantize_float_add_inputs(graph, scales: Scales) -> None:
@@ -660,6 +682,8 @@ def _dequantized_from(graph, tensor: str) -> list[str]:
     node = producers(graph).get(tensor)
     if node is not None and node.op_type == "DequantizeLinear":
         return [node.input[0]]
+    if node is not None and node.op_type == "MaxPool":  # the max of grid values: the same integers, pooled
+        return _dequantized_from(graph, node.input[0])
     if node is not None and node.op_type == "Concat":
         parts = [_dequantized_from(graph, i) for i in node.input]
         return [t for p in parts for t in p] if all(parts) else []
