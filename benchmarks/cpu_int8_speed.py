@@ -20,10 +20,10 @@ peak of this ISA for the cores used (int8 for INT8 rows, FP32 FMA for FP32 rows;
 On an AVX-512/AMX machine, `ONEDNN_MAX_CPU_ISA=AVX2` caps oneDNN (the OpenVINO rows) at AVX2 kernels; ONNX
 Runtime has no such cap (MLAS picks kernels from CPUID), so its rows stay this CPU's.
 
-The edgeres engines are built as `edgeres build --int8-cpu auto` builds them on this CPU (the stem split only
-where the engine's kernels sum int8 products in 16 bits; oneDNN's cap counts); `--both-forms` adds, for each
-engine built unsplit, a row for the same engine with the stem split (`--int8-cpu portable`), to measure the
-split's cost in the same run.
+The edgeres engines are built as `edgeres build --int8-cpu auto` builds them on this CPU (their stem weights on
+-64..64, read whole); `--both-forms` adds, for each, a row for the engine of the same calibration written with the
+stem weights on -127..127 (as before `quant.signs`) and built `--int8-cpu portable` (the stem split), to measure
+what the split cost in the same run.
 
 Needs the `bench` extra (openvino, nncf) for the OpenVINO rows. `--static-peer` adds a row for the NNCF
 model compiled for the fixed input shape (the edgeres OpenVINO engine compiles static shapes).
@@ -110,6 +110,23 @@ def openvino_kernels(compiled) -> str:
     return ", ".join(f"{k} x{v}" for k, v in sorted(counts.items()))
 
 
+def wide_stem_calibration(calib, work: Path) -> Path:
+    """A copy of the calibration folder whose Q/DQ artifact has the stem's weights on -127..127 (the form before
+    ``quant.signs``): its engines split the stem where int8 products sum in 16-bit pairs."""
+    import shutil
+
+    import onnx
+
+    from edgeres.quant.qdq import write_qdq
+
+    folder = work / "calib-wide-stem"
+    if not folder.is_dir():
+        shutil.copytree(calib.folder, folder)
+        onnx.save(write_qdq(onnx.load(str(calib.fp32_onnx)), calib.scales, signed_input_qmax=127),
+                  str(folder / calib.qdq_onnx.name))
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
@@ -125,7 +142,7 @@ def main() -> None:
     parser.add_argument("--no-eager", action="store_true",
                         help="leave out the PyTorch eager row (the slowest: most of a run's time on a loaded machine)")
     parser.add_argument("--both-forms", action="store_true",
-                        help="also time each edgeres engine built unsplit with its stem split (--int8-cpu portable)")
+                        help="also time each edgeres engine from stem weights to 127, split (--int8-cpu portable)")
     args = parser.parse_args()
 
     import onnxruntime as ort
@@ -180,9 +197,9 @@ def main() -> None:
         forms[f"int8-{backend}"] = f"edgeres INT8 engine ({label})", manifest
         if args.both_forms and not manifest["backend"]["stem_split"]:
             _, split = build_engine(BuildConfig(model=model_file, out=work / f"int8-{backend}-split", backend=backend,
-                                                precision="int8", calib=calib.folder, int8_cpu="portable"),
-                                    progress=False)
-            forms[f"int8-{backend}-split"] = f"edgeres INT8 engine ({label}, stem split)", split
+                                                precision="int8", calib=wide_stem_calibration(calib, work),
+                                                int8_cpu="portable"), progress=False)
+            forms[f"int8-{backend}-split"] = f"edgeres INT8 engine ({label}, stem weights to 127, split)", split
     fp32_onnx = calib.fp32_onnx
 
     # ONNX Runtime's own flow: pre-process, quantize_static (QDQ, u8 asymmetric activations, s8 per-channel
