@@ -105,6 +105,21 @@ def test_same_model_data_and_method_reuse_the_scales(quant_model, quant_digits, 
     assert _snapshot(out) == before  # scales.json and the Q/DQ file: same bytes, same mtime
 
 
+def test_reusing_a_calibration_from_an_earlier_writer_rewrites_its_qdq_file(quant_model, quant_digits, quant_calib,
+                                                                           wide_stem_calib, tmp_path):
+    """A calibration folder whose Q/DQ file an earlier edgeres wrote (stem weights to 127) is reused with its scales
+    and its Q/DQ file rewritten by today's writer (stem weights on -64..64), with a note; nothing else changes."""
+    out = shutil.copytree(wide_stem_calib.folder, tmp_path / "r18-entropy")
+    scales_before = (out / "scales.json").read_bytes()
+    assert (out / "model.qdq.onnx").read_bytes() != quant_calib.qdq_onnx.read_bytes()
+    proc = _calibrate(quant_model, quant_digits / "train", out, "--method", "entropy", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "reused" in proc.stdout and "rewrote" in proc.stderr and "Traceback" not in proc.stderr
+    assert (out / "model.qdq.onnx").read_bytes() == quant_calib.qdq_onnx.read_bytes()
+    assert (out / "scales.json").read_bytes() == scales_before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r18-entropy"]  # the rewrite left nothing beside it
+
+
 def test_another_method_into_the_same_folder_is_refused_without_force(quant_model, quant_digits, quant_calib,
                                                                         tmp_path):
     out = shutil.copytree(quant_calib.folder, tmp_path / "r18-entropy")

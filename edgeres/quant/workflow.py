@@ -181,6 +181,7 @@ def _run_calibration(cfg: CalibConfig) -> CalibResult:
         if same and (out / QDQ_FILE).is_file() and (out / FP32_FILE).is_file():
             if cfg.trt_version:
                 _write_cache(old, cfg.trt_version, out)
+            _refresh_qdq(out, old)
             return CalibResult(out, old, reused=True)
         if not cfg.force:
             raise EdgeresError(
@@ -227,6 +228,23 @@ def _run_calibration(cfg: CalibConfig) -> CalibResult:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return CalibResult(out, scales, reused=False)
+
+
+def _refresh_qdq(folder: Path, scales: Scales) -> None:
+    """A reused calibration's Q/DQ artifact, rewritten from its scales when this edgeres's writer makes another one
+    (a folder from before the stem's weights were put on -64..64, ``quant.signs``); the scales stay as they are."""
+    import onnx
+
+    from edgeres.fileio import atomic_path
+    from edgeres.quant.qdq import write_qdq
+
+    current = write_qdq(onnx.load(str(folder / FP32_FILE)), scales).SerializeToString()
+    if current == (folder / QDQ_FILE).read_bytes():
+        return
+    with atomic_path(folder / QDQ_FILE) as tmp:
+        tmp.write_bytes(current)
+    warnings.warn(f"rewrote {folder / QDQ_FILE} from its scales with this edgeres's Q/DQ writer (the scales are "
+                  "unchanged; rebuild engines made from the old file to get its form)", CalibrationNote, stacklevel=3)
 
 
 def _write_cache(scales: Scales, trt_version: str, folder: Path) -> Path:
