@@ -38,7 +38,10 @@ def float_stem(model, integer_valued: bool):
     conv = next(n for n in g.node if n.op_type == "Conv")
     x_dq, w_dq = made_by[conv.input[0]], made_by[conv.input[1]]
     q = made_by[x_dq.input[0]]
-    x, s_name = q.input[0], q.input[1]
+    x, s_name = q.input[0], x_dq.input[1]
+    clip = made_by.get(x)  # the OpenVINO form quantizes the input as Clip(Round(x / s)) at scale 1: start from x
+    if clip is not None and clip.op_type == "Clip" and made_by.get(clip.input[0]) is not None:
+        x = made_by[made_by[clip.input[0]].input[0]].input[0]
     s = numpy_helper.to_array(inits[s_name]).astype(np.float32)
     wq = numpy_helper.to_array(inits[w_dq.input[0]]).astype(np.float32)
     sw = numpy_helper.to_array(inits[w_dq.input[1]]).astype(np.float32)
