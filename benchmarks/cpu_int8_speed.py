@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import interleaved, machine_line, print_table
+from _common import calibration_images_at_size, interleaved, machine_line, model_at_size, print_table
 
 RESNET18_GMACS_224 = 1.8186  # multiply-accumulates of one 224x224 ResNet-18 inference (conv + fc), in billions
 
@@ -149,33 +149,18 @@ def main() -> None:
     import torch
 
     from edgeres.build import BuildConfig, build_engine
-    from edgeres.config import ModelConfig
     from edgeres.data.imagefolder import load_eval_split
     from edgeres.engine import open_engine
     from edgeres.errors import MissingDependencyError
-    from edgeres.models.checkpoint import load_checkpoint, save_checkpoint
     from edgeres.processing import preprocess, read_image
-    from edgeres.quant.workflow import CalibConfig, run_calibration, select_images
+    from edgeres.quant.workflow import CalibConfig, run_calibration
     from edgeres.tasks.classify.data import EvalImages
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp())
-    ckpt = load_checkpoint(args.model)
-    pre = replace(ckpt.config.preprocess, input_size=(args.size, args.size))
-    config = ModelConfig(ckpt.config.arch, ckpt.config.class_names, preprocess=pre)
-    model = ckpt.build_model()
-    model_file = work / "model.safetensors"
-    save_checkpoint(model_file, model, config)
-
-    # The same calibration images for everyone, resized to the network size as the val images are (written
-    # out so that `edgeres calibrate` sees images of the size the engine sees).
-    import cv2
-
-    calib_paths = select_images(args.data / "train", args.num_images, seed=0)
-    calib_dir = work / "calib-images"
-    calib_dir.mkdir()
-    for i, p in enumerate(calib_paths):
-        cv2.imwrite(str(calib_dir / f"{i:05d}.png"), cv2.resize(read_image(p), (args.size, args.size)))
+    model_file, pre, model = model_at_size(args.model, args.size, work)
+    # The same calibration images for everyone, resized to the network size as the val images are.
+    calib_paths, calib_dir = calibration_images_at_size(args.data / "train", args.size, args.num_images, work)
     calib_batches = [preprocess([read_image(p)], pre) for p in calib_paths]
     val = EvalImages(load_eval_split(args.data), pre)
     if args.val_images:  # every k-th image of the (class-sorted) split: a quicker run, every class still judged

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import interleaved, machine_line
+from _common import calibration_images_at_size, interleaved, machine_line, model_at_size
 from cpu_int8_speed import openvino_kernels
 
 
@@ -104,30 +104,19 @@ def main() -> None:
     parser.add_argument("--per-round", type=int, default=20)
     args = parser.parse_args()
 
-    import cv2
     import onnx
     import onnxruntime as ort
     import openvino as ov
 
     import edgeres.quant.cpu as cpu
-    from edgeres.config import ModelConfig
     from edgeres.data.imagefolder import load_eval_split
-    from edgeres.models.checkpoint import load_checkpoint, save_checkpoint
-    from edgeres.processing import read_image
     from edgeres.quant.qdq import write_qdq
-    from edgeres.quant.workflow import CalibConfig, run_calibration, select_images
+    from edgeres.quant.workflow import CalibConfig, run_calibration
     from edgeres.tasks.classify.data import EvalImages
 
     work = Path(tempfile.mkdtemp())
-    ckpt = load_checkpoint(args.model)
-    pre = replace(ckpt.config.preprocess, input_size=(args.size, args.size))
-    model_file = work / "model.safetensors"
-    save_checkpoint(model_file, ckpt.build_model(), ModelConfig(ckpt.config.arch, ckpt.config.class_names,
-                                                                preprocess=pre))
-    calib_dir = work / "calib-images"
-    calib_dir.mkdir()
-    for i, p in enumerate(select_images(args.data / "train", args.num_images, seed=0)):
-        cv2.imwrite(str(calib_dir / f"{i:05d}.png"), cv2.resize(read_image(p), (args.size, args.size)))
+    model_file, pre, _ = model_at_size(args.model, args.size, work)
+    _, calib_dir = calibration_images_at_size(args.data / "train", args.size, args.num_images, work)
     calib = run_calibration(CalibConfig(model=model_file, data=calib_dir, out=work / "calib", method="entropy",
                                         num_images=args.num_images, progress=False))
     narrow = onnx.load(str(calib.qdq_onnx))  # what edgeres writes: the stem's weights on -64..64

@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine_line, print_table
+from _common import calibration_images_at_size, machine_line, model_at_size, print_table
 
 
 def main() -> None:
@@ -32,34 +31,20 @@ def main() -> None:
     import onnx
     import onnxruntime as ort
 
-    from edgeres.config import ModelConfig
     from edgeres.data.imagefolder import load_eval_split
-    from edgeres.models.checkpoint import load_checkpoint, save_checkpoint
-    from edgeres.processing import read_image
+    from edgeres.models.checkpoint import load_checkpoint
     from edgeres.quant.qdq import write_qdq
     from edgeres.quant.scales import QMAX
-    from edgeres.quant.workflow import CalibConfig, run_calibration, select_images
+    from edgeres.quant.workflow import CalibConfig, run_calibration
     from edgeres.tasks.classify.data import EvalImages
     from edgeres.tasks.scoring import predict_outputs
 
     work = Path(tempfile.mkdtemp())
-    ckpt = load_checkpoint(args.model)
-    pre = ckpt.config.preprocess
-    if args.size:
-        pre = replace(pre, input_size=(args.size, args.size))
-    model_file = work / "model.safetensors"
-    save_checkpoint(model_file, ckpt.build_model(), ModelConfig(ckpt.config.arch, ckpt.config.class_names,
-                                                                preprocess=pre))
+    size = args.size or load_checkpoint(args.model).config.preprocess.input_size[0]
+    model_file, pre, _ = model_at_size(args.model, size, work)
     val = EvalImages(load_eval_split(args.data), pre)
     labels = val.labels
-    calib_data = args.data / "train"
-    if args.size:  # calibration images of the size the network sees (as benchmarks/cpu_int8_speed.py writes them)
-        import cv2
-
-        calib_data = work / "calib-images"
-        calib_data.mkdir()
-        for i, p in enumerate(select_images(args.data / "train", args.num_images, seed=0)):
-            cv2.imwrite(str(calib_data / f"{i:05d}.png"), cv2.resize(read_image(p), (args.size, args.size)))
+    _, calib_data = calibration_images_at_size(args.data / "train", size, args.num_images, work)
 
     def logits(model) -> np.ndarray:
         options = ort.SessionOptions()
