@@ -86,7 +86,7 @@ class WeightFakeQuant:
                     channel_amax = w.detach().abs().amax(dim=dims)
                 scale = channel_amax.clamp_min(1e-12) / qmax
                 zero = torch.zeros(scale.numel(), dtype=torch.int32, device=w.device)
-                return torch.fake_quantize_per_channel_affine(w, scale, zero, self.axis, -qmax - (qmax == QMAX), qmax)
+                return torch.fake_quantize_per_channel_affine(w, scale, zero, self.axis, -128, 127)
 
         return _WeightFakeQuant()
 

@@ -14,12 +14,12 @@ split such inputs where the weights need it (``quant.cpu``).
 from __future__ import annotations
 
 from edgeres.onnx_model.graph import WEIGHTED_OPS, initializers, producers
+from edgeres.quant.scales import QMAX  # int8 weights of an op whose input is never negative: -127..127
 
 # Ops whose output never exceeds the largest input value nor goes below the smallest (the first input's
 # value range carries through them).
 ORDER_KEEPING_OPS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape",
                      "Identity", "Squeeze", "Unsqueeze", "Transpose")
-QMAX = 127  # int8 weights of an op whose input is never negative: -127..127
 QMAX_SIGNED_INPUT = 64  # int8 weights of an op that reads a signed tensor: -64..64 (the module doc)
 
 
