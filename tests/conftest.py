@@ -43,7 +43,17 @@ def trt_unavailable_reason() -> str | None:
     return "no NVIDIA GPU found"
 
 
+# Fixtures whose training takes minutes on a 2-core AVX2 CPU (the detector's and the segmenter's, after the digits
+# classifier's): every test that needs one is marked slow, so the README's `pytest -q` keeps its time budget and
+# `pytest -m slow` (run by CI after it) runs them.
+SLOW_FIXTURES = frozenset({"trained_detector", "trained_segmenter"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m 'not slow'` deselects
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
     needs_trt = [item for item in items if item.get_closest_marker("needs_trt")]
     if not needs_trt:
         return

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fixtures_models import one_torch_thread
 from helpers import made_once
 
 pytest_plugins = ["fixtures_models"]  # trained_checkpoint: the backbone the detector starts from
@@ -32,9 +33,10 @@ def trained_detector(tmp_path_factory, scenes_data, trained_checkpoint) -> Path:
     from edgeres.train import TrainConfig, train
 
     def make(folder: Path) -> None:
-        summary = train(TrainConfig(data=scenes_data, out=folder / "run", arch="resnet18", task="detect", epochs=5,
-                                    init_from=trained_checkpoint, img_size=SCENE_SIZE, batch_size=32,
-                                    optimizer="adamw", lr=2e-3, weight_decay=1e-4, progress=False, seed=0))
+        with one_torch_thread():  # the other xdist worker runs tests meanwhile: two threads would stall each other
+            summary = train(TrainConfig(data=scenes_data, out=folder / "run", arch="resnet18", task="detect", epochs=5,
+                                        init_from=trained_checkpoint, img_size=SCENE_SIZE, batch_size=32,
+                                        optimizer="adamw", lr=2e-3, weight_decay=1e-4, progress=False, seed=0))
         # The engine-vs-torch tests compare real boxes: the detector must find digits, not noise.
         assert summary["best_val_map50"] >= 0.3, summary
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fixtures_models import one_torch_thread
 from helpers import made_once
 
 pytest_plugins = ["fixtures_models"]  # trained_checkpoint: the backbone the segmenter starts from
@@ -33,9 +34,11 @@ def trained_segmenter(tmp_path_factory, masks_data, trained_checkpoint) -> Path:
     from edgeres.train import TrainConfig, train
 
     def make(folder: Path) -> None:
-        summary = train(TrainConfig(data=masks_data, out=folder / "run", arch="resnet18", task="segment", epochs=6,
-                                    init_from=trained_checkpoint, img_size=MASK_SIZE, batch_size=8, optimizer="adamw",
-                                    lr=3e-3, weight_decay=1e-4, label_smoothing=0.0, progress=False, seed=0))
+        with one_torch_thread():  # the other xdist worker runs tests meanwhile: two threads would stall each other
+            summary = train(TrainConfig(data=masks_data, out=folder / "run", arch="resnet18", task="segment", epochs=6,
+                                        init_from=trained_checkpoint, img_size=MASK_SIZE, batch_size=8,
+                                        optimizer="adamw", lr=3e-3, weight_decay=1e-4, label_smoothing=0.0,
+                                        progress=False, seed=0))
         assert summary["best_val_miou"] >= MIN_FIXTURE_MIOU, summary
 
     return made_once(tmp_path_factory, "segmenter", make) / "run" / "best.safetensors"

@@ -169,6 +169,7 @@ def test_uint8_input_gives_the_float_path_predictions(trained_checkpoint, traine
     assert (logits["uint8"][: len(files)].argmax(1) == labels).mean() >= 0.8
 
 
+@pytest.mark.slow  # CI runs it (.ci/run: pytest -m slow)
 def test_stale_engine_names_the_command_that_rebuilds_it(trained_checkpoint, digits_data, tmp_path):
     """Retraining the checkpoint makes its engine stale; the error quotes a build command that really fixes it."""
     from edgeres.backends.torch.loader import ModelLoader

@@ -15,7 +15,7 @@ def _dims(value_info) -> list:
     return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+@pytest.mark.parametrize("arch", ["resnet18", pytest.param("resnet50", marks=pytest.mark.slow)])
 def test_onnxruntime_matches_torch_on_real_images(arch, random_checkpoint, tmp_path, record_property):
     import onnx
     import onnxruntime as ort

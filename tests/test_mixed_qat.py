@@ -102,6 +102,7 @@ def test_mixed_keeps_exactly_the_sensitive_layer_and_recovers_accuracy(planted, 
     assert producers[conv2.input[0]].op_type != "DequantizeLinear"  # kept float: reads the float tensor
 
 
+@pytest.mark.slow  # CI runs it (.ci/run: pytest -m slow)
 def test_mixed_refuses_a_budget_that_needs_most_layers_float(planted):
     import onnx
 
@@ -173,6 +174,7 @@ def test_mixed_detector_keeps_the_sensitive_layer_within_a_map_budget(planted_de
     assert 100 * metrics["map50"] == pytest.approx(plan["mixed"], abs=0.5)
 
 
+@pytest.mark.slow  # CI runs it (.ci/run: pytest -m slow)
 def test_qat_under_torchrun_then_build_with_qat(quant_model, quant_calib, quant_digits, tmp_path):
     import json
 

@@ -182,6 +182,7 @@ def test_resnet50_ddp_state_dict_builds_int8_and_evaluates(tmp_path, data, env):
     assert json.loads(proc.stdout)["images"] == 15
 
 
+@pytest.mark.slow  # CI runs it (.ci/run: pytest -m slow)
 def test_onnx_from_elsewhere_calibrates_builds_and_benchmarks(tmp_path, r18, data, env):
     """A torchvision ResNet exported by torch.onnx.export outside edgeres: fixed batch 1, its own tensor names."""
     external = tmp_path / "resnet18-ext.onnx"

@@ -262,6 +262,7 @@ def _torchrun(*args, cwd: Path, timeout: float = 240) -> subprocess.CompletedPro
     return subprocess.run(cmd, cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow  # CI runs it (.ci/run: pytest -m slow)
 def test_torchrun_ranks_see_disjoint_shards_and_end_identical(tmp_path, digits3):
     (tmp_path / "ddp_check.py").write_text(DDP_SCRIPT)
     out = tmp_path / "out"
