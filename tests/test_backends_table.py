@@ -28,6 +28,9 @@ HOOKS = (
     "engine_problems",
     "open_runner",
     "describe",
+    "source_onnx",
+    "model_io",
+    "write_triton_model",
 )
 
 
@@ -44,6 +47,9 @@ def test_every_table_entry_exposes_what_the_table_promises(name):
     assert module.ENGINE_SUFFIX in (".onnx", ".plan")
     assert module.PRECISIONS and set(module.PRECISIONS) <= set(PRECISIONS)
     assert isinstance(module.ON_GPU, bool) and isinstance(module.CPU_INT8, bool)
+    assert isinstance(module.TENSORRT_PLAN, bool)
+    model_file, config_line = module.TRITON_MODEL
+    assert model_file.startswith("model.") and ("platform:" in config_line or "backend:" in config_line)
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert module.EXTRA in extras  # the pip extra a "not installed" error names exists
     for hook in HOOKS:
@@ -100,8 +106,10 @@ PRECISIONS = ("fp32",)
 PACKAGE, DISTRIBUTIONS, EXTRA = _ort.PACKAGE, _ort.DISTRIBUTIONS, _ort.EXTRA
 ON_GPU = False
 CPU_INT8 = False
+TENSORRT_PLAN, TRITON_MODEL = False, _ort.TRITON_MODEL
 version, ready, current_facts, engine_problems = _ort.version, _ort.ready, _ort.current_facts, _ort.engine_problems
 open_runner, describe, build = _ort.open_runner, _ort.describe, _ort.build
+source_onnx, model_io, write_triton_model = _ort.source_onnx, _ort.model_io, _ort.write_triton_model
 
 
 def check_request(cfg):
@@ -148,6 +156,12 @@ def test_a_backend_added_by_one_package_and_one_table_line_builds_and_runs(
         batch = preprocess(images, added.preprocess)
         got, want = added.runner.infer(batch)["logits"], reference.runner.infer(batch)["logits"]
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)  # the same checkpoint through the same runtime
+    from edgeres.deploy.triton import TritonConfig, deploy_triton  # deploy takes the backend's facts from it too
+
+    deploy_triton(TritonConfig(engine=tmp_path / "copy", out=tmp_path / "repo", name="digits"))
+    config = (tmp_path / "repo" / "digits" / "config.pbtxt").read_text()
+    assert 'platform: "onnxruntime_onnx"' in config and "kind: KIND_CPU" in config
+    assert (tmp_path / "repo" / "digits" / "1" / "model.onnx").read_bytes() == engine_file.read_bytes()
     monkeypatch.delitem(ENGINE_BACKENDS, "ort-copy")
     with pytest.raises(EdgeresError, match=r"not a valid edgeres engine manifest: wrong or unreadable backend\.name"):
         open_engine(tmp_path / "copy")  # the table no longer lists it: its engines are refused, not guessed at

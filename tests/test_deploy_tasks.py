@@ -32,7 +32,23 @@ def test_deploy_code_never_names_a_task():
     assert not found, f"task names in edgeres/deploy: {found}"
 
 
-@pytest.mark.parametrize("engine_fixture", ["cls_fp32_engine", "detect_fp32_engine"])
+def test_deploy_never_branches_on_a_backend_name():
+    """What differs between backends comes from the backend's facts and hooks (``edgeres.backends``), never from
+    its name: no backend name appears as a constant in edgeres/deploy."""
+    from edgeres.backends import backend_names
+
+    names = set(backend_names())
+    found = []
+    for path in sorted(DEPLOY_PACKAGE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in names:
+                found.append(f"{path.name}:{node.lineno} {node.value!r}")
+    assert not found, f"backend names in edgeres/deploy: {found}"
+
+
+@pytest.mark.parametrize(
+    "engine_fixture", ["cls_fp32_engine", pytest.param("detect_fp32_engine", marks=pytest.mark.slow)]
+)
 def test_output_shape_facts_match_the_real_engine(engine_fixture, request):
     """A TensorRT plan's outputs are known only from the manifest and the task's ``output_shape``: for real
     engines of each task, that answer equals the ONNX graph's own output shape."""

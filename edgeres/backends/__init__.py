@@ -6,12 +6,18 @@ only inside the functions that need it):
 
 - ``NAME``, ``ENGINE_SUFFIX``, ``PRECISIONS`` (what it builds), ``PACKAGE`` / ``DISTRIBUTIONS`` (what
   ``version()`` looks up), ``EXTRA`` (the pip extra that installs it), ``ON_GPU`` (``auto`` prefers it when
-  ``ready()``), ``CPU_INT8`` (a CPU INT8 engine: ``backends.cpu_int8`` guarantees apply);
+  ``ready()``), ``CPU_INT8`` (a CPU INT8 engine: ``backends.cpu_int8`` guarantees apply), ``TENSORRT_PLAN`` (the
+  engine file is a serialized TensorRT engine: TensorRT's build options apply, DeepStream's nvinfer loads it as
+  is, Triton serves it from a release with the same TensorRT), ``TRITON_MODEL`` (the file name in a Triton
+  model's version folder and the ``config.pbtxt`` line that picks Triton's backend);
 - ``version()``, ``ready()`` (installed and its device present, for ``auto``), ``check_request(cfg)`` (refuse what
   it cannot build, before minutes of calibration), ``check_calibrated(cfg, calib, mixed, checked)`` (the same once
   the Q/DQ artifact exists), ``build(job)`` (``base.BuildJob`` -> ``base.BuiltEngine``), ``current_facts()``,
   ``engine_problems(manifest, current)``, ``open_runner(engine_file, manifest, options)`` and ``describe(manifest)``
-  (what ``edgeres build`` prints about a fresh engine).
+  (what ``edgeres build`` prints about a fresh engine);
+- for ``edgeres deploy``: ``source_onnx(engine_file, manifest)`` (the ONNX beside the engine that TensorRT can
+  build from, or None), ``model_io(engine_file, manifest)`` (inputs and outputs as (name, dtype, shape), or None
+  when the engine cannot be read here) and ``write_triton_model(engine_file, target)``.
 
 Adding a backend is one folder here and one line in ``ENGINE_BACKENDS``. ``torch`` (the reference runner) builds
 no engines and is not in the table.

@@ -170,7 +170,9 @@ def tensorrt_options(backend: str, **given) -> tuple:
     given = {k: (v.value if isinstance(v, Enum) else v) for k, v in given.items() if v is not None and v is not False}
     if not given:
         return None, []
-    if backend != "tensorrt":
+    from edgeres.backends import backend_module
+
+    if not backend_module(backend).TENSORRT_PLAN:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise EdgeresError(f"{flags} only apply to TensorRT engines; this build uses {backend} "
                            "(pass --backend tensorrt)")

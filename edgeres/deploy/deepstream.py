@@ -118,7 +118,7 @@ def deploy_deepstream(cfg: DeepStreamConfig) -> dict:
     h, w = pre.input_size
     mode = NETWORK_MODE[src.precision]
     engine_cache = f"{ONNX_FILE}_b{cfg.batch_size}_gpu{cfg.gpu_id}_{('fp32', 'int8', 'fp16')[mode]}.engine"
-    plan_name = src.engine_file.name if src.backend == "tensorrt" else None
+    plan_name = src.engine_file.name if src.engine_backend.TENSORRT_PLAN else None
     prop = {
         "gpu-id": cfg.gpu_id,
         "net-scale-factor": scaling.net_scale_factor,
@@ -211,7 +211,7 @@ def _int8_choice(cfg: DeepStreamConfig, src: DeploySource) -> tuple[str | None, 
             "--precision mixed keeps layers float in the Q/DQ ONNX; a calibration cache cannot say "
             "that: use --int8-from qdq"
         )
-    version = cfg.tensorrt_version or (backend.get("version") if src.backend == "tensorrt" else None)
+    version = cfg.tensorrt_version or (backend.get("version") if src.engine_backend.TENSORRT_PLAN else None)
     if version is None:
         raise EdgeresError(
             "INT8 for DeepStream writes a calibration file whose header names the device's TensorRT: "
@@ -236,25 +236,19 @@ def _gpu_onnx(src: DeploySource, int8_from: str | None, calib_override: Path | N
         folder = src.calibration_folder(calib_override)
         scales = Scales.load(folder / "scales.json")
         if src.precision == "mixed":
-            beside = (
-                src.manifest["backend"].get("source_onnx")
-                if src.backend == "tensorrt"
-                else src.engine_file.stem + ".qdq.onnx"
-            )
-            path = src.engine_file.parent / beside
-            if not path.is_file():
+            path = src.engine_backend.source_onnx(src.engine_file, src.manifest)
+            if path is None or not path.is_file():
                 raise EdgeresError(f"the mixed engine's Q/DQ file {path} is missing; rebuild the engine")
         else:
             path = folder / ("model.qdq.onnx" if int8_from == "qdq" else "model.fp32.onnx")
         return onnx.load(str(path)), scales
-    if src.backend == "tensorrt":
-        recorded = src.manifest["backend"].get("source_onnx")
-        if not recorded:
+    if src.engine_backend.TENSORRT_PLAN:
+        source = src.engine_backend.source_onnx(src.engine_file, src.manifest)
+        if source is None:
             raise EdgeresError(
                 f"the TensorRT engine's manifest names no source ONNX, which nvinfer builds from; rebuild "
                 f"{src.engine_file.name} with this edgeres"
             )
-        source = src.engine_file.parent / recorded
         if not source.is_file():
             raise EdgeresError(f"the TensorRT engine's source ONNX {source} is missing; rebuild the engine")
         return onnx.load(str(source)), None

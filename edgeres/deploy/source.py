@@ -11,17 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
+from edgeres.backends import backend_module
 from edgeres.config import PreprocessConfig
 from edgeres.engine import resolve
 from edgeres.errors import EdgeresError
 from edgeres.manifest import read_manifest
 from edgeres.models.checkpoint import file_sha256
+from edgeres.onnx_model.graph import onnx_file_io
 from edgeres.tasks import get_task, task_names
 from edgeres.tasks.base import DeployFacts
-
-ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +46,11 @@ class DeploySource:
     @property
     def backend(self) -> str:
         return self.manifest["backend"]["name"]
+
+    @property
+    def engine_backend(self):
+        """The backend package of the engine (its facts and hooks: ``edgeres.backends``)."""
+        return backend_module(self.backend)
 
     @property
     def precision(self) -> str:
@@ -154,45 +157,19 @@ def _integrity_problems(engine_file: Path, manifest: dict) -> list[str]:
 
 
 def engine_io(src: DeploySource) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """The engine's real inputs and outputs: read from the ONNX or OpenVINO model itself; for a TensorRT plan
-    (not readable without TensorRT) from its source ONNX beside it, else from the manifest."""
-    if src.backend == "onnxruntime":
-        return onnx_io(src.engine_file)
-    if src.backend == "openvino":
-        return _openvino_io(src.engine_file)
-    source_onnx = src.manifest["backend"].get("source_onnx")
-    if source_onnx and (src.engine_file.parent / source_onnx).is_file():
-        return onnx_io(src.engine_file.parent / source_onnx)
-    return _manifest_io(src)
+    """The engine's real inputs and outputs, as its backend reads them (the ONNX or OpenVINO model itself; a
+    TensorRT plan's source ONNX beside it), else from the manifest."""
+    found = src.engine_backend.model_io(src.engine_file, src.manifest)
+    if found is None:
+        return _manifest_io(src)
+    inputs, outputs = found
+    return [TensorSpec(*spec) for spec in inputs], [TensorSpec(*spec) for spec in outputs]
 
 
 def onnx_io(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Inputs and outputs of an ONNX file (a named or unknown dimension is -1)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    inits = {t.name for t in model.graph.initializer}
-
-    def spec(value) -> TensorSpec:
-        t = value.type.tensor_type
-        dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim)
-        return TensorSpec(value.name, ONNX_DTYPES.get(t.elem_type, f"onnx-{t.elem_type}"), dims)
-
-    inputs = [spec(v) for v in model.graph.input if v.name not in inits]
-    return inputs, [spec(v) for v in model.graph.output]
-
-
-def _openvino_io(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    from edgeres.backends.openvino.loader import openvino
-
-    ov = openvino()
-    model = ov.Core().read_model(str(path))
-
-    def spec(port) -> TensorSpec:
-        shape = tuple(d.get_length() if d.is_static else -1 for d in port.get_partial_shape())
-        return TensorSpec(port.get_any_name(), np.dtype(port.get_element_type().to_dtype()).name, shape)
-
-    return [spec(p) for p in model.inputs], [spec(p) for p in model.outputs]
+    inputs, outputs = onnx_file_io(path)
+    return [TensorSpec(*spec) for spec in inputs], [TensorSpec(*spec) for spec in outputs]
 
 
 def _manifest_io(src: DeploySource) -> tuple[list[TensorSpec], list[TensorSpec]]:

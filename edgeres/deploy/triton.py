@@ -37,7 +37,6 @@ TRITON_TYPES = {
     "int64": "TYPE_INT64",
     "bool": "TYPE_BOOL",
 }
-MODEL_FILES = {"onnxruntime": "model.onnx", "openvino": "model.xml", "tensorrt": "model.plan"}
 LABELS_FILE = "labels.txt"
 POSTPROCESS_APP = "triton_postprocess.py"
 IMAGE_HW = "image_hw"  # the post-processing's second input: each image's original (height, width)
@@ -89,13 +88,13 @@ def deploy_triton(cfg: TritonConfig) -> TritonResult:
     models = [name] + ([f"{name}_postprocess", f"{name}_ensemble"] if post is not None else [])
     _check_repo(Path(cfg.out), models, cfg.force)
     result = TritonResult(Path(cfg.out), models)
-    if src.backend == "tensorrt":
+    if src.engine_backend.TENSORRT_PLAN:
         _plan_checks(src, cfg.triton_release, result)
     elif cfg.triton_release is not None:
         result.notes.append(
             f"--triton-release matters for TensorRT plans only; the {src.backend} model runs on any recent release"
         )
-    if src.backend == "onnxruntime" and src.manifest["backend"].get("isa_bound"):
+    if src.manifest["backend"].get("isa_bound"):
         result.warnings.append(
             f"the engine was saved with --opt-level all for CPU ISA "
             f"{src.manifest['device'].get('cpu_isa')}: serve it on that CPU, or rebuild with "
@@ -193,35 +192,12 @@ def _plan_checks(src: DeploySource, release: str | None, result: TritonResult) -
 
 
 def _write_engine_model(src: DeploySource, folder: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """Put the engine into ``folder/1/`` and return the model's real inputs and outputs."""
-    from edgeres.deploy.source import onnx_io
-
+    """Put the engine into ``folder/1/`` as its Triton backend loads it and return the model's real inputs and
+    outputs."""
     version = folder / "1"
     version.mkdir()
-    target = version / MODEL_FILES[src.backend]
-    if src.backend == "openvino":
-        from edgeres.backends.openvino.loader import openvino
-
-        ov = openvino()
-        ov.save_model(ov.Core().read_model(str(src.engine_file)), str(target), compress_to_fp16=False)
-        return ir_io(target)
-    shutil.copyfile(src.engine_file, target)
-    return onnx_io(target) if src.backend == "onnxruntime" else engine_io(src)
-
-
-def ir_io(xml: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """Inputs and outputs of an OpenVINO IR."""
-    import numpy as np
-
-    from edgeres.backends.openvino.loader import openvino
-
-    model = openvino().Core().read_model(str(xml))
-
-    def spec(port) -> TensorSpec:
-        shape = tuple(d.get_length() if d.is_static else -1 for d in port.get_partial_shape())
-        return TensorSpec(port.get_any_name(), np.dtype(port.get_element_type().to_dtype()).name, shape)
-
-    return [spec(p) for p in model.inputs], [spec(p) for p in model.outputs]
+    src.engine_backend.write_triton_model(src.engine_file, version / src.engine_backend.TRITON_MODEL[0])
+    return engine_io(src)
 
 
 def _dims(spec: TensorSpec, batched: bool) -> list[int]:
@@ -257,12 +233,8 @@ def engine_config(
 ) -> str:
     """``config.pbtxt`` of the engine model (protobuf text of Triton's ``ModelConfig``)."""
     batched = max_batch > 0
-    kind = "KIND_GPU" if src.backend == "tensorrt" else "KIND_CPU"
-    header = {
-        "onnxruntime": 'platform: "onnxruntime_onnx"',
-        "tensorrt": 'platform: "tensorrt_plan"',
-        "openvino": 'backend: "openvino"\ndefault_model_filename: "model.xml"',
-    }[src.backend]
+    kind = "KIND_GPU" if src.engine_backend.ON_GPU else "KIND_CPU"
+    header = src.engine_backend.TRITON_MODEL[1]
     label = f'    label_filename: "{LABELS_FILE}"\n' if src.facts.label_filename else ""
     ins = ",\n".join(_tensor(s.name, _type(s), _dims(s, batched)) for s in inputs)
     outs = ",\n".join(_tensor(s.name, _type(s), _dims(s, batched), label) for s in outputs)

@@ -124,3 +124,22 @@ def topological_sort(graph) -> None:
     nodes = [graph.node[i] for i in order]
     del graph.node[:]
     graph.node.extend(nodes)
+
+
+ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool", 10: "float16"}
+
+
+def onnx_file_io(path) -> tuple[list[tuple], list[tuple]]:
+    """Inputs and outputs of an ONNX file as (name, numpy dtype name, shape), a named or unknown dimension -1
+    (initializers listed as inputs left out; weights in external data files are not read)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {t.name for t in model.graph.initializer}
+
+    def spec(value) -> tuple:
+        t = value.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim)
+        return value.name, ONNX_DTYPES.get(t.elem_type, f"onnx-{t.elem_type}"), dims
+
+    return [spec(v) for v in model.graph.input if v.name not in inits], [spec(v) for v in model.graph.output]

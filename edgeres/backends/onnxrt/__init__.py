@@ -15,6 +15,8 @@ DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu")
 EXTRA = "desktop"
 ON_GPU = False
 CPU_INT8 = True
+TENSORRT_PLAN = False  # the engine file is a serialized TensorRT engine (DeepStream's nvinfer loads it as is)
+TRITON_MODEL = ("model.onnx", 'platform: "onnxruntime_onnx"')  # Triton: file in the version folder, config line
 
 
 def version() -> str | None:
@@ -87,3 +89,26 @@ def open_runner(engine_file, manifest: dict, threads=None, providers=None, spinn
 def describe(manifest: dict) -> list[str]:
     """Lines ``edgeres build`` prints about a fresh engine, besides the common ones (none here)."""
     return []
+
+
+def source_onnx(engine_file, manifest: dict):
+    """The ONNX beside the engine that TensorRT can build from: a mixed engine's Q/DQ file (the engine file itself
+    holds ONNX Runtime's CPU-only operators), else None."""
+    from pathlib import Path
+
+    return Path(engine_file).parent / (Path(engine_file).stem + ".qdq.onnx") if manifest["precision"] == "mixed" \
+        else None
+
+
+def model_io(engine_file, manifest: dict):
+    """The engine's inputs and outputs as (name, numpy dtype name, shape with -1 for unknown dimensions)."""
+    from edgeres.onnx_model.graph import onnx_file_io
+
+    return onnx_file_io(engine_file)
+
+
+def write_triton_model(engine_file, target) -> None:
+    """The engine as Triton's ONNX Runtime backend loads it: the file itself."""
+    import shutil
+
+    shutil.copyfile(engine_file, target)

@@ -15,6 +15,8 @@ DISTRIBUTIONS = ("openvino",)
 EXTRA = "openvino"
 ON_GPU = False
 CPU_INT8 = True
+TENSORRT_PLAN = False  # the engine file is a serialized TensorRT engine (DeepStream's nvinfer loads it as is)
+TRITON_MODEL = ("model.xml", 'backend: "openvino"\ndefault_model_filename: "model.xml"')  # Triton: file, config
 
 
 def version() -> str | None:
@@ -82,3 +84,33 @@ def open_runner(engine_file, manifest: dict, threads=None, **_):
 def describe(manifest: dict) -> list[str]:
     """Lines ``edgeres build`` prints about a fresh engine, besides the common ones (none here)."""
     return []
+
+
+def source_onnx(engine_file, manifest: dict):
+    """No ONNX beside the engine for TensorRT (INT8 only: the calibration folder's Q/DQ artifact is the source)."""
+    return None
+
+
+def model_io(engine_file, manifest: dict):
+    """The engine's inputs and outputs as (name, numpy dtype name, shape with -1 for unknown dimensions), as
+    OpenVINO reads the model."""
+    import numpy as np
+
+    from edgeres.backends.openvino.loader import openvino
+
+    model = openvino().Core().read_model(str(engine_file))
+
+    def spec(port):
+        shape = tuple(d.get_length() if d.is_static else -1 for d in port.get_partial_shape())
+        return port.get_any_name(), np.dtype(port.get_element_type().to_dtype()).name, shape
+
+    return [spec(p) for p in model.inputs], [spec(p) for p in model.outputs]
+
+
+def write_triton_model(engine_file, target) -> None:
+    """The engine as Triton's OpenVINO backend loads it: OpenVINO IR (``target`` .xml, its .bin beside it), weights
+    kept as they are (no FP16 compression)."""
+    from edgeres.backends.openvino.loader import openvino
+
+    ov = openvino()
+    ov.save_model(ov.Core().read_model(str(engine_file)), str(target), compress_to_fp16=False)

@@ -14,6 +14,8 @@ PACKAGE = "tensorrt"
 DISTRIBUTIONS = ("tensorrt", "tensorrt-gpu")
 EXTRA = "tensorrt"
 ON_GPU = True
+TENSORRT_PLAN = True  # the engine file is a serialized TensorRT engine (DeepStream's nvinfer loads it as is)
+TRITON_MODEL = ("model.plan", 'platform: "tensorrt_plan"')  # Triton: file in the version folder, config line
 CPU_INT8 = False
 AUTO_REASON = "auto: TensorRT and an NVIDIA GPU are present"
 
@@ -91,3 +93,27 @@ def describe(manifest: dict) -> list[str]:
     from edgeres.backends.trt.loader import describe_build
 
     return describe_build(manifest)
+
+
+def source_onnx(engine_file, manifest: dict):
+    """The ONNX the plan was built from, kept beside it (the manifest names it), or None for an older build."""
+    from pathlib import Path
+
+    recorded = manifest["backend"].get("source_onnx")
+    return Path(engine_file).parent / recorded if recorded else None
+
+
+def model_io(engine_file, manifest: dict):
+    """The plan's inputs and outputs as (name, numpy dtype name, shape), read from its source ONNX (a plan is not
+    readable without TensorRT); None when that file is gone."""
+    from edgeres.onnx_model.graph import onnx_file_io
+
+    source = source_onnx(engine_file, manifest)
+    return onnx_file_io(source) if source is not None and source.is_file() else None
+
+
+def write_triton_model(engine_file, target) -> None:
+    """The plan as Triton's TensorRT backend loads it: the file itself."""
+    import shutil
+
+    shutil.copyfile(engine_file, target)
