@@ -18,17 +18,22 @@ pytest_plugins = ["fixtures_deploy"]
 DEPLOY_PACKAGE = Path(__file__).resolve().parents[1] / "edgeres" / "deploy"
 
 
-def test_deploy_code_never_names_a_task():
-    """The principle of the task layer, for edgeres/deploy: no string equal to a task's name in its code (the
-    task is looked up once in ``open_source`` and its facts are asked)."""
-    from edgeres.tasks import task_names
-
-    names = set(task_names())
+def constants_in_deploy(names: set[str]) -> list[str]:
+    """``file:line 'name'`` for each string constant in edgeres/deploy's code that equals one of ``names``."""
     found = []
     for path in sorted(DEPLOY_PACKAGE.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and node.value in names:
                 found.append(f"{path.name}:{node.lineno} {node.value!r}")
+    return found
+
+
+def test_deploy_code_never_names_a_task():
+    """The principle of the task layer, for edgeres/deploy: no string equal to a task's name in its code (the
+    task is looked up once in ``open_source`` and its facts are asked)."""
+    from edgeres.tasks import task_names
+
+    found = constants_in_deploy(set(task_names()))
     assert not found, f"task names in edgeres/deploy: {found}"
 
 
@@ -37,12 +42,7 @@ def test_deploy_never_branches_on_a_backend_name():
     its name: no backend name appears as a constant in edgeres/deploy."""
     from edgeres.backends import backend_names
 
-    names = set(backend_names())
-    found = []
-    for path in sorted(DEPLOY_PACKAGE.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Constant) and node.value in names:
-                found.append(f"{path.name}:{node.lineno} {node.value!r}")
+    found = constants_in_deploy(set(backend_names()))
     assert not found, f"backend names in edgeres/deploy: {found}"
 
 
